@@ -1,0 +1,65 @@
+# hitsong: everything a machine needs is installed by these targets, into .venv.
+#
+#   make demo   set up, then run the whole demo (data -> features -> training -> registry -> dashboard)
+#   make test   set up (with the test extras and a headless browser), then run the test suite
+#
+# Torch: on this kind of machine `pip install torch==2.13.0` takes a CPU build that lies on disk.
+# A GPU user asks for a CUDA build instead, e.g.
+#   make install TORCH_SPEC="torch==2.13.0" TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu128"
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+PYTEST_ARGS ?=
+PORT ?= 8501
+MLFLOW_PORT ?= 5000
+
+.PHONY: install install-test deps-browser demo test server dashboard bench clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Marker files make re-runs cheap: `make test` twice installs once.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q $(TORCH_INDEX) "$(TORCH_SPEC)"
+	# tinysoundfont's metadata asks for pyaudio (needs portaudio headers to build); it renders
+	# without it, so it is installed on its own without dependencies.
+	$(BIN)/pip install -q --no-deps "tinysoundfont>=0.3.7,<0.4"
+	$(BIN)/pip install -q -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+install-test: $(VENV)/.installed-test deps-browser
+
+# Debian's Chromium for the end-to-end browser tests (Playwright drives it; it never downloads
+# a browser of its own). Needs root or sudo; skipped when chromium is already there.
+deps-browser:
+	@if [ -x /usr/bin/chromium ]; then echo "chromium present"; else \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; fi
+
+demo: install
+	$(BIN)/hitsong demo run --port $(PORT) --mlflow-port $(MLFLOW_PORT)
+
+test: install-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+server: install
+	$(BIN)/hitsong server --port $(MLFLOW_PORT)
+
+dashboard: install
+	$(BIN)/hitsong dashboard --port $(PORT)
+
+bench: install-test
+	$(BIN)/python -m benchmarks.run_all
+
+clean-venv:
+	rm -rf $(VENV)
