@@ -1,0 +1,132 @@
+"""Seconds per training epoch per method at demo size on this CPU, FLOPs per song, and projections.
+
+Run: ``.venv/bin/python -m benchmarks.bench_training [--train 150 --val 20 --threads N]``
+
+- Measures one epoch (training pass + validation pass) of each method with the ``demo``
+  profile's batch size, on random log-mel-like data of the paper's shape (128 x 646), plus the
+  one-off scan of a split (reading every song once for m1's statistics and the tags).
+  Reports wall time and this process's CPU time: on a shared machine the wall time grows with
+  other people's load, while CPU time / threads estimates the wall time on an idle machine.
+- Counts FLOPs of one forward pass per song with ``torch.utils.flop_counter`` (a training
+  step is taken as 3x the forward: forward + two backward products).
+- Projects (a) the demo command (6 methods x repeats x 2 subsets with the demo profile's
+  epoch cap) on this CPU, and (b) the paper-size run (8,000 train + 1,000 validation songs,
+  10 repetitions, 6 methods, 2 subsets, 150 epochs) on one GPU at an assumed effective
+  throughput, stated in the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torch.utils.flop_counter import FlopCounterMode
+
+from hitsong.models import METHODS, ModelConfig, build_model
+from hitsong.training import TrainConfig, fit, scan_subset
+
+#: Assumed effective training throughput of one current data-centre GPU with AMP on these small
+#: convolutions (batch 10): a deliberately modest 10 TFLOP/s, well below the ~300-1000 TFLOP/s
+#: dense FP16 peak of an A100/H100, because batch-10 1-D convolutions keep a GPU mostly idle.
+GPU_EFFECTIVE_TFLOPS = 10.0
+
+
+class RandomSongs(Dataset):
+    """``n`` songs of random (128, 646) float32 mels, 50 tags and targets."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.mel = rng.normal(2.0, 1.0, size=(n, 128, 646)).astype(np.float32)
+        self.tags = rng.uniform(size=(n, 50)).astype(np.float32)
+        self.target = rng.normal(20.0, 5.0, size=n).astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"mel": self.mel[i], "tags": self.tags[i], "target": self.target[i], "song_id": f"s{i}"}
+
+
+def forward_flops(name: str) -> int:
+    """FLOPs of one forward pass for one song of 128 x 646."""
+    model = build_model(name, ModelConfig()).eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 128, 646), torch.zeros(1, 50))
+    return int(counter.get_total_flops())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--train", type=int, default=150)
+    p.add_argument("--val", type=int, default=20)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--repeats", type=int, default=None, help="demo repeats (default: the demo profile's)")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    demo = TrainConfig.for_profile("demo")
+    repeats = args.repeats or demo.repeats
+    print(f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} at start")
+
+    start, cpu0 = time.perf_counter(), time.process_time()
+    data = scan_subset(
+        {"train": RandomSongs(args.train, 1), "val": RandomSongs(args.val, 2), "test": RandomSongs(args.val, 3)},
+        subset="bench",
+    )
+    scan_s = time.perf_counter() - start
+    scan_cpu = time.process_time() - cpu0
+    threads = torch.get_num_threads()
+    print(f"scan of {args.train}+{2 * args.val} songs: wall {scan_s:.2f} s, cpu {scan_cpu:.2f} s")
+
+    one_epoch = TrainConfig.for_profile("demo", max_epochs=1)
+    per_epoch: dict[str, float] = {}
+    cpu_epoch: dict[str, float] = {}
+    flops: dict[str, int] = {}
+    print(f"{'method':<6} {'wall s/epoch':>12} {'cpu s/epoch':>12} {'fwd MFLOP/song':>15}")
+    for name in METHODS:
+        torch.manual_seed(0)
+        model = build_model(name, ModelConfig())
+        model.fit_input_stats(data.train.stats, data.train.tags)
+        fit(model, data, one_epoch, seed=0, device=torch.device("cpu"), label=name)  # warm-up
+        t, c = time.perf_counter(), time.process_time()
+        fit(model, data, one_epoch, seed=0, device=torch.device("cpu"), label=name)
+        per_epoch[name] = time.perf_counter() - t
+        cpu_epoch[name] = time.process_time() - c
+        flops[name] = forward_flops(name)
+        print(f"{name:<6} {per_epoch[name]:>12.2f} {cpu_epoch[name]:>12.2f} {flops[name] / 1e6:>15.1f}")
+
+    # (a) the demo command on this CPU: every repetition runs at most demo.max_epochs epochs
+    for label, epoch_s, scan in (
+        ("wall (as measured)", sum(per_epoch.values()), scan_s),
+        (f"idle estimate (cpu / {threads} threads)", sum(cpu_epoch.values()) / threads, scan_cpu / threads),
+    ):
+        total = 2 * (scan + epoch_s * repeats * demo.max_epochs)
+        print(
+            f"demo projection, {label}: 2 subsets x 6 methods x {repeats} reps x <= {demo.max_epochs} epochs "
+            f"= {total / 60:.1f} min (upper bound; early stopping shortens it)"
+        )
+
+    # (b) paper size on one GPU
+    songs_per_epoch = 8000 * 3 + 1000  # training step = 3x forward; validation forward only
+    epoch_flops = {m: f * songs_per_epoch for m, f in flops.items()}
+    total_flops = sum(epoch_flops.values()) * 150 * 10 * 2
+    gpu_s = total_flops / (GPU_EFFECTIVE_TFLOPS * 1e12)
+    cpu_rate = sum(flops[m] * (3 * args.train + args.val) for m in METHODS) / (sum(cpu_epoch.values()) / threads)
+    cpu_s = total_flops / cpu_rate
+    print(f"CPU throughput, idle estimate: {cpu_rate / 1e9:.1f} GFLOP/s (all methods, training + validation)")
+    print(
+        f"paper-size run (8,000/1,000 songs, 10 reps, 6 methods, 2 subsets, 150 epochs): "
+        f"{total_flops / 1e15:.1f} PFLOP -> {gpu_s / 3600:.1f} h on one GPU at an assumed "
+        f"{GPU_EFFECTIVE_TFLOPS:g} TFLOP/s effective; {cpu_s / 3600 / 24:.0f} days on this CPU (idle estimate)"
+    )
+
+
+if __name__ == "__main__":
+    main()

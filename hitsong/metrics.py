@@ -1,0 +1,222 @@
+"""The paper's four evaluation metrics (Yang et al. 2017 section 4; DESIGN.md section 6).
+
+All functions are pure, take the true and predicted hit scores of the same test songs in the
+same order, and validate their input first (:func:`check_scores`).
+
+Defined behaviour
+-----------------
+- Input: two 1-D arrays of equal length ``n >= 2`` with finite values; anything else is an
+  ``InputError`` naming the offending length or position.
+- ``k`` defaults to 10 % of the songs, ``max(1, n // 10)`` (paper: 100 of 1,000). ``k < 1`` is a
+  ``ConfigError``; ``k > n`` is clipped to ``n`` (then recall@k and nDCG@k are 1).
+- Top-k and ranks for recall@k and nDCG@k: songs sorted by descending score with a *stable*
+  sort, so tied scores keep the input (song) order; the same rule defines the true top-k.
+- Kendall's tau-b and Spearman's rho handle ties (tau-b's tie correction; rho on average ranks).
+  When either side is constant no ranking exists; both correlations are then defined as 0.0
+  (the expected value of an uninformative predictor), never NaN, so averages over repetitions
+  stay defined.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from hitsong.errors import ConfigError, InputError
+
+METRIC_NAMES: tuple[str, ...] = ("recall_at_k", "ndcg_at_k", "kendall_tau", "spearman_rho")
+
+
+def check_scores(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and convert true and predicted scores to float64 arrays of shape (n,).
+
+    Raises
+    ------
+    InputError
+        Not 1-D, lengths differ, fewer than 2 songs, or a NaN/infinite value (its position is named).
+    """
+    out = []
+    for name, values in (("y_true", y_true), ("y_pred", y_pred)):
+        arr = np.asarray(values, dtype=np.float64)
+        if arr.ndim != 1:
+            raise InputError(f"{name} must be 1-D (one score per song), got shape {arr.shape}")
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if bad.size:
+            raise InputError(
+                f"{name} has {bad.size} non-finite value(s), first at position {bad[0]} ({arr[bad[0]]}); "
+                f"drop or fix those songs before evaluating"
+            )
+        out.append(arr)
+    if out[0].shape != out[1].shape:
+        raise InputError(f"y_true has {out[0].size} songs but y_pred has {out[1].size}; they must match")
+    if out[0].size < 2:
+        raise InputError(f"need at least 2 songs to evaluate a ranking, got {out[0].size}")
+    return out[0], out[1]
+
+
+def default_k(n: int) -> int:
+    """10 % of ``n`` songs, at least 1."""
+    return max(1, n // 10)
+
+
+def _resolve_k(n: int, k: int | None) -> int:
+    if k is None:
+        return default_k(n)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ConfigError(f"k must be a positive integer, got {k!r}")
+    return min(int(k), n)
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest scores, best first; ties keep input order (stable sort)."""
+    return np.argsort(-scores, kind="stable")[:k]
+
+
+def recall_at_k(y_true: ArrayLike, y_pred: ArrayLike, *, k: int | None = None) -> float:
+    """Share of the true top-k songs that are in the predicted top-k.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like [shape=(n,)]
+        True and predicted hit scores of the same songs.
+    k : int or None
+        Size of the top list; default 10 % of n (at least 1), clipped to n.
+
+    Returns
+    -------
+    float in [0, 1]
+    """
+    t, p = check_scores(y_true, y_pred)
+    k = _resolve_k(t.size, k)
+    return len(np.intersect1d(top_k(t, k), top_k(p, k))) / k
+
+
+def ndcg_at_k(y_true: ArrayLike, y_pred: ArrayLike, *, k: int | None = None) -> float:
+    """Normalised discounted cumulative gain at k with binary relevance.
+
+    A song is relevant when it is in the true top-k. The predicted ranking's gain is
+    ``sum_{r=1..k} rel(r) / log2(r + 1)``, divided by the ideal gain ``sum_{r=1..k} 1 / log2(r + 1)``.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like [shape=(n,)]
+    k : int or None
+        As in :func:`recall_at_k`.
+
+    Returns
+    -------
+    float in [0, 1]
+    """
+    t, p = check_scores(y_true, y_pred)
+    k = _resolve_k(t.size, k)
+    relevant = np.zeros(t.size, dtype=bool)
+    relevant[top_k(t, k)] = True
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    return float(np.sum(relevant[top_k(p, k)] * discount) / np.sum(discount))
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of ``x`` (ascending) with ties given their average rank."""
+    order = np.argsort(x, kind="stable")
+    sorted_x = x[order]
+    # start of each run of equal values in sorted order
+    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
+    ends = np.r_[starts[1:], x.size]
+    run_rank = (starts + ends + 1) / 2.0  # mean of 1-based positions starts+1 .. ends
+    ranks = np.empty(x.size)
+    ranks[order] = np.repeat(run_rank, ends - starts)
+    return ranks
+
+
+def spearman_rho(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Spearman's rank correlation: Pearson correlation of average ranks; 0.0 if a side is constant."""
+    t, p = check_scores(y_true, y_pred)
+    rt, rp = average_ranks(t), average_ranks(p)
+    rt -= rt.mean()
+    rp -= rp.mean()
+    denom = math.sqrt(float(np.dot(rt, rt)) * float(np.dot(rp, rp)))
+    return 0.0 if denom == 0.0 else float(np.dot(rt, rp) / denom)
+
+
+def count_inversions(r: np.ndarray) -> int:
+    """Number of pairs ``i < j`` with ``r[i] > r[j]`` for non-negative integers ``r``.
+
+    Bottom-up merge counting, vectorised per level: O(n log^2 n) time, O(n) memory.
+    """
+    n = r.size
+    if n < 2:
+        return 0
+    off = int(r.max()) + 1  # key offset that keeps each pair of blocks apart
+    pos = np.arange(n)
+    s = r.astype(np.int64)
+    total = 0
+    width = 1
+    while width < n:
+        block = pos // width  # s is sorted within each block of `width`
+        pair = block // 2
+        is_left = block % 2 == 0
+        key = s + pair * off  # globally sorted over the left blocks, in position order
+        left_key, right_key = key[is_left], key[~is_left]
+        left_end = np.searchsorted(pair[is_left], pair[~is_left], side="right")
+        not_greater = np.searchsorted(left_key, right_key, side="right")
+        total += int(np.sum(left_end - not_greater))  # left elements of the pair greater than each right one
+        s = np.sort(key) - pair * off  # merge: each pair keeps its positions
+        width *= 2
+    return total
+
+
+def _tied_pairs(same_as_previous: np.ndarray) -> int:
+    """Pairs within runs of equal values, given ``x[i] == x[i-1]`` for a sorted ``x[1:]``."""
+    starts = np.flatnonzero(np.r_[True, ~same_as_previous])
+    counts = np.diff(np.r_[starts, same_as_previous.size + 1])
+    return int(np.sum(counts * (counts - 1) // 2))
+
+
+def kendall_tau(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Kendall's tau-b: ``(C - D) / sqrt((n0 - n_t)(n0 - n_p))``; 0.0 if a side is constant.
+
+    ``C``/``D`` count concordant/discordant pairs, ``n0 = n(n-1)/2`` and ``n_t``, ``n_p`` the pairs
+    tied in the true or predicted scores. Knight's method: sort by (true, predicted); the
+    discordant pairs are then the inversions of the predicted ranks. O(n log^2 n).
+    """
+    t, p = check_scores(y_true, y_pred)
+    n = t.size
+    order = np.lexsort((p, t))
+    ts, ps = t[order], p[order]
+    p_rank = np.unique(p, return_inverse=True)[1].reshape(-1)
+    discordant = count_inversions(p_rank[order])
+    n0 = n * (n - 1) // 2
+    p_sorted = np.sort(p)
+    same_t = ts[1:] == ts[:-1]
+    n_t = _tied_pairs(same_t)
+    n_p = _tied_pairs(p_sorted[1:] == p_sorted[:-1])
+    n_tp = _tied_pairs(same_t & (ps[1:] == ps[:-1]))
+    concordant = n0 - n_t - n_p + n_tp - discordant
+    denom = math.sqrt(float(n0 - n_t) * float(n0 - n_p))
+    return 0.0 if denom == 0.0 else (concordant - discordant) / denom
+
+
+def evaluate(y_true: ArrayLike, y_pred: ArrayLike, *, k: int | None = None) -> dict[str, float]:
+    """All four metrics of the paper's Table 1.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like [shape=(n,)]
+        True and predicted hit scores of the same test songs (n >= 2, finite).
+    k : int or None
+        Top-list size for recall and nDCG; default ``max(1, n // 10)``, clipped to n.
+
+    Returns
+    -------
+    dict
+        ``recall_at_k``, ``ndcg_at_k``, ``kendall_tau``, ``spearman_rho`` (floats).
+    """
+    t, p = check_scores(y_true, y_pred)
+    return {
+        "recall_at_k": recall_at_k(t, p, k=k),
+        "ndcg_at_k": ndcg_at_k(t, p, k=k),
+        "kendall_tau": kendall_tau(t, p),
+        "spearman_rho": spearman_rho(t, p),
+    }

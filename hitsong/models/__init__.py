@@ -1,0 +1,88 @@
+"""The six methods of Yang et al. (ICASSP 2017) section 3, built by name from one table.
+
+Every model has one contract: ``forward(mel (B, n_mels, T), tags (B, n_tags)) -> (B,)``, a
+standardised hit score; each uses the inputs it needs (``uses_mel``, ``uses_tags``). Models
+with ``vector_input`` (m1, m4) also offer ``forward_vectors(stats (B, 2*n_mels), tags)`` so that
+training can precompute their small inputs once. CNN models (m2, m3, m5, m6) offer
+``frame_scores(mel, tags) -> (B, T')``. Every model has ``fit_input_stats(stats, tags)``,
+called by training on the training songs before the first epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hitsong.errors import ConfigError
+from hitsong.models.cnn import AudioCNN, InceptionCNN
+from hitsong.models.config import ModelConfig
+from hitsong.models.joint import JointModel, joint_cnn_tag, joint_inception_tag
+from hitsong.models.linear import AudioLR, TagLR, mel_stats
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row of the methods table: short name, the paper's label and the builder."""
+
+    name: str
+    label: str
+    build: Callable[[ModelConfig], nn.Module]
+
+
+#: The six methods, in the paper's order (Table 1).
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("m1", "audio+LR", AudioLR),
+        Method("m2", "audio+CNN", AudioCNN),
+        Method("m3", "audio+inception CNN", InceptionCNN),
+        Method("m4", "tag+LR", TagLR),
+        Method("m5", "(m2)+(m4)", joint_cnn_tag),
+        Method("m6", "(m3)+(m4)", joint_inception_tag),
+    )
+}
+
+
+def get_method(name: str) -> Method:
+    """The table row for ``name``; ``ConfigError`` listing the valid names otherwise."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ConfigError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}") from None
+
+
+def build_model(name: str, config: ModelConfig | None = None) -> nn.Module:
+    """Build method ``name`` (``m1`` .. ``m6``) with ``config`` (default: the paper's sizes)."""
+    return get_method(name).build(config or ModelConfig())
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU is a ``ConfigError``."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu or auto")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda[:N]")
+    return torch.device(device)
+
+
+__all__ = [
+    "METHODS",
+    "AudioCNN",
+    "AudioLR",
+    "InceptionCNN",
+    "JointModel",
+    "Method",
+    "ModelConfig",
+    "TagLR",
+    "build_model",
+    "get_method",
+    "mel_stats",
+    "resolve_device",
+]
