@@ -88,6 +88,12 @@ class AudioConfig:
         Highest mel filter edge in Hz; ``None`` means ``sr / 2``.
     power : float
         Exponent of the STFT magnitude (2 = power).
+    tagger_seconds : float
+        How much of the middle of the segment the auto-tagger sees (its 16 kHz waveform).
+        The MTT tagger costs ~1.4 G multiply-adds per 3-s patch, ~30x the CNNs' whole
+        60-s input, so it looks at the middle 15 s (5 patches) by default; the tag vector is
+        the mean over those patches (the whole segment when ``seconds`` is shorter). Same value at training and at scoring (it is part of the
+        feature config and of every model bundle).
     """
 
     sr: int = 22050
@@ -98,6 +104,7 @@ class AudioConfig:
     fmin: float = 0.0
     fmax: float | None = None
     power: float = 2.0
+    tagger_seconds: float = 15.0
 
     def __post_init__(self) -> None:
         for name in ("sr", "n_fft", "hop_length", "n_mels"):
@@ -113,6 +120,8 @@ class AudioConfig:
             )
         if not self.power > 0:
             raise ConfigError(f"AudioConfig.power must be > 0, got {self.power!r}")
+        if not self.tagger_seconds > 0:
+            raise ConfigError(f"AudioConfig.tagger_seconds must be > 0, got {self.tagger_seconds!r}")
 
     @property
     def fmax_hz(self) -> float:
@@ -590,8 +599,8 @@ def decode_for_features(
     wave : np.ndarray [shape=(config.n_samples,), dtype=float32]
         The middle segment at ``config.sr``, centre-padded when short (as :func:`load_segment`).
     wave_tagger : np.ndarray [shape=(m,), dtype=float32] or None
-        The same segment at ``tagger_sr``, *not* padded (the tagger sees only real audio;
-        ``m <= seconds * tagger_sr``).
+        The middle ``config.tagger_seconds`` of the segment at ``tagger_sr``, *not* padded
+        (the tagger sees only real audio; ``m <= tagger_seconds * tagger_sr``).
     flags : FeatureFlags
         Padding, silence, truncation, repaired samples, and the warning texts.
     """
@@ -599,7 +608,12 @@ def decode_for_features(
     y, info, caught = _decode_collecting(path, config.seconds)
     wave = fit_center(_segment_at(y, info, config.sr), config.n_samples)
     flags = _flags(path, wave, info, config.seconds, caught)
-    wave_tagger = None if tagger_sr is None else np.ascontiguousarray(_segment_at(y, info, tagger_sr))
+    wave_tagger = None
+    if tagger_sr is not None:
+        full = _segment_at(y, info, tagger_sr)
+        keep = int(round(min(config.tagger_seconds, config.seconds) * tagger_sr))
+        start = max(0, (len(full) - keep) // 2)
+        wave_tagger = np.ascontiguousarray(full[start : start + keep])
     return wave, wave_tagger, flags
 
 

@@ -21,6 +21,11 @@ from hitsong.errors import HitsongError
 #: Modules that contribute sub-commands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "hitsong.commands.data",
+    "hitsong.commands.features",
+    "hitsong.commands.demo",
+    "hitsong.commands.train",
+    "registry.commands",
+    "dashboard.commands",
 )
 
 log = logging.getLogger("hitsong")

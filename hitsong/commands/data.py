@@ -1,12 +1,143 @@
 """Sub-commands over the listening store: ``ingest``, ``sample``, ``stats``.
 
-Placeholder registration: filled in by the listening-store work.
+Options are typed here (dates parsed as dates, split fractions checked); the work is done by
+:mod:`hitsong.store.listening`.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+
+from hitsong.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date: {text!r} (expected YYYY-MM-DD)") from None
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    from hitsong.errors import ConfigError
+    from hitsong.store.listening import check_fractions
+
+    try:
+        return check_fractions([float(x) for x in text.split(",")])
+    except (ValueError, ConfigError) as exc:
+        raise argparse.ArgumentTypeError(
+            f"--split {text!r}: expected three fractions for train,val,test summing to 1, e.g. 0.8,0.1,0.1"
+        ) from exc
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db", type=Path, default=None,
+        help="the DuckDB file (default: $HITSONG_HOME/hitsong.duckdb)",
+    )
+
+
+def _db(args: argparse.Namespace) -> Path:
+    return args.db if args.db is not None else get_settings().db_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
     """Register the data sub-commands."""
+    p = sub.add_parser(
+        "ingest",
+        help="read listening events and the song catalogue into the database",
+        description=(
+            "Read events (CSV, gzipped CSV or Parquet; aggregated user_id,song_id,play_count or one "
+            "row per play user_id,song_id,played_at) and songs (song_id,title,artist,subset,"
+            "release_date,audio_path), and compute playcounts, listeners, hit scores and release "
+            "quarters. A new events file adds to those ingested before (re-aggregated, never "
+            "double-counted); the same content again is skipped. All or nothing: on an error the "
+            "database is unchanged."
+        ),
+    )
+    _db_option(p)
+    p.add_argument("--events", type=Path, action="append", required=True, metavar="FILE",
+                   help="events file; repeat for several")
+    p.add_argument("--songs", type=Path, required=True, metavar="FILE", help="songs file")
+    p.add_argument("--window-start", type=_date, default=None, metavar="YYYY-MM-DD",
+                   help="first day of the observation window (default: first play; required for aggregated events)")
+    p.add_argument("--window-end", type=_date, default=None, metavar="YYYY-MM-DD",
+                   help="last day of the observation window (default: last play)")
+    p.add_argument("--drop-unknown", action="store_true",
+                   help="drop (and count) events of songs not in the songs file instead of failing")
+    p.add_argument("--event-shape", choices=["auto", "aggregated", "plays"], default="auto",
+                   help="force the events shape instead of detecting it from the columns")
+    p.add_argument("--replace", action="store_true",
+                   help="forget the events files of earlier ingests instead of adding to them")
+    p.set_defaults(func=run_ingest)
+
+    p = sub.add_parser(
+        "sample",
+        help="pick the top-N songs per subset and split them into train/val/test",
+        description="Per subset, the N songs with the highest playcount, split train/val/test. "
+                    "Same seed, same split. Replaces earlier splits.",
+    )
+    _db_option(p)
+    p.add_argument("--per-subset", type=_positive_int, required=True, metavar="N")
+    p.add_argument("--seed", type=int, required=True, metavar="S")
+    p.add_argument("--split", type=_fractions, default=(0.8, 0.1, 0.1), metavar="TRAIN,VAL,TEST",
+                   help="fractions summing to 1 (default 0.8,0.1,0.1)")
+    p.add_argument("--by", choices=["random", "release_date"], default="random",
+                   help="random (seeded) or by release date: oldest to train, newest to test")
+    p.set_defaults(func=run_sample)
+
+    p = sub.add_parser("stats", help="print a per-subset summary of the listening data")
+    _db_option(p)
+    p.set_defaults(func=run_stats)
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    """``hitsong ingest``."""
+    from hitsong.store.listening import ingest
+
+    report = ingest(
+        _db(args), args.events, args.songs,
+        window_start=args.window_start, window_end=args.window_end,
+        unknown_songs="drop" if args.drop_unknown else "error",
+        event_shape=args.event_shape, replace=args.replace,
+    )
+    sys.stdout.write(report.message + "\n")
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    """``hitsong sample``."""
+    from hitsong.store.listening import sample
+
+    summary = sample(_db(args), per_subset=args.per_subset, seed=args.seed, split=args.split, by=args.by)
+    table = summary.pivot(index="subset", columns="split", values="songs").fillna(0).astype(int)
+    table = table.reindex(columns=[c for c in ("train", "val", "test") if c in table.columns])
+    sys.stdout.write(table.to_string() + "\n")
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    """``hitsong stats``."""
+    from hitsong.store.listening import stats, window
+
+    frame = stats(_db(args))
+    start, end = window(_db(args))
+    sys.stdout.write(f"observation window {start} to {end or '?'}\n")
+    sys.stdout.write(frame.to_string(index=False, float_format=lambda x: f"{x:.3f}") + "\n")
+    return 0
