@@ -1,0 +1,216 @@
+"""Sub-commands over MLflow: ``server``, ``register``, ``promote``, ``models``, ``predict``.
+
+Heavy imports (mlflow, torch) happen inside the run functions so ``hitsong --help`` stays fast.
+Machine-readable output (``predict``'s JSON lines, ``models``'s table) goes to stdout; logs to
+stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from hitsong.settings import DEFAULT_MLFLOW_PORT, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
+    """Register the MLflow sub-commands."""
+    p = sub.add_parser("server", help="start (or stop) the local MLflow tracking server")
+    p.add_argument("--port", type=int, default=DEFAULT_MLFLOW_PORT, help=f"TCP port (default {DEFAULT_MLFLOW_PORT})")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    p.add_argument("--backend-store-uri", default=None, help="SQL store URI (default: SQLite under HITSONG_HOME/mlflow)")
+    p.add_argument("--mlflow-dir", type=Path, default=None, help="artifacts, log and pid file (default HITSONG_HOME/mlflow)")
+    p.add_argument("--auth", action="store_true", help="run MLflow's basic-auth app (needs MLFLOW_AUTH_ADMIN_PASSWORD)")
+    p.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
+    p.add_argument("--stop", action="store_true", help="stop the server recorded in the mlflow dir")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--detach", action="store_true", help="return once the server answers, leave it running")
+    mode.add_argument("--foreground", action="store_true", help="stay until Ctrl-C, then stop the server (the default)")
+    p.set_defaults(func=run_server)
+
+    p = sub.add_parser("register", help="register a subset's best run as a new model version")
+    p.add_argument("--subset", required=True, help="subset whose experiment to search")
+    p.add_argument("--metric", default="ndcg_at_k", help="test metric to rank by (default ndcg_at_k)")
+    p.add_argument("--experiment", default=None, help="experiment name (default: the one tagged with the subset)")
+    p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
+    p.set_defaults(func=run_register)
+
+    p = sub.add_parser("promote", help="make a model version the champion (previous one becomes challenger)")
+    p.add_argument("--model", required=True, help="registered model, e.g. hitsong-western")
+    p.add_argument("--version", required=True, type=int, help="version number")
+    p.add_argument("--reason", required=True, help="why this version should serve (recorded)")
+    p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
+    p.set_defaults(func=run_promote)
+
+    p = sub.add_parser("models", help="list registered versions with aliases and metrics")
+    p.add_argument("--model", default=None, help="one registered model (default: every hitsong-* model)")
+    p.add_argument("--json", action="store_true", help="one JSON line per version instead of a table")
+    p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
+    p.set_defaults(func=run_models)
+
+    p = sub.add_parser("predict", help="score audio files with a registered model (one JSON line per file)")
+    p.add_argument("files", nargs="+", type=Path, help="audio files")
+    p.add_argument("--model", default=None, help="model URI (default models:/hitsong-<subset>@champion)")
+    p.add_argument("--subset", default=None, help="subset whose champion to use when --model is not given")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+    p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
+    p.set_defaults(func=run_predict)
+
+
+def run_server(args: argparse.Namespace) -> int:
+    """Start the server (reusing a running one), or stop it with ``--stop``."""
+    import time
+
+    from registry.server import ServerConfig, start_server, stop_server
+
+    mlflow_dir = args.mlflow_dir or get_settings().mlflow_dir
+    if args.stop:
+        if stop_server(mlflow_dir):
+            log.info("MLflow server stopped")
+        else:
+            log.info("no MLflow server recorded in %s", mlflow_dir)
+        return 0
+    config = ServerConfig(
+        mlflow_dir=mlflow_dir,
+        host=args.host,
+        port=args.port,
+        backend_store_uri=args.backend_store_uri,
+        auth=args.auth,
+        workers=args.workers,
+    )
+    info = start_server(config)
+    _fail_orphans(info.uri, auth=info.auth)
+    print(info.uri)
+    sys.stdout.flush()
+    if args.detach:
+        return 0
+    log.info("serving; Ctrl-C or SIGTERM stops the server (or run `hitsong server --stop` elsewhere)")
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        from registry.server import pid_alive
+
+        while pid_alive(info.pid):
+            time.sleep(1.0)
+        log.error("the MLflow server exited; see %s", info.log_path)
+        return 1
+    except KeyboardInterrupt:
+        stop_server(mlflow_dir)
+        return 0
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _fail_orphans(uri: str, *, auth: bool) -> None:
+    """Mark runs of dead training processes FAILED (skipped in auth mode without credentials)."""
+    import os
+
+    from registry.tracking import client_for, fail_orphaned_runs
+
+    if auth and not os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        log.info("auth mode: orphaned runs are marked when the next training starts")
+        return
+    fail_orphaned_runs(client_for(uri))
+
+
+def run_register(args: argparse.Namespace) -> int:
+    from registry.models import register as register_best
+
+    result = register_best(args.subset, metric=args.metric, experiment=args.experiment, tracking_uri=args.tracking_uri)
+    print(json.dumps(result))
+    return 0
+
+
+def run_promote(args: argparse.Namespace) -> int:
+    from registry.models import promote
+
+    print(json.dumps(promote(args.model, args.version, args.reason, tracking_uri=args.tracking_uri)))
+    return 0
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from registry.models import METRICS, list_versions
+
+    rows = list_versions(args.model, tracking_uri=args.tracking_uri)
+    if args.json:
+        for row in rows:
+            print(json.dumps({k: v for k, v in row.items() if k != "tags"}))
+        return 0
+    if not rows:
+        log.info("no registered hitsong models yet; `hitsong register --subset S` creates one")
+        return 0
+    header = ["model", "version", "aliases", "method", *METRICS, "created"]
+    table = [header]
+    for r in rows:
+        table.append(
+            [r["model"], r["version"], ",".join(r["aliases"]), r["method"],
+             *(f"{r['metrics'][m]:.3f}" if m in r["metrics"] else "" for m in METRICS), r["created"]]
+        )  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def default_model_uri(subset: str | None, tracking_uri: str | None) -> str:
+    """``models:/hitsong-<subset>@champion``; without a subset, the only model with a champion."""
+    from hitsong.errors import RegistryError
+    from registry.models import CHAMPION, RegistryApi, model_name
+
+    if subset:
+        return f"models:/{model_name(subset)}@{CHAMPION}"
+    api = RegistryApi(tracking_uri)
+    names = [m["name"] for m in api.search_models() if m["name"].startswith("hitsong-")
+             and any(a["alias"] == CHAMPION for a in m.get("aliases", []) or [])]  # fmt: skip
+    if len(names) != 1:
+        found = ", ".join(names) or "none"
+        raise RegistryError(f"pass --model or --subset: registered models with a champion on {api.uri}: {found}")
+    return f"models:/{names[0]}@{CHAMPION}"
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Load the model once and print one JSON line per file (errors included)."""
+    import os
+
+    import pandas as pd
+
+    from registry.models import resolve_model_uri
+    from registry.pyfunc import load_model
+    from registry.tracking import client_for
+
+    tracking_uri = args.tracking_uri or get_settings().tracking_uri
+    client_for(tracking_uri)  # a clear error naming the URI when the server is down
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    uri = args.model or default_model_uri(args.subset, tracking_uri)
+    name, version = resolve_model_uri(uri, tracking_uri=tracking_uri)
+    model = load_model(uri, device=args.device, tracking_uri=tracking_uri)
+    scorer = model.unwrap_python_model().scorer
+    frame = pd.DataFrame({"path": [str(p) for p in args.files]})
+    results = scorer.score(list(frame["path"]))
+    failed = 0
+    for path, r in zip(args.files, results):
+        if r["error"]:
+            failed += 1
+            line = {"file": str(path), "error": r["error"]}
+        else:
+            line = {
+                "file": str(path),
+                "score": r["score"],
+                "percentile": r["percentile"],
+                "top_tags": r["top_tags"],
+                "method": scorer.method,
+                "model": name,
+                "version": version,
+                "device": str(scorer.device),
+            }
+        print(json.dumps(line))
+    sys.stdout.flush()
+    return 1 if failed else 0
+
