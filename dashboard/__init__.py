@@ -1,0 +1,7 @@
+"""The Streamlit dashboard (DESIGN.md section 8).
+
+``app.py`` is the Streamlit entry point (``st.navigation`` over ``pages/``); the pages only
+draw. Data loading lives in ``dashboard.data`` and plotly figure builders in
+``dashboard.figures``: plain functions that tests call without a browser.
+``hitsong dashboard`` (``dashboard.commands``) starts the app.
+"""

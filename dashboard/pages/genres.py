@@ -1,0 +1,39 @@
+"""Genres: paper Fig. 4, predominant genres of the top songs by each method and by the truth."""
+
+import streamlit as st
+
+from dashboard import data, figures, ui
+
+st.title("Genres of the top songs")
+s = ui.page_settings()
+uri = s.tracking_uri
+
+with ui.problems(), st.spinner("Reading experiments…"):
+    version = data.runs_version(uri)
+    experiments = data.cached_experiments(uri, version)
+if experiments.empty:
+    st.info("No experiments yet. Train some with `hitsong train --subset S` or run `hitsong demo run`.")
+    st.stop()
+
+experiment = ui.pick_experiment(experiments)
+if not experiment["subset"]:
+    st.error(f"Experiment {experiment.name} has no `hitsong.subset` tag, so its songs' genres cannot be looked up.")
+    st.stop()
+top = st.slider("Top songs per ranking", min_value=5, max_value=100, value=50, step=5)
+
+with ui.problems(), st.spinner("Reading test predictions and song tags…"):
+    predictions = data.cached_predictions(uri, experiment["experiment_id"], version)
+    genres = data.cached_genres(s.db_path, experiment["subset"], data.db_version(s.db_path))
+if predictions.empty:
+    st.info("This experiment has no finished repetitions with test predictions yet.")
+    st.stop()
+
+counts = figures.top_genre_counts(predictions, genres, top=top)
+n_test = predictions.groupby("method").size().min()
+st.caption(
+    f"Each method's best repetition by nDCG@k ({', '.join(sorted(predictions['run_name'].unique()))}); "
+    f"top {min(top, n_test)} of {n_test} test songs by prediction, and by the true hit score. "
+    "Genre = the tagger's strongest genre tag for the song."
+)
+st.plotly_chart(figures.genre_counts_figure(counts))
+st.dataframe(counts.pivot_table(index="genre", columns="source", values="count", fill_value=0))

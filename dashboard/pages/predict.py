@@ -1,0 +1,91 @@
+"""Predict: upload tracks, score each with a subset's champion, see where the model hears a hit."""
+
+import time
+
+import numpy as np
+import streamlit as st
+
+from dashboard import data, figures, ui
+from hitsong.tagger.frontend import FRONTEND
+
+AUDIO_TYPES = ["wav", "flac", "ogg", "mp3"]
+TAGGRAM_ROWS = 20
+PATCH_SECONDS = FRONTEND.patch_frames * FRONTEND.hop / FRONTEND.sr  # one taggram row, ~3 s
+
+st.title("Predict")
+s = ui.page_settings()
+uri = s.tracking_uri
+
+with ui.problems(), st.spinner("Reading the model registry…"):
+    champions = data.champions(data.cached_versions(uri, "", ""))
+if champions.empty:
+    st.info(
+        "No champion model yet. Register and promote one with `hitsong register --subset S` and "
+        "`hitsong promote --model hitsong-S --version V --reason TEXT`, or run `hitsong demo run`."
+    )
+    st.stop()
+
+left, right = st.columns(2)
+subset = left.selectbox("Champion of subset", ["all", *champions["subset"]], index=1)
+gpu = data.cuda_available()
+use_gpu = right.toggle("Score on GPU", value=False, disabled=not gpu,
+                       help=None if gpu else "torch.cuda.is_available() is False on the dashboard's machine")
+device = "cuda" if use_gpu else "cpu"
+right.caption(f"Scoring on **{device.upper()}**" + ("" if gpu else " (no GPU available here)"))
+
+limit = data.max_upload_mb()
+files = st.file_uploader(
+    f"Audio files: WAV, FLAC, OGG or MP3, at most {limit} MB each", type=AUDIO_TYPES,
+    accept_multiple_files=True, max_upload_size=limit,
+)
+st.caption(f"Upload limit: {limit} MB per file (`hitsong dashboard --max-upload-mb N`). The middle of each track is analysed.")
+if not files:
+    st.stop()
+
+chosen = champions if subset == "all" else champions[champions["subset"] == subset]
+results_cache = st.session_state.setdefault("predict_results", {})
+for champion in chosen.itertuples():
+    st.header(f"{champion.subset}: {champion.model} v{champion.version} ({champion.method}) on {device.upper()}")
+    with ui.problems(f"Cannot load {champion.model} v{champion.version}"), st.spinner(
+        f"Loading {champion.model} v{champion.version} on {device}…"
+    ):
+        scorer = data.cached_scorer(uri, champion.model, champion.version, device)
+    for upload in files:
+        key = (upload.file_id, champion.model, champion.version, device)
+        if key not in results_cache:
+            with st.spinner(f"Scoring {upload.name}…"):
+                start = time.perf_counter()
+                result = scorer.score([upload.getvalue()], names=[upload.name])[0]
+                result["seconds"] = time.perf_counter() - start
+            results_cache[key] = result
+        result = results_cache[key]
+        with st.container(border=True):
+            st.subheader(upload.name)
+            if result["error"]:
+                st.error(f"{upload.name} could not be scored: {result['error']}", icon=":material/error:")
+                continue
+            score, percentile, top = st.columns(3)
+            score.metric("Hit score", f"{result['score']:.2f}")
+            percentile.metric("Percentile in the catalog", f"{result['percentile']:.0f}")
+            top.metric("Scored in", f"{result['seconds']:.2f} s")
+            for warning in result["warnings"]:
+                st.warning(warning)
+            st.plotly_chart(figures.top_tags_figure(result["top_tags"]), key=f"tags-{key}")
+            if result["taggram"] is not None:
+                st.plotly_chart(
+                    figures.taggram_heatmap(np.asarray(result["taggram"]), list(result["tags"]),
+                                            seconds_per_row=PATCH_SECONDS, top=TAGGRAM_ROWS),
+                    key=f"taggram-{key}",
+                )
+            else:
+                st.caption(f"{champion.method} does not use tags: no taggram.")
+            if result["frame_scores"] is not None:
+                st.plotly_chart(
+                    figures.score_over_time(np.asarray(result["frame_scores"]), seconds=float(scorer.audio_config.seconds),
+                                            score=result["score"]),
+                    key=f"frames-{key}",
+                )
+                st.caption(f"Time axis: seconds into the analysed middle {scorer.audio_config.seconds:.0f} s of the track.")
+            else:
+                st.caption(f"{champion.method} scores the whole track at once: no score over time.")
+            st.caption("Stage timings (s): " + ", ".join(f"{k} {v:.3f}" for k, v in result["timings"].items()))

@@ -1,0 +1,155 @@
+"""End to end in a real browser: MLflow server + ``hitsong dashboard`` + headless Chromium.
+
+Starts a real ``mlflow server`` and the Streamlit server (``hitsong dashboard``) on free loopback
+ports, opens every page in Debian's Chromium driven by Playwright, uploads generated 4-minute
+MP3s on Predict and waits for their scores, and saves a screenshot of every page into
+``test-artifacts/``. The time from choosing a file to its score on screen is written to
+``test-artifacts/predict_timing.json`` (cold: first upload, model load included; warm: the next).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dashboard.commands import wait_until_ready
+from helpers_dashboard import log_champion, mp3_bytes, seed_runs, seed_store
+from helpers_mlflow import mlflow_server
+from hitsong.store import listening
+from registry.server import free_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+TIMEOUT_MS = 120_000
+CHART = "[data-testid='stPlotlyChart']"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium (`make deps-browser`)"),
+]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """Seeded home, MLflow server with runs and a champion, and the dashboard as a subprocess."""
+    home = tmp_path_factory.mktemp("e2e-home")
+    seed_store(home)
+    (home / "demo").mkdir()  # the home holds the synthetic demo label: pages must say so
+    test = listening.split_frame(home / "hitsong.duckdb", "western", "test")
+    with mlflow_server(home) as srv:
+        seed_runs(srv.uri, song_ids=test["song_id"].tolist(), truth=test["hit_score"].to_numpy())
+        log_champion(srv.uri, home)
+        port = free_port()
+        env = {**os.environ, "HITSONG_HOME": str(home), "MLFLOW_TRACKING_URI": srv.uri}
+        log_path = home / "dashboard.log"
+        with log_path.open("wb") as log_fh:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "hitsong", "dashboard", "--port", str(port), "--max-upload-mb", "50"],
+                env=env, stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_ready(url, timeout=120, process=proc)
+            yield {"url": url, "home": home, "log": log_path}
+        finally:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _open(page, where: str, text: str, *, charts: int = 0) -> None:
+    """Go to ``where`` (a URL, or a sidebar link's name: same session) and wait until ``text``
+    and ``charts`` plotly charts are drawn and no spinner is left."""
+    if where.startswith("http"):
+        page.goto(where)
+    else:
+        page.get_by_test_id("stSidebarNav").get_by_role("link", name=where).click()
+    try:
+        page.get_by_text(text, exact=False).first.wait_for(timeout=TIMEOUT_MS)
+        if charts:
+            page.wait_for_function(f"document.querySelectorAll({CHART!r}).length >= {charts}", timeout=TIMEOUT_MS)
+        page.wait_for_function("!document.querySelector('[data-testid=\"stSpinner\"]')", timeout=TIMEOUT_MS)
+    except Exception:
+        _shot(page, "failed-" + where.rsplit("/", 1)[-1].replace(":", "-"))
+        raise
+    page.wait_for_timeout(1000)  # let plotly finish drawing
+
+
+def _shot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"dashboard-{name}.png"
+    page.screenshot(path=str(path), full_page=True)  # Streamlit scrolls inside: the viewport is tall
+    return path
+
+
+def _no_traceback(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0, page.locator("[data-testid='stException']").first.inner_text()
+
+
+def test_every_page_in_chromium_and_scoring_an_uploaded_mp3(stack, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 3000})
+    url = stack["url"]
+
+    _open(page, url, "Table 1", charts=2)  # the champion's experiment: one run, nothing to compare
+    page.get_by_test_id("stSelectbox").first.click()
+    page.get_by_role("option", name="hitsong/test/western").click()
+    page.get_by_text("Metrics of the selected runs").first.wait_for(timeout=TIMEOUT_MS)
+    page.wait_for_function(f"document.querySelectorAll({CHART!r}).length >= 3", timeout=TIMEOUT_MS)
+    page.wait_for_timeout(1000)
+    _no_traceback(page)
+    assert page.get_by_text("Synthetic demo data").count() >= 1
+    assert page.get_by_text("★").count() >= 4
+    _shot(page, "1-experiments")
+
+    _open(page, "Data", "Mean playcount by release quarter", charts=2)
+    _no_traceback(page)
+    _shot(page, "2-data")
+
+    _open(page, "Genres", "Predominant genre of the top songs", charts=1)  # the experiment chosen above
+    _no_traceback(page)
+    _shot(page, "3-genres")
+
+    _open(page, "Registry", "Versions")
+    _no_traceback(page)
+    assert page.get_by_text("champion").count() >= 1
+    _shot(page, "5-registry")
+
+    _open(page, "Predict", "at most 50 MB each")
+    _no_traceback(page)
+    assert page.get_by_text("Scoring on CPU").count() == 1
+    timings = {}
+    for i, label in enumerate(("cold", "warm")):
+        song = tmp_path / f"track-{label}.mp3"
+        mp3_bytes(song, seconds=240.0, seed=i)
+        start = time.perf_counter()
+        page.locator("input[type=file]").set_input_files(str(song))
+        page.get_by_text("Hit score").nth(i).wait_for(timeout=TIMEOUT_MS)
+        timings[label] = time.perf_counter() - start
+        page.wait_for_function(f"document.querySelectorAll({CHART!r}).length >= {3 * (i + 1)}", timeout=TIMEOUT_MS)
+    page.wait_for_timeout(500)
+    _no_traceback(page)
+    _shot(page, "4-predict")
+    values = page.get_by_test_id("stMetricValue").all_inner_texts()  # per card: score, percentile, scored in
+    scoring = {label: float(values[3 * i + 2].removesuffix(" s")) for i, label in enumerate(("cold", "warm"))}
+    record = {"seconds_to_score_on_screen": timings, "seconds_in_scorer": scoring, "file": "4-minute 44.1 kHz stereo MP3", "device": "cpu",
+              "method": "m6 (tiny config)", "load_average": os.getloadavg()}
+    (ARTIFACTS / "predict_timing.json").write_text(json.dumps(record, indent=1))
+    assert set(timings) == {"cold", "warm"}
