@@ -209,7 +209,7 @@ class SongScorer:
             One per item, in order, with keys ``name``, ``score`` (hit-score scale),
             ``percentile`` (0..100 within the training catalog), ``tags`` (dict of 50 tag
             probabilities), ``top_tags`` (the 5 strongest ``[tag, probability]``), ``taggram``
-            (``(n_patches, 50)`` list when the method uses tags, else None), ``frame_scores``
+            (``(n_patches, 50)`` list, for every method), ``frame_scores``
             (per time step, hit-score scale, CNN methods, else None), ``timings`` (seconds per
             stage), ``warnings`` (texts), ``error`` (None, or why the file could not be scored).
         """
@@ -290,7 +290,7 @@ class SongScorer:
             "percentile": self.percentile(score),
             "tags": {t: float(v) for t, v in zip(tag_names, song_tags)},
             "top_tags": [[t, float(v)] for t, v in tag_result.top(TOP_TAGS)],
-            "taggram": np.asarray(tag_result.taggram).tolist() if self.uses_tags else None,
+            "taggram": np.asarray(tag_result.taggram).tolist(),
             "frame_scores": self._to_hit_scale(frames_np).tolist() if frames_np is not None else None,
             "timings": ScoreTimings(decode=t1 - t0, features=t2 - t1, tagger=t3 - t2, network=t4 - t3).as_dict(),
             "warnings": [str(w.message) for w in caught],

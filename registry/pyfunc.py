@@ -165,6 +165,9 @@ def log_bundle_model(bundle_dir: Path, *, run_id: str, tracking_uri: str) -> str
     if not tagger_weights.is_file():
         raise ModelError(f"tagger weights {tagger_weights} for bundle {bundle_dir} are missing")
     mlflow.set_tracking_uri(tracking_uri)
+    # The logged model belongs to the run's experiment (MLflow would otherwise file it under the
+    # process's active experiment, where `hitsong register` does not look).
+    mlflow.set_experiment(experiment_id=mlflow.MlflowClient(tracking_uri).get_run(run_id).info.experiment_id)
     info = mlflow.models.Model.log(
         None,
         mlflow.pyfunc,

@@ -72,11 +72,15 @@ for champion in chosen.itertuples():
                 st.warning(warning)
             st.plotly_chart(figures.top_tags_figure(result["top_tags"]), key=f"tags-{key}")
             if result["taggram"] is not None:
+                audio = scorer.audio_config
+                tag_span = min(audio.tagger_seconds, audio.seconds)
                 st.plotly_chart(
                     figures.taggram_heatmap(np.asarray(result["taggram"]), list(result["tags"]),
-                                            seconds_per_row=PATCH_SECONDS, top=TAGGRAM_ROWS),
+                                            seconds_per_row=PATCH_SECONDS, offset=(audio.seconds - tag_span) / 2,
+                                            top=TAGGRAM_ROWS),
                     key=f"taggram-{key}",
                 )
+                st.caption(f"The tagger hears the middle {tag_span:.0f} s of the analysed {audio.seconds:.0f} s.")
             else:
                 st.caption(f"{champion.method} does not use tags: no taggram.")
             if result["frame_scores"] is not None:

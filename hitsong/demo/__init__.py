@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 #: Defaults of ``hitsong demo init`` (sized for the 15-minute demo on a 2-core machine).
-DEFAULT_SONGS_PER_SUBSET = 120
+DEFAULT_SONGS_PER_SUBSET = 160
 DEFAULT_USERS = 400
 DEFAULT_SEED = 2017
 

@@ -71,7 +71,7 @@ class DemoConfig:
     songs_per_subset: int = DEFAULT_SONGS_PER_SUBSET
     users: int = DEFAULT_USERS
     seed: int = DEFAULT_SEED
-    song_seconds: tuple[float, float] = (90.0, 220.0)
+    song_seconds: tuple[float, float] = (90.0, 200.0)
     short_share: float = 0.07
 
     def __post_init__(self) -> None:
