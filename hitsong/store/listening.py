@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib
 import json
 import logging
 import math
+import threading
 import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -588,7 +590,9 @@ def ingest(
         Forget the events files of earlier ingests instead of adding to them.
     memory_limit_mb : int
         DuckDB's memory limit for the ingest, in MiB; larger aggregations spill to disk
-        (``<db>.tmp``) instead of growing the process.
+        (``<db>.tmp``) instead of growing the process. Large aggregated Parquet files with
+        integer ids are aggregated by the compiled loops of :mod:`hitsong.store.pairs` when
+        their footprint (4 bytes per event row plus ~0.4 GB) fits this limit; else in SQL.
 
     Returns
     -------
@@ -636,7 +640,7 @@ def ingest(
             con.execute("SET enable_progress_bar = false")  # progress goes through logging
             with transaction(con):
                 report = _ingest(con, [Path(p) for p in paths], Path(songs_path), window_start,
-                                 window_end, unknown_songs, event_shape, replace, t0)
+                                 window_end, unknown_songs, event_shape, replace, memory_limit_mb, t0)
     except BaseException:
         if not existed:
             for p in (db_path, db_path.with_name(db_path.name + ".wal")):
@@ -648,8 +652,11 @@ def ingest(
 
 def _ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], songs_path: Path,
             window_start: date | None, window_end: date | None, unknown_songs: UnknownSongs,
-            event_shape: EventShape, replace: bool, t0: float) -> IngestReport:
+            event_shape: EventShape, replace: bool, memory_limit_mb: int, t0: float) -> IngestReport:
     """The body of :func:`ingest`, inside its transaction."""
+    if sum(p.stat().st_size for p in paths if p.is_file()) > _KERNEL_MIN_BYTES:
+        # numba's import (~0.3 s) overlaps the hashing and checks below, which release the GIL
+        threading.Thread(target=importlib.import_module, args=("hitsong.store.pairs",), daemon=True).start()
     con.execute(_SCHEMA)
     songs_src = _open_source(con, songs_path, "songs")
     songs_sha = _sha256(songs_src.path)
@@ -670,7 +677,7 @@ def _ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], songs_path: Path,
     n_songs = _load_songs(con, songs_src)
     checked = [_check_events(con, ev) for ev in files]
     window_start, window_end, source = _resolve_window(con, checked, window_start, window_end)
-    outside = _aggregate(con, checked, window_start, window_end)
+    outside = _aggregate(con, checked, window_start, window_end, memory_limit_mb)
     unknown = _unknown_songs(con, checked, unknown_songs)
     n_splits = _write_tables(con, window_start, window_end, source)
 
@@ -782,8 +789,12 @@ def _resolve_window(con: duckdb.DuckDBPyConnection, checked: list[_CheckedFile],
 
 
 def _aggregate(con: duckdb.DuckDBPyConnection, checked: list[_CheckedFile], window_start: date,
-               window_end: date | None) -> int:
+               window_end: date | None, memory_limit_mb: int) -> int:
     """Aggregate the events into temp tables ``_agg`` (per song key) and ``_subset_users``.
+
+    Large aggregated Parquet files with integer ids go through the compiled path of
+    :mod:`hitsong.store.pairs` (the same exact result, duplicate (user, song) rows included,
+    ~7x faster at 50M rows, BENCHMARKS.md); everything else through SQL.
 
     Per song: the events grouped into (song, user) pairs, then by song (listeners = pairs with
     plays > 0; a (user, song) row with play_count 0 is not a listener). Per subset: the distinct
@@ -792,6 +803,10 @@ def _aggregate(con: duckdb.DuckDBPyConnection, checked: list[_CheckedFile], wind
     Song keys keep the events' own type, so the events are never cast to text. Returns the
     number of plays outside the window (dropped).
     """
+    user_range = _kernel_user_range(con, checked, memory_limit_mb)
+    if user_range is not None:
+        _aggregate_kernel(con, checked, *user_range)
+        return 0
     id_types = {col: {c.file.src.types[col] for c in checked} for col in ("user_id", "song_id")}
     bounds = {"ws": window_start, "we": window_end}
     selects, outside, uses_bounds = [], 0, False
@@ -839,6 +854,108 @@ def _aggregate(con: duckdb.DuckDBPyConnection, checked: list[_CheckedFile], wind
         params,
     )
     return int(outside)
+
+
+_KERNEL_MIN_ROWS = 1_000_000  # smaller inputs aggregate in SQL in a second or less
+_KERNEL_MIN_BYTES = 4 << 20  # events files this large may take the compiled path
+_KERNEL_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
+_KERNEL_MAX_SONG_RANGE = 1 << 26  # song ids spread wider than this go to SQL (lookup table size)
+_KERNEL_BATCH_ROWS = 1 << 22  # rows read at a time (a Parquet row group if not larger)
+
+
+def _kernel_user_range(con: duckdb.DuckDBPyConnection, checked: list[_CheckedFile],
+                       memory_limit_mb: int) -> tuple[int, int] | None:
+    """``(min, max)`` user id when the compiled path applies, else ``None``.
+
+    It applies to aggregated Parquet files with integer ids and counts, at least
+    ``_KERNEL_MIN_ROWS`` rows in all, user and song ids in compact ranges, and a footprint
+    within ``memory_limit_mb`` (see :func:`hitsong.store.pairs.memory_bytes`).
+    """
+    rows = sum(c.rows for c in checked)
+    if rows < _KERNEL_MIN_ROWS:
+        return None
+    for c in checked:
+        src = c.file.src
+        if c.file.shape != "aggregated" or src.kind != "parquet" or any(
+                src.types[col] not in _KERNEL_TYPES for col in AGGREGATED_COLUMNS):
+            return None
+    from hitsong.store.pairs import MAX_USER_BITS, memory_bytes
+
+    lo_hi = [c.file.src.relation(con).aggregate(f"min({c.user_sql}), max({c.user_sql})").fetchall()[0]
+             for c in checked]  # Parquet statistics answer this without a scan
+    user_lo, user_hi = min(int(x[0]) for x in lo_hi), max(int(x[1]) for x in lo_hi)
+    songs = con.execute(
+        """SELECT count(*), min(k), max(k), count(DISTINCT subset) FROM (
+               SELECT TRY_CAST(song_id AS BIGINT) AS k, subset FROM _new_songs)"""
+    ).fetchall()[0]
+    song_range = int(songs[2]) - int(songs[1]) + 1 if songs[1] is not None else 1
+    need = memory_bytes(rows=rows, batch_rows=_KERNEL_BATCH_ROWS, song_range=song_range, user_range=user_hi - user_lo + 1,
+                        n_subsets=int(songs[3]), n_songs=int(songs[0]))
+    if (user_hi - user_lo).bit_length() > MAX_USER_BITS or song_range > _KERNEL_MAX_SONG_RANGE \
+            or need > memory_limit_mb << 20:
+        log.info("aggregating in SQL: ids too spread out or too many rows for the compiled path")
+        return None
+    return user_lo, user_hi
+
+
+def _aggregate_kernel(con: duckdb.DuckDBPyConnection, checked: list[_CheckedFile], user_lo: int,
+                      user_hi: int) -> None:
+    """:func:`_aggregate` for aggregated Parquet files with integer ids, via :mod:`hitsong.store.pairs`.
+
+    Fills ``_song_map``, ``_agg`` and ``_subset_users`` exactly as the SQL path does (song keys
+    as BIGINT; ``listeners`` is NULL for songs not in the catalogue, which only count as dropped).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hitsong.store.pairs import count_pairs
+
+    log.info("aggregating %d event rows with the compiled pair counter", sum(c.rows for c in checked))
+    # integer ids: '7' in the songs file matches 7 in the events, '007' does not
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _song_map AS
+           SELECT TRY_CAST(song_id AS BIGINT) AS song_key, song_id, subset FROM _new_songs
+           WHERE CAST(TRY_CAST(song_id AS BIGINT) AS VARCHAR) = song_id"""
+    )
+    smap = con.execute("SELECT song_key, song_id, subset FROM _song_map ORDER BY song_key").fetchnumpy()
+    keys = np.asarray(smap["song_key"], dtype=np.int64)
+    song_lo = int(keys[0]) if keys.size else 0
+    lut = np.full(int(keys[-1]) - song_lo + 1 if keys.size else 1, -1, np.int32)
+    lut[keys - song_lo] = np.arange(keys.size, dtype=np.int32)
+    subsets, subset_of = np.unique(np.asarray(smap["subset"], dtype=object).astype(str), return_inverse=True)
+
+    def batches() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        for c in checked:
+            cols = [c.file.src.columns[name] for name in AGGREGATED_COLUMNS]
+            pf = pq.ParquetFile(c.file.src.path)
+            groups = range(pf.metadata.num_row_groups)
+            if all(pf.metadata.row_group(i).num_rows <= _KERNEL_BATCH_ROWS for i in groups):
+                parts = (pf.read_row_group(i, columns=cols) for i in groups)  # the fastest read
+            else:  # big row groups: bounded batches
+                parts = pf.iter_batches(batch_size=_KERNEL_BATCH_ROWS, columns=cols)
+            for part in parts:
+                yield tuple(np.asarray(part.column(i)) for i in range(3))
+
+    tot = count_pairs(batches(), song_lut=lut, song_lo=song_lo, subset_of=subset_of, n_subsets=max(1, subsets.size),
+                      user_lo=user_lo, user_hi=user_hi, capacity=sum(c.rows for c in checked))
+    played = np.flatnonzero(tot.events)
+    n_unknown = tot.unknown_ids.size
+    agg = pa.table({
+        "song_key": np.concatenate([keys[played], tot.unknown_ids]),
+        "plays": np.concatenate([tot.plays[played], tot.unknown_plays]),
+        "listeners": pa.array(np.concatenate([tot.listeners[played], np.zeros(n_unknown, np.int64)]),
+                              mask=np.arange(played.size + n_unknown) >= played.size),
+        "events": np.concatenate([tot.events[played], tot.unknown_rows]),
+        "song_id": pa.array(list(np.asarray(smap["song_id"], dtype=object)[played]) + [None] * n_unknown,
+                            pa.string()),
+    })
+    s_idx, u_idx = np.nonzero(tot.subset_users)
+    users = pa.table({"subset": pa.array(subsets[s_idx] if subsets.size else [], pa.string()),
+                      "user_id": (u_idx + user_lo).astype(np.int64)})
+    for name, table in (("_agg", agg), ("_subset_users", users)):
+        con.register(f"{name}_arrow", table)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
+        con.unregister(f"{name}_arrow")
 
 
 def _unknown_songs(con: duckdb.DuckDBPyConnection, checked: list[_CheckedFile],
