@@ -12,6 +12,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from hitsong.commands import positive_int
 from hitsong.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -34,16 +35,6 @@ def _fractions(text: str) -> tuple[float, float, float]:
         raise argparse.ArgumentTypeError(
             f"--split {text!r}: expected three fractions for train,val,test summing to 1, e.g. 0.8,0.1,0.1"
         ) from exc
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _db_option(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
                     "Same seed, same split. Replaces earlier splits.",
     )
     _db_option(p)
-    p.add_argument("--per-subset", type=_positive_int, required=True, metavar="N")
+    p.add_argument("--per-subset", type=positive_int, required=True, metavar="N")
     p.add_argument("--seed", type=int, required=True, metavar="S")
     p.add_argument("--split", type=_fractions, default=(0.8, 0.1, 0.1), metavar="TRAIN,VAL,TEST",
                    help="fractions summing to 1 (default 0.8,0.1,0.1)")

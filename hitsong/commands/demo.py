@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from hitsong.commands import positive_int
 from hitsong.demo import DEFAULT_SEED, DEFAULT_SONGS_PER_SUBSET, DEFAULT_USERS
 from hitsong.settings import get_settings
 
@@ -21,16 +22,6 @@ def add_demo_subcommand(adder: Callable[[argparse._SubParsersAction], None]) -> 
     """Register a function that adds a sub-command to ``hitsong demo`` (usable as a decorator)."""
     DEMO_SUBCOMMANDS.append(adder)
     return adder
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
 
 
 def run_init(args: argparse.Namespace) -> int:
@@ -59,12 +50,12 @@ def _add_init(demo_sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
     )
     p.add_argument("--out", default=str(get_settings().demo_dir),
                    help="target folder (default: the demo folder under HITSONG_HOME)")
-    p.add_argument("--songs-per-subset", type=_positive_int, default=DEFAULT_SONGS_PER_SUBSET,
+    p.add_argument("--songs-per-subset", type=positive_int, default=DEFAULT_SONGS_PER_SUBSET,
                    help=f"songs per market (default {DEFAULT_SONGS_PER_SUBSET})")
-    p.add_argument("--users", type=_positive_int, default=DEFAULT_USERS,
+    p.add_argument("--users", type=positive_int, default=DEFAULT_USERS,
                    help=f"simulated users per market (default {DEFAULT_USERS})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
-    p.add_argument("--workers", type=_positive_int, default=None, help="rendering processes (default: all cores)")
+    p.add_argument("--workers", type=positive_int, default=None, help="rendering processes (default: all cores)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
     p.set_defaults(func=run_init)
 

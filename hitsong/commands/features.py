@@ -5,19 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 
+from hitsong.commands import positive_int
 from hitsong.settings import get_settings
 
 log = logging.getLogger(__name__)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
@@ -34,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
     )
     p.add_argument("--db", default=str(settings.db_path), help=f"DuckDB file (default {settings.db_path})")
     p.add_argument("--store", default=str(settings.store_dir), help=f"feature store folder (default {settings.store_dir})")
-    p.add_argument("--workers", type=_positive_int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
     p.add_argument("--subset", default=None, help="only this subset (default: all)")
     p.add_argument("--executor", choices=("process", "dask"), default="process",
                    help="local process pool (default) or dask.distributed (pip install 'hitsong[dask]')")

@@ -7,16 +7,10 @@ import logging
 import sys
 from pathlib import Path
 
+from hitsong.commands import positive_int
 from hitsong.settings import get_settings
 
 log = logging.getLogger(__name__)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
@@ -32,11 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
     p.add_argument("--store", type=Path, default=settings.store_dir, help=f"feature store (default {settings.store_dir})")
     p.add_argument("--subset", required=True, help="subset name, or several separated by commas")
     p.add_argument("--methods", default="m1,m2,m3,m4,m5,m6", help="comma-separated methods (default all six)")
-    p.add_argument("--repeats", type=_positive_int, default=None, help="repetitions per method (default: the profile's)")
+    p.add_argument("--repeats", type=positive_int, default=None, help="repetitions per method (default: the profile's)")
     p.add_argument("--profile", choices=["paper", "demo", "tiny"], default="paper",
                    help="training preset: paper (lab defaults, 150 epochs), demo (CPU minutes), tiny (smoke test)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads while training (default: the profile's; demo uses 1, paper torch's default)")
     p.add_argument("--tagger", default="MTT_musicnn", help="tagger whose tag vectors m4-m6 use (default MTT_musicnn)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for intervals/tests (0: none)")
