@@ -1,46 +1,49 @@
 """Data loading for the dashboard: plain functions plus thin Streamlit-cached wrappers.
 
-The plain functions (``list_experiments``, ``experiment_runs``, ``quarter_frame``, ...) take the
-tracking URI or the DuckDB path and return pandas frames; tests call them without Streamlit.
-The ``cached_*`` wrappers add ``st.cache_data`` keyed by a *version* that changes when new data
-arrives: the newest run's start/end time for MLflow (``runs_version``) and the file's
-modification time for DuckDB (``db_version``). A missing server or database raises a
-``HitsongError`` whose message names the command that fixes it; pages show that message.
+Everything about runs comes from ``registry.runs`` (the only place that talks to the tracking
+server about runs; ``list_experiments``, ``experiment_runs``, ``metric_history``, ``run_details``,
+``run_url`` and ``runs_version`` are re-exported here for the pages); this module adds the
+frame-level choices the pages need (``repetitions``, ``table1``, ``test_predictions``), the
+DuckDB reads (``quarter_frame``, ...) and the model-registry actions (``registry.models``).
+Tests call the plain functions without Streamlit. The ``cached_*`` wrappers add
+``st.cache_data`` keyed by a *version* that changes when new data arrives: the newest run's
+start/end time for MLflow (``runs_version``) and the file's modification time for DuckDB
+(``db_version``). A missing server or database raises a ``HitsongError`` whose message names
+the command that fixes it; pages show that message.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from dashboard.figures import METRIC_LABELS, summarise_repetitions
-from hitsong.errors import RegistryError, StoreError
-from hitsong.models import METHODS
+from hitsong.errors import StoreError
 from hitsong.scoring import DEFAULT_TAGGER
 from hitsong.settings import Settings, get_settings
+from registry import runs as registry_runs
+from registry.runs import (  # noqa: F401 - re-exported for the pages and tests
+    check_server,
+    experiment_runs,
+    list_experiments,
+    metric_history,
+    run_details,
+    run_url,
+    runs_version,
+)
 
 log = logging.getLogger(__name__)
 
-#: Seconds the dashboard waits for the tracking server before saying it is down.
-SERVER_TIMEOUT = 3.0
-SERVER_HINT = "Start it with `hitsong server` (or point MLFLOW_TRACKING_URI at a running server)."
 DB_HINT = "Create it with `hitsong demo run`, or `hitsong ingest --events FILE --songs FILE` then `hitsong sample`."
 MODEL_PREFIX = "hitsong-"
-METHOD_NAMES = frozenset(METHODS)
-TAG_SUBSET = "hitsong.subset"  # set on each experiment by registry.tracking.MlflowRunLogger.for_subset
 
 # A dashboard must answer quickly: no minutes of MLflow's default retry back-off.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+registry_runs.fail_fast()
 
 
 def settings() -> Settings:
@@ -53,117 +56,7 @@ def is_demo(s: Settings) -> bool:
     return s.demo_dir.exists()
 
 
-# --------------------------------------------------------------------------- MLflow
-def _client(uri: str):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def check_server(uri: str, *, timeout: float = SERVER_TIMEOUT) -> None:
-    """Raise ``RegistryError`` unless a tracking server answers ``/health`` at ``uri``."""
-    from registry.server import health_ok
-
-    if uri.startswith(("http://", "https://")) and not health_ok(uri, timeout=timeout):
-        raise RegistryError(f"no MLflow server answers at {uri}. {SERVER_HINT}")
-
-
-def _mlflow_call(uri: str, what: str, fn, *args, **kwargs):
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return fn(*args, **kwargs)
-    except MlflowException as exc:
-        raise RegistryError(f"the MLflow server at {uri} refused to {what}: {exc.message}") from exc
-
-
-def runs_version(uri: str) -> tuple[int, int, int]:
-    """A cheap key that changes when a run starts or ends anywhere on the server.
-
-    Returns ``(number of experiments, newest start time, newest end time)`` in ms.
-    """
-    check_server(uri)
-    client = _client(uri)
-    exps = _mlflow_call(uri, "list experiments", client.search_experiments)
-    ids = [e.experiment_id for e in exps]
-    if not ids:
-        return (0, 0, 0)
-    newest = _mlflow_call(uri, "search runs", client.search_runs, ids, max_results=1,
-                          order_by=["attributes.start_time DESC"])
-    ended = _mlflow_call(uri, "search runs", client.search_runs, ids, max_results=1,
-                         order_by=["attributes.end_time DESC"])
-    start = newest[0].info.start_time if newest else 0
-    end = (ended[0].info.end_time or 0) if ended else 0
-    return (len(ids), int(start or 0), int(end))
-
-
-def list_experiments(uri: str) -> pd.DataFrame:
-    """Experiments: ``experiment_id, name, subset`` sorted by name (Default excluded)."""
-    check_server(uri)
-    exps = _mlflow_call(uri, "list experiments", _client(uri).search_experiments)
-    rows = [(e.experiment_id, e.name, e.tags.get(TAG_SUBSET)) for e in exps if e.name != "Default"]
-    return pd.DataFrame(rows, columns=["experiment_id", "name", "subset"]).sort_values("name", ignore_index=True)
-
-
-def _method_of(run, by_id: dict[str, Any]) -> str | None:
-    """The method (``m1``..``m6``) of a run: a ``method`` tag or param, else the parent's name."""
-    for source in (run.data.tags, run.data.params):
-        for key in ("hitsong.method", "method", "model.method"):
-            if source.get(key):
-                return source[key]
-    parent = by_id.get(run.data.tags.get("mlflow.parentRunId", ""))
-    if parent is not None:
-        return _method_of(parent, {})
-    return run.info.run_name if run.info.run_name in METHOD_NAMES else None
-
-
-def experiment_runs(uri: str, experiment_id: str) -> pd.DataFrame:
-    """Every run of one experiment, one row each.
-
-    Returns
-    -------
-    pd.DataFrame
-        ``run_id, run_name, parent_id, kind, method, repetition, status, start_time, end_time``
-        plus one column per final metric. ``kind`` is ``child`` (a repetition), ``parent`` (a
-        method) or ``other`` (e.g. the summary run).
-    """
-    check_server(uri)
-    client = _client(uri)
-    runs, token = [], None
-    while True:
-        page = _mlflow_call(uri, "search runs", client.search_runs, [experiment_id],
-                            max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            break
-    by_id = {r.info.run_id: r for r in runs}
-    has_children = {r.data.tags.get("mlflow.parentRunId") for r in runs}
-    rows = []
-    for r in runs:
-        parent_id = r.data.tags.get("mlflow.parentRunId")
-        kind = "child" if parent_id else ("parent" if r.info.run_id in has_children else "other")
-        rep = r.data.tags.get("repetition", r.data.params.get("repetition"))
-        row = {
-            "run_id": r.info.run_id,
-            "run_name": r.info.run_name,
-            "parent_id": parent_id,
-            "kind": kind,
-            "method": _method_of(r, by_id),
-            "repetition": int(rep) if rep is not None and str(rep).isdigit() else None,
-            "status": r.info.status,
-            "start_time": pd.to_datetime(r.info.start_time, unit="ms") if r.info.start_time else pd.NaT,
-            "end_time": pd.to_datetime(r.info.end_time, unit="ms") if r.info.end_time else pd.NaT,
-        }
-        row.update(r.data.metrics)
-        for metric in METRIC_LABELS:  # training logs the final metrics as ``test_<metric>``
-            if metric not in row and f"test_{metric}" in r.data.metrics:
-                row[metric] = r.data.metrics[f"test_{metric}"]
-        rows.append(row)
-    base = ["run_id", "run_name", "parent_id", "kind", "method", "repetition", "status", "start_time", "end_time"]
-    return pd.DataFrame(rows, columns=base + sorted({k for r in rows for k in r} - set(base)))
-
-
+# --------------------------------------------------------------------------- runs
 def repetitions(runs: pd.DataFrame) -> pd.DataFrame:
     """The finished child runs (one per repetition) with their method and final metrics."""
     keep = runs[(runs["kind"] == "child") & (runs["status"] == "FINISHED") & runs["method"].notna()]
@@ -178,24 +71,6 @@ def run_choices(runs: pd.DataFrame) -> dict[str, str]:
         name if counts[name] == 1 else f"{name} ({run_id[:8]})": run_id
         for name, run_id in zip(runs["run_name"], runs["run_id"])
     }
-
-
-def _load_table_artifact(uri: str, run_id: str, names: Sequence[str]) -> pd.DataFrame | None:
-    client = _client(uri)
-    listing = {a.path: a for a in _mlflow_call(uri, "list artifacts", client.list_artifacts, run_id)}
-    for name in names:
-        for ext in (".csv", ".parquet", ".json"):
-            path = name + ext
-            if path not in listing:
-                continue
-            with tempfile.TemporaryDirectory() as tmp:
-                local = Path(_mlflow_call(uri, "download an artifact", client.download_artifacts, run_id, path, tmp))
-                if ext == ".csv":
-                    return pd.read_csv(local)
-                if ext == ".parquet":
-                    return pd.read_parquet(local)
-                return pd.DataFrame(json.loads(local.read_text()))
-    return None
 
 
 def _long_summary(table: pd.DataFrame) -> pd.DataFrame | None:
@@ -228,39 +103,12 @@ def table1(uri: str, runs: pd.DataFrame) -> Table1:
     """The Table-1 summary: the newest summary run's artifact, else computed from repetitions."""
     others = runs[(runs["kind"] == "other") & (runs["status"] == "FINISHED")].sort_values("start_time", ascending=False)
     for _, run in others.iterrows():
-        table = _load_table_artifact(uri, run["run_id"], ["table1", "results", "table_1"])
+        table = registry_runs.summary_table(uri, run["run_id"])
         long = _long_summary(table) if table is not None else None
         if long is not None and not long.empty:
             return Table1(long, f"summary run “{run['run_name']}”")
     reps = repetitions(runs)
     return Table1(summarise_repetitions(reps), f"computed here from {len(reps)} finished repetitions (mean ± std, normal 95 % interval)")
-
-
-def metric_history(uri: str, run_id: str, keys: Sequence[str] = ("train_loss", "val_loss")) -> pd.DataFrame:
-    """Stepped metrics of a run, long form ``key, step, value``."""
-    client = _client(uri)
-    rows = [
-        (key, m.step, m.value)
-        for key in keys
-        for m in _mlflow_call(uri, "read metric history", client.get_metric_history, run_id, key)
-    ]
-    return pd.DataFrame(rows, columns=["key", "step", "value"])
-
-
-def run_details(uri: str, run_ids: Sequence[str]) -> list[dict[str, Any]]:
-    """Name, params and final metrics (without the ``test_`` prefix) of each run, for comparison."""
-    client = _client(uri)
-    out = []
-    for run_id in run_ids:
-        r = _mlflow_call(uri, "read a run", client.get_run, run_id)
-        metrics = {k.removeprefix("test_"): v for k, v in r.data.metrics.items()}
-        out.append({"name": r.info.run_name, "run_id": run_id, "params": dict(r.data.params), "metrics": metrics})
-    return out
-
-
-def run_url(uri: str, experiment_id: str, run_id: str) -> str:
-    """The run's page in the MLflow UI."""
-    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def test_predictions(uri: str, runs: pd.DataFrame, *, choose_by: str = "ndcg_at_k") -> pd.DataFrame:
@@ -274,7 +122,7 @@ def test_predictions(uri: str, runs: pd.DataFrame, *, choose_by: str = "ndcg_at_
     best = reps.sort_values(choose_by, ascending=False).drop_duplicates("method")
     parts = []
     for _, rep in best.iterrows():
-        table = _load_table_artifact(uri, rep["run_id"], ["predictions"])
+        table = registry_runs.predictions(uri, rep["run_id"])
         if table is None:
             continue
         table = table[["song_id", "true", "predicted"]].copy()
@@ -404,16 +252,8 @@ def cached_genres(db_path: Path, subset: str, version: float) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- registry
 def server_requires_auth(uri: str) -> bool:
-    """Whether the tracking server refuses an anonymous request (MLflow's basic-auth app)."""
-    import requests
-
-    check_server(uri)
-    try:
-        resp = requests.get(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search",
-                            params={"max_results": 1}, timeout=SERVER_TIMEOUT)
-    except requests.RequestException as exc:
-        raise RegistryError(f"no MLflow server answers at {uri}. {SERVER_HINT}") from exc
-    return resp.status_code == 401
+    """Whether the tracking server refuses an anonymous request (``registry.runs.requires_auth``)."""
+    return registry_runs.requires_auth(uri)
 
 
 def signed_in_as(username: str | None, password: str | None) -> str:

@@ -14,6 +14,10 @@ pyfunc
     The models-from-code pyfunc that wraps ``hitsong.scoring.SongScorer``.
 models
     Register the best run, promote with aliases and audit tags, list versions.
+runs
+    Read experiments, runs, metric histories and table artifacts (for the dashboard).
+demo
+    What ``hitsong demo run`` asks: is a subset trained, does its model have a champion.
 commands
     The ``hitsong server | register | promote | models | predict`` sub-commands.
 """

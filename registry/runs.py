@@ -1,0 +1,228 @@
+"""Read training's runs back from the tracking server as plain Python and pandas data.
+
+The layout is the one ``registry.tracking.MlflowRunLogger`` writes: one experiment per dataset
+and subset (tagged ``hitsong.subset``), a parent run per method, a child run per repetition
+(``mlflow.parentRunId``) with stepped ``train_loss``/``val_loss``, final ``test_<metric>`` and a
+``predictions`` table, and optionally a summary run with a ``table1`` table. The dashboard reads
+everything it shows about runs through this module.
+
+Every function checks the server first (``registry.tracking.client_for``): when it is down the
+``RegistryError`` names the URI and ``hitsong server``; a request the server refuses becomes a
+``RegistryError`` naming the URI and what was asked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hitsong.errors import RegistryError
+from hitsong.metrics import METRIC_NAMES
+from hitsong.models import METHODS
+from registry.tracking import PARENT_TAG, TAG_SUBSET, client_for
+
+log = logging.getLogger(__name__)
+
+#: Seconds an anonymous probe request (``requires_auth``) may take.
+REQUEST_TIMEOUT = 3.0
+#: Artifact names tried, in order, for the Table-1 table of a summary run.
+SUMMARY_TABLES = ("table1", "results", "table_1")
+PREDICTIONS_TABLE = "predictions"
+#: Artifact file types ``run_table`` reads, in the order tried.
+TABLE_EXTENSIONS = (".csv", ".parquet", ".json")
+#: Columns of ``experiment_runs`` before the metric columns.
+RUN_COLUMNS = ("run_id", "run_name", "parent_id", "kind", "method", "repetition", "status", "start_time", "end_time")
+_METHOD_KEYS = ("hitsong.method", "method", "model.method")
+
+
+def fail_fast() -> None:
+    """Let MLflow's HTTP client give up at once on a dead server instead of minutes of retries.
+
+    Sets ``MLFLOW_HTTP_REQUEST_MAX_RETRIES=0`` and ``MLFLOW_HTTP_REQUEST_TIMEOUT=20`` (seconds)
+    unless the environment already sets them; for interactive readers such as the dashboard.
+    """
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+def check_server(uri: str) -> None:
+    """Raise ``RegistryError`` (naming ``uri`` and ``hitsong server``) unless the server answers."""
+    client_for(uri)
+
+
+def _call(uri: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` with MLflow's refusals turned into ``RegistryError``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return fn(*args, **kwargs)
+    except MlflowException as exc:
+        raise RegistryError(f"the MLflow server at {uri} refused to {what}: {exc.message}") from exc
+
+
+def runs_version(uri: str) -> tuple[int, int, int]:
+    """A cheap key that changes when a run starts or ends anywhere on the server.
+
+    Returns
+    -------
+    tuple of int
+        ``(number of experiments, newest start time, newest end time)``, times in ms since the
+        epoch (0 when there is no run).
+    """
+    client = client_for(uri)
+    ids = [e.experiment_id for e in _call(uri, "list experiments", client.search_experiments)]
+    if not ids:
+        return (0, 0, 0)
+    newest = _call(uri, "search runs", client.search_runs, ids, max_results=1, order_by=["attributes.start_time DESC"])
+    ended = _call(uri, "search runs", client.search_runs, ids, max_results=1, order_by=["attributes.end_time DESC"])
+    start = newest[0].info.start_time if newest else 0
+    end = (ended[0].info.end_time or 0) if ended else 0
+    return (len(ids), int(start or 0), int(end))
+
+
+def list_experiments(uri: str) -> pd.DataFrame:
+    """Experiments: ``experiment_id, name, subset`` sorted by name (MLflow's Default excluded)."""
+    client = client_for(uri)
+    exps = _call(uri, "list experiments", client.search_experiments)
+    rows = [(e.experiment_id, e.name, e.tags.get(TAG_SUBSET)) for e in exps if e.name != "Default"]
+    return pd.DataFrame(rows, columns=["experiment_id", "name", "subset"]).sort_values("name", ignore_index=True)
+
+
+def _method_of(run: Any, by_id: dict[str, Any]) -> str | None:
+    """The method (``m1``..``m6``) of a run: a ``method`` tag or param, else the parent's, else its name."""
+    for source in (run.data.tags, run.data.params):
+        for key in _METHOD_KEYS:
+            if source.get(key):
+                return source[key]
+    parent = by_id.get(run.data.tags.get(PARENT_TAG, ""))
+    if parent is not None:
+        return _method_of(parent, {})
+    return run.info.run_name if run.info.run_name in METHODS else None
+
+
+def _search_all(uri: str, client: Any, experiment_id: str) -> list[Any]:
+    runs, token = [], None
+    while True:
+        page = _call(uri, "search runs", client.search_runs, [experiment_id], max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def experiment_runs(uri: str, experiment_id: str) -> pd.DataFrame:
+    """Every run of one experiment, one row each, with the parent/child structure.
+
+    Returns
+    -------
+    pd.DataFrame
+        ``run_id, run_name, parent_id, kind, method, repetition, status, start_time, end_time``
+        (times as naive UTC timestamps, ``NaT`` while unset) plus one column per final metric.
+        ``kind`` is ``child`` (a repetition), ``parent`` (a method) or ``other`` (e.g. the
+        summary run). Training's ``test_<metric>`` is also given as ``<metric>``.
+    """
+    client = client_for(uri)
+    runs = _search_all(uri, client, experiment_id)
+    by_id = {r.info.run_id: r for r in runs}
+    has_children = {r.data.tags.get(PARENT_TAG) for r in runs}
+    rows = []
+    for r in runs:
+        parent_id = r.data.tags.get(PARENT_TAG)
+        kind = "child" if parent_id else ("parent" if r.info.run_id in has_children else "other")
+        rep = r.data.tags.get("repetition", r.data.params.get("repetition"))
+        row = {
+            "run_id": r.info.run_id,
+            "run_name": r.info.run_name,
+            "parent_id": parent_id,
+            "kind": kind,
+            "method": _method_of(r, by_id),
+            "repetition": int(rep) if rep is not None and str(rep).isdigit() else None,
+            "status": r.info.status,
+            "start_time": pd.to_datetime(r.info.start_time, unit="ms") if r.info.start_time else pd.NaT,
+            "end_time": pd.to_datetime(r.info.end_time, unit="ms") if r.info.end_time else pd.NaT,
+        }
+        row.update(r.data.metrics)
+        for metric in METRIC_NAMES:
+            if metric not in row and f"test_{metric}" in r.data.metrics:
+                row[metric] = r.data.metrics[f"test_{metric}"]
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*RUN_COLUMNS, *sorted({k for r in rows for k in r} - set(RUN_COLUMNS))])
+
+
+def run_table(uri: str, run_id: str, names: Sequence[str]) -> pd.DataFrame | None:
+    """The first of the tables ``<name>.csv|.parquet|.json`` at the run's artifact root, or ``None``."""
+    client = client_for(uri)
+    listing = {a.path for a in _call(uri, f"list the artifacts of run {run_id}", client.list_artifacts, run_id)}
+    for name in names:
+        for ext in TABLE_EXTENSIONS:
+            path = name + ext
+            if path not in listing:
+                continue
+            with tempfile.TemporaryDirectory(prefix="hitsong-artifact-") as tmp:
+                local = Path(_call(uri, f"download {path} of run {run_id}", client.download_artifacts, run_id, path, tmp))
+                if ext == ".csv":
+                    return pd.read_csv(local)
+                if ext == ".parquet":
+                    return pd.read_parquet(local)
+                return pd.DataFrame(json.loads(local.read_text()))
+    return None
+
+
+def summary_table(uri: str, run_id: str) -> pd.DataFrame | None:
+    """The Table-1 artifact of a summary run (``table1``, ``results`` or ``table_1``), or ``None``."""
+    return run_table(uri, run_id, SUMMARY_TABLES)
+
+
+def predictions(uri: str, run_id: str) -> pd.DataFrame | None:
+    """The ``predictions`` table of a repetition run (``song_id, true, predicted``), or ``None``."""
+    return run_table(uri, run_id, (PREDICTIONS_TABLE,))
+
+
+def metric_history(uri: str, run_id: str, keys: Sequence[str] = ("train_loss", "val_loss")) -> pd.DataFrame:
+    """Stepped metrics of a run, long form ``key, step, value`` (a missing key gives no rows)."""
+    client = client_for(uri)
+    rows = [
+        (key, m.step, m.value)
+        for key in keys
+        for m in _call(uri, f"read the {key} history of run {run_id}", client.get_metric_history, run_id, key)
+    ]
+    return pd.DataFrame(rows, columns=["key", "step", "value"])
+
+
+def run_details(uri: str, run_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Per run: ``name, run_id, params`` (dict str -> str) and final ``metrics`` without ``test_``."""
+    client = client_for(uri)
+    out = []
+    for run_id in run_ids:
+        r = _call(uri, f"read run {run_id}", client.get_run, run_id)
+        metrics = {k.removeprefix("test_"): v for k, v in r.data.metrics.items()}
+        out.append({"name": r.info.run_name, "run_id": run_id, "params": dict(r.data.params), "metrics": metrics})
+    return out
+
+
+def run_url(uri: str, experiment_id: str, run_id: str) -> str:
+    """The run's page in the MLflow UI."""
+    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def requires_auth(uri: str) -> bool:
+    """Whether the server refuses an anonymous request (MLflow's ``basic-auth`` app)."""
+    import requests
+
+    check_server(uri)
+    try:
+        resp = requests.get(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search",
+                            params={"max_results": 1}, timeout=REQUEST_TIMEOUT)  # fmt: skip
+    except requests.RequestException as exc:
+        raise RegistryError(
+            f"the MLflow tracking server at {uri} does not answer ({exc.__class__.__name__}); "
+            "start it with `hitsong server` (or set MLFLOW_TRACKING_URI to a running server)"
+        ) from exc
+    return resp.status_code == 401
