@@ -6,6 +6,9 @@ dashboard. Every step reuses what exists: the demo folder is kept, re-ingest of 
 is skipped by the store, the feature store resumes, a subset whose experiment already holds a
 finished training summary is not trained again, and a model with a champion keeps it.
 
+``--tracking-uri URI`` uses an MLflow server that is already running (a team server) instead of
+starting the local one; training, registry and dashboard then all talk to that URI.
+
 This module is CLI glue (the composition root, see ``hitsong/cli.py``): it calls the library,
 ``registry`` and ``dashboard``; the library never imports them.
 """
@@ -13,10 +16,15 @@ This module is CLI glue (the composition root, see ``hitsong/cli.py``): it calls
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
 import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
 
 from hitsong.settings import get_settings
 
@@ -25,6 +33,28 @@ log = logging.getLogger(__name__)
 DATASET = "demo"
 SUBSETS = ("mandarin", "western")
 DEMO_SPLIT = (0.7, 0.15, 0.15)
+
+
+def _seconds_range(text: str) -> tuple[float, float]:
+    """``MIN,MAX`` seconds (``1 <= MIN <= MAX``) for ``--song-seconds``."""
+    parts = text.split(",")
+    try:
+        low, high = (float(x) for x in parts)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX in seconds (e.g. 90,200), got {text!r}") from exc
+    if not 1.0 <= low <= high:
+        raise argparse.ArgumentTypeError(f"expected 1 <= MIN <= MAX, got {text!r}")
+    return low, high
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1], got {text!r}") from exc
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1], got {value}")
+    return value
 
 
 def add_run_parser(demo_sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
@@ -42,6 +72,12 @@ def add_run_parser(demo_sub: argparse._SubParsersAction) -> None:  # noqa: SLF00
                    help=f"demo songs per market when the demo is created (default {DEFAULT_SONGS_PER_SUBSET})")
     p.add_argument("--users", type=int, default=DEFAULT_USERS, help=f"simulated users per market (default {DEFAULT_USERS})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the demo and the split (default {DEFAULT_SEED})")
+    p.add_argument("--song-seconds", type=_seconds_range, default=None, metavar="MIN,MAX",
+                   help="range of demo song lengths in seconds when the demo is created, e.g. 40,70 for a "
+                   "quick try (default: the demo's own, minutes-long songs)")
+    p.add_argument("--short-share", type=_share, default=None,
+                   help="share of demo songs shorter than the models' 60-s window, when the demo is "
+                   "created (default: the demo's own)")
     p.add_argument("--sample", type=float, default=0.9,
                    help="share of each market's catalogue in the experiment sample, the top by playcount (default 0.9)")
     p.add_argument("--repeats", type=int, default=3, help="repetitions per method (default 3)")
@@ -51,12 +87,50 @@ def add_run_parser(demo_sub: argparse._SubParsersAction) -> None:  # noqa: SLF00
     p.add_argument("--host", default="127.0.0.1", help="interface for the MLflow server and dashboard (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8501, help="dashboard port (default 8501)")
     p.add_argument("--mlflow-port", type=int, default=5000, help="MLflow server port (default 5000)")
+    p.add_argument("--tracking-uri", default=None, metavar="URI",
+                   help="use the MLflow server already running at URI (e.g. a team server, "
+                   "\"$MLFLOW_TRACKING_URI\") instead of starting the local one")
     p.set_defaults(func=run)
 
 
 def _step(name: str) -> float:
     log.info("== %s", name)
     return time.monotonic()
+
+
+@contextlib.contextmanager
+def _tracking_env(uri: str) -> Iterator[None]:
+    """Set ``MLFLOW_TRACKING_URI`` for the block: ``hitsong train`` reads it through the settings."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+def _check_tracking_uri(args: argparse.Namespace, server: ModuleType) -> None:
+    """Fail before any work when ``--tracking-uri`` names a server that does not answer."""
+    from hitsong.errors import RegistryError
+
+    if args.tracking_uri and not server.health_ok(args.tracking_uri, timeout=5.0):
+        raise RegistryError(
+            f"--tracking-uri {args.tracking_uri}: no MLflow server answers at {args.tracking_uri}/health; "
+            "start it (`hitsong server --port P`) or leave --tracking-uri out to start the local one"
+        )
+
+
+def _tracking_server(args: argparse.Namespace, server: ModuleType, mlflow_dir: Path) -> str:
+    """The tracking URI to use: ``--tracking-uri`` if it answers, else the local server (started or reused)."""
+    if args.tracking_uri:
+        _check_tracking_uri(args, server)
+        log.info("using the running MLflow server at %s", args.tracking_uri)
+        return str(args.tracking_uri).rstrip("/")
+    info = server.start_server(server.ServerConfig(mlflow_dir, host=args.host, port=args.mlflow_port))
+    return info.uri
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     reg_demo = importlib.import_module("registry.demo")
 
     settings = get_settings()
+    _check_tracking_uri(args, server)
     started = time.monotonic()
     log.info("hitsong demo: home %s (the demo data is SYNTHETIC)", settings.home)
 
@@ -78,8 +153,9 @@ def run(args: argparse.Namespace) -> int:
     if demo_exists(settings.demo_dir):
         log.info("reusing the demo label in %s", settings.demo_dir)
     else:
+        sizes = {"song_seconds": args.song_seconds, "short_share": args.short_share}
         init_demo(settings.demo_dir, songs_per_subset=args.songs_per_subset, users=args.users,
-                  seed=args.seed, workers=args.workers)
+                  seed=args.seed, workers=args.workers, **{k: v for k, v in sizes.items() if v is not None})
     demo = settings.demo_dir
     log.info("demo data ready in %.0f s", time.monotonic() - t)
 
@@ -108,8 +184,7 @@ def run(args: argparse.Namespace) -> int:
              features.computed, features.skipped, features.failed, time.monotonic() - t)
 
     t = _step("5/7 MLflow server")
-    info = server.start_server(server.ServerConfig(settings.mlflow_dir, host=args.host, port=args.mlflow_port))
-    tracking_uri = info.uri
+    tracking_uri = _tracking_server(args, server, settings.mlflow_dir)
     log.info("MLflow at %s (%.0f s)", tracking_uri, time.monotonic() - t)
 
     t = _step("6/7 training m1..m6 (demo profile)")
@@ -117,9 +192,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.retrain and reg_demo.trained(DATASET, subset, tracking_uri=tracking_uri):
             log.info("subset %s was trained before; reusing it (--retrain to train again)", subset)
             continue
-        code = cli_main(["train", "--db", str(settings.db_path), "--store", str(settings.store_dir),
-                         "--subset", subset, "--profile", "demo", "--repeats", str(args.repeats),
-                         "--dataset", DATASET])
+        with _tracking_env(tracking_uri):  # the runs go to the server the registry step asks
+            code = cli_main(["train", "--db", str(settings.db_path), "--store", str(settings.store_dir),
+                             "--subset", subset, "--profile", "demo", "--repeats", str(args.repeats),
+                             "--dataset", DATASET])
         if code:
             return code
     log.info("training done (%.0f s)", time.monotonic() - t)
@@ -131,7 +207,10 @@ def run(args: argparse.Namespace) -> int:
     log.info("registry done (%.0f s); whole pipeline %.0f s", time.monotonic() - t, time.monotonic() - started)
 
     if args.no_serve:
-        log.info("MLflow UI: %s (still running; `hitsong server --stop` stops it)", tracking_uri)
+        if args.tracking_uri:
+            log.info("MLflow UI: %s", tracking_uri)
+        else:
+            log.info("MLflow UI: %s (still running; `hitsong server --stop` stops it)", tracking_uri)
         return 0
     from dashboard.commands import dashboard_command, dashboard_env, wait_until_ready
 
