@@ -503,7 +503,7 @@ def _params(method: str, model_config: ModelConfig, train_config: TrainConfig, d
                 "target_mean": data.target_mean,
                 "target_std": data.target_std,
             },
-            "device": str(ctx.device),
+            "training_device": str(ctx.device),  # not "device": the logged pyfunc's model_config owns that param
         }
     )
 
