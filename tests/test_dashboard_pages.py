@@ -157,6 +157,8 @@ def test_genres_page_counts_the_true_top_songs(app, server):
     at = _page(app, "genres")
     at.selectbox[0].set_value("hitsong/test/western").run()
     assert len(at.get("plotly_chart")) == 1
+    assert at.slider[0].value == 5  # a third of the 10 test songs, in steps of 5: not a top 50 holding them all
+    at.slider[0].set_value(50).run()
     table = at.dataframe[0].value  # genre x source
     assert set(table.columns) == {"m1", "m2", figures.TRUTH}
     # All N_TEST test songs are in every top list (top 50 > 10 songs); song sNNN's genre is
