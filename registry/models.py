@@ -18,6 +18,7 @@ import datetime as dt
 import getpass
 import json
 import logging
+import math
 import os
 import statistics
 from collections import defaultdict
@@ -302,8 +303,11 @@ def best_candidate(api: RegistryApi, subset: str, *, metric: str = "ndcg_at_k", 
     """The best repetition of the best method of ``subset``'s experiment.
 
     Methods are ranked by the mean of ``metric`` over their finished child runs that logged a
-    model (per parent run); within the best method, the child with the best ``metric``. Metric
-    names containing ``loss``/``mse``/``mae`` count lower as better, others higher.
+    model (per parent run): the Table-1 comparison. Within the best method the repetition is
+    chosen on validation data, the child with the lowest ``best_val_loss`` (falling back to the
+    best ``metric`` for runs that did not log it), so that the test songs do not also pick the
+    weights whose test metrics the version then reports. Metric names containing
+    ``loss``/``mse``/``mae`` count lower as better, others higher.
 
     Raises
     ------
@@ -330,7 +334,11 @@ def best_candidate(api: RegistryApi, subset: str, *, metric: str = "ndcg_at_k", 
         ranked.append((sign * statistics.fmean(values), parent_id, children))
     ranked.sort(key=lambda x: x[0], reverse=True)
     for mean_value, parent_id, children in ranked:
-        for child in sorted(children, key=lambda c: sign * _run_metrics(c)[metric], reverse=True):
+        def choice(c: dict[str, Any]) -> tuple[float, float]:
+            m = _run_metrics(c)
+            return (-m.get("best_val_loss", math.inf), sign * m[metric])
+
+        for child in sorted(children, key=choice, reverse=True):
             model_id = api.logged_model_id(child)
             if model_id is None:
                 continue
