@@ -54,3 +54,19 @@ def pick_experiment(experiments: pd.DataFrame) -> pd.Series:
                         index=names.index(remembered) if remembered in names else 0)
     st.session_state[_EXPERIMENT_KEY] = name
     return experiments.set_index("name").loc[name]
+
+
+def choose_experiment(uri: str, *, spinner: str = "Reading experiments…") -> tuple[pd.Series, object]:
+    """Read the experiments (cached), stop the page with a hint when there are none, pick one.
+
+    Returns the chosen experiment row and the runs version (the cache key of later reads).
+    """
+    from dashboard import data
+
+    with problems(), st.spinner(spinner):
+        version = data.runs_version(uri)
+        experiments = data.cached_experiments(uri, version)
+    if experiments.empty:
+        st.info("No experiments yet. Train some with `hitsong train --subset S` or run `hitsong demo run`.")
+        st.stop()
+    return pick_experiment(experiments), version

@@ -8,14 +8,7 @@ st.title("Experiments")
 s = ui.page_settings()
 uri = s.tracking_uri
 
-with ui.problems(), st.spinner("Reading experiments from the tracking server…"):
-    version = data.runs_version(uri)
-    experiments = data.cached_experiments(uri, version)
-if experiments.empty:
-    st.info("No experiments yet. Train some with `hitsong train --subset S` or run `hitsong demo run`.")
-    st.stop()
-
-experiment = ui.pick_experiment(experiments)
+experiment, version = ui.choose_experiment(uri, spinner="Reading experiments from the tracking server…")
 experiment_id = experiment["experiment_id"]
 with ui.problems(), st.spinner("Reading runs…"):
     runs = data.cached_runs(uri, experiment_id, version)

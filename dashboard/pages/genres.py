@@ -8,14 +8,7 @@ st.title("Genres of the top songs")
 s = ui.page_settings()
 uri = s.tracking_uri
 
-with ui.problems(), st.spinner("Reading experiments…"):
-    version = data.runs_version(uri)
-    experiments = data.cached_experiments(uri, version)
-if experiments.empty:
-    st.info("No experiments yet. Train some with `hitsong train --subset S` or run `hitsong demo run`.")
-    st.stop()
-
-experiment = ui.pick_experiment(experiments)
+experiment, version = ui.choose_experiment(uri, spinner="Reading experiments…")
 if not experiment["subset"]:
     st.error(f"Experiment {experiment.name} has no `hitsong.subset` tag, so its songs' genres cannot be looked up.")
     st.stop()
