@@ -134,14 +134,18 @@ class RegistryApi:
         return resp.json() if resp.content else {}
 
     # --- reads ------------------------------------------------------------------------------
-    def get_experiment_by_name(self, name: str) -> dict[str, Any] | None:
+    def _get_or_none(self, endpoint: str, key: str, *, action: str, resource: str, **payload: Any) -> dict[str, Any] | None:
+        """GET one entity; ``None`` when the server says it does not exist."""
         try:
-            return self.call("GET", "experiments/get-by-name", action="read experiment", resource=name,
-                             experiment_name=name)["experiment"]  # fmt: skip
+            return self.call("GET", endpoint, action=action, resource=resource, **payload)[key]
         except RegistryError as exc:
             if "RESOURCE_DOES_NOT_EXIST" in str(exc):
                 return None
             raise
+
+    def get_experiment_by_name(self, name: str) -> dict[str, Any] | None:
+        return self._get_or_none("experiments/get-by-name", "experiment", action="read experiment", resource=name,
+                                 experiment_name=name)  # fmt: skip
 
     def search_experiments(self) -> list[dict[str, Any]]:
         return self.call("POST", "experiments/search", action="list experiments", max_results=1000).get("experiments", [])
@@ -172,13 +176,8 @@ class RegistryApi:
                          name=name, version=str(version))["model_version"]  # fmt: skip
 
     def get_model(self, name: str) -> dict[str, Any] | None:
-        try:
-            return self.call("GET", "registered-models/get", action="read registered model", resource=name,
-                             name=name)["registered_model"]  # fmt: skip
-        except RegistryError as exc:
-            if "RESOURCE_DOES_NOT_EXIST" in str(exc):
-                return None
-            raise
+        return self._get_or_none("registered-models/get", "registered_model", action="read registered model",
+                                 resource=name, name=name)  # fmt: skip
 
     def search_models(self) -> list[dict[str, Any]]:
         return self.call("GET", "registered-models/search", action="list registered models",

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from helpers_training import one_torch_thread  # noqa: F401  (autouse fixture)
+
 from hitsong.bundle import META_FILE, WEIGHTS_FILE, load_bundle, read_meta, save_bundle
 from hitsong.errors import ConfigError, ModelError
 from hitsong.models import METHODS, InceptionCNN, ModelConfig, build_model, mel_stats
 
 TINY = ModelConfig.tiny()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny convolutions run fastest on one thread (and do not fight other processes)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _inputs(batch: int = 3, frames: int = 40, config: ModelConfig = TINY) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers_training import PlantedDataset, planted_splits
+from helpers_training import PlantedDataset, one_torch_thread, planted_splits  # noqa: F401  (autouse fixture)
 from hitsong.cli import parse_args
 from hitsong.errors import ConfigError
 from hitsong.metrics import evaluate
@@ -30,14 +29,6 @@ from hitsong.training import (
 TINY = ModelConfig.tiny()
 # Adagrad as in the paper, with a step size that moves weights within a few tiny epochs
 FAST = TrainConfig.for_profile("tiny", lr=0.05, max_epochs=6, early_stop_patience=6, repeats=2)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
