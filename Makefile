@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 PORT ?= 8501
 MLFLOW_PORT ?= 5000
 
-.PHONY: install install-test deps-browser demo test server dashboard bench clean-venv
+.PHONY: install install-test deps-browser deps-postgres demo test server dashboard bench clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,14 +37,18 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 
-install-test: $(VENV)/.installed-test deps-browser
+install-test: $(VENV)/.installed-test deps-browser deps-postgres
 
-# Debian's Chromium for the end-to-end browser tests (Playwright drives it; it never downloads
-# a browser of its own). Needs root or sudo; skipped when chromium is already there.
+# Debian packages of the test suite: Chromium for the end-to-end browser tests (Playwright drives
+# it; it never downloads a browser of its own) and PostgreSQL for the team-backend tests (a
+# throwaway cluster started by the tests as an unprivileged user). Root or sudo; skipped when present.
+CHROMIUM_CHECK ?= /usr/bin/chromium
+POSTGRES_CHECK ?= $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb) /usr/lib/postgresql/15/bin/initdb)
 deps-browser:
-	@if [ -x /usr/bin/chromium ]; then echo "chromium present"; else \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; fi
+	bash scripts/apt-install.sh $(CHROMIUM_CHECK) chromium chromium-driver
+
+deps-postgres:
+	bash scripts/apt-install.sh $(POSTGRES_CHECK) postgresql
 
 demo: install
 	$(BIN)/hitsong demo run --port $(PORT) --mlflow-port $(MLFLOW_PORT)
