@@ -1,4 +1,4 @@
-"""Ingest benchmark: ``hitsong.store.listening.ingest`` vs plain pandas, same data, same run.
+"""Ingest benchmark: ``hitsong.store.ingest.ingest`` vs plain pandas, same data, same run.
 
 Generates (once, cached by size and seed) aggregated listening events at the paper's scale,
 50 million ``(user_id, song_id, play_count)`` rows over 30,000 users and 125,000 songs, with
@@ -179,7 +179,7 @@ def _peak_mb() -> float:
 def run_ours(events: Path, songs: Path, db: Path, out: Path) -> dict:
     """Ingest into a fresh database; write playcount/listeners per song to ``out`` (untimed)."""
     from hitsong.store import connect
-    from hitsong.store.listening import ingest
+    from hitsong.store.ingest import ingest
 
     for p in (db, db.with_name(db.name + ".wal")):
         p.unlink(missing_ok=True)

@@ -26,6 +26,7 @@ from dashboard.figures import METRIC_LABELS, summarise_repetitions
 from hitsong.errors import StoreError
 from hitsong.scoring import DEFAULT_TAGGER
 from hitsong.settings import Settings, get_settings
+from hitsong.store.read import hit_score_frame, quarter_playcounts, stats
 from registry import runs as registry_runs
 from registry.runs import (  # noqa: F401 - re-exported for the pages and tests
     check_server,
@@ -183,10 +184,8 @@ def quarter_frame(db_path: Path) -> pd.DataFrame:
 
     ``scope`` is ``whole`` (every song of the subset) or ``sampled`` (the experiment sample).
     """
-    from hitsong.store import listening
-
     check_db(db_path)
-    frame = listening.quarter_playcounts(db_path).rename(columns={"group": "scope"})
+    frame = quarter_playcounts(db_path).rename(columns={"group": "scope"})
     frame["scope"] = frame["scope"].replace({"all": "whole"})
     return frame
 
@@ -194,10 +193,8 @@ def quarter_frame(db_path: Path) -> pd.DataFrame:
 def hit_scores(db_path: Path) -> pd.DataFrame:
     """Paper Fig. 2 data: ``subset, scope, hit_score``; each song once as ``whole``, test songs
     again as ``test``."""
-    from hitsong.store import listening
-
     check_db(db_path)
-    frame = listening.hit_score_frame(db_path)
+    frame = hit_score_frame(db_path)
     whole = frame.assign(scope="whole")
     test = frame[frame["split"] == "test"].assign(scope="test")
     return pd.concat([whole, test], ignore_index=True)[["subset", "scope", "hit_score"]]
@@ -205,10 +202,8 @@ def hit_scores(db_path: Path) -> pd.DataFrame:
 
 def subset_counts(db_path: Path) -> pd.DataFrame:
     """Per-subset counts: songs, listeners, events, plays, hit-score quantiles, split sizes."""
-    from hitsong.store import listening
-
     check_db(db_path)
-    return listening.stats(db_path)
+    return stats(db_path)
 
 
 def song_genres(db_path: Path, subset: str, *, tagger: str = DEFAULT_TAGGER) -> pd.DataFrame:

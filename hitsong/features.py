@@ -477,7 +477,7 @@ def build_features(
     ConfigError
         Unknown executor, bad worker count, tagger not available.
     """
-    from hitsong.store.listening import split_frame
+    from hitsong.store.read import split_frame
 
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
@@ -643,7 +643,7 @@ class MelDataset:
         *,
         tagger: str = "MTT_musicnn",
     ) -> None:
-        from hitsong.store.listening import split_frame
+        from hitsong.store.read import split_frame
 
         self.store_dir = Path(store_dir)
         self.subset = subset

@@ -98,11 +98,12 @@ def make_library(folder: Path, specs: list[tuple[str, str, float, int, int]]) ->
 
 
 def make_db(folder: Path, songs: pd.DataFrame, *, seed: int = 7) -> Path:
-    """A real listening DuckDB for ``songs`` (``hitsong.store.listening`` ingest + sample).
+    """A real listening DuckDB for ``songs`` (``hitsong.store`` ingest + sample).
 
     Every song gets plays (so every song is sampled); splits 0.5/0.25/0.25.
     """
-    from hitsong.store import listening
+    from hitsong.store.ingest import ingest
+    from hitsong.store.sample import sample
 
     rng = np.random.default_rng(seed)
     songs_csv = folder / "songs.csv"
@@ -115,6 +116,6 @@ def make_db(folder: Path, songs: pd.DataFrame, *, seed: int = 7) -> Path:
     events_csv = folder / "events.csv"
     pd.DataFrame(events).to_csv(events_csv, index=False)
     db = folder / "hitsong.duckdb"
-    listening.ingest(db, events_csv, songs_csv, window_start=date(2016, 1, 1), window_end=date(2016, 12, 31))
-    listening.sample(db, per_subset=len(songs), seed=seed, split=(0.5, 0.25, 0.25))
+    ingest(db, events_csv, songs_csv, window_start=date(2016, 1, 1), window_end=date(2016, 12, 31))
+    sample(db, per_subset=len(songs), seed=seed, split=(0.5, 0.25, 0.25))
     return db

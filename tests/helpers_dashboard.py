@@ -14,7 +14,10 @@ import pandas as pd
 from hitsong.metrics import evaluate
 from hitsong.models import METHODS
 from hitsong.results import ResultsConfig, table1
-from hitsong.store import connect, featureindex, listening
+from hitsong.store import connect, featureindex
+from hitsong.store.ingest import ingest
+from hitsong.store.read import split_frame
+from hitsong.store.sample import sample
 from hitsong.tagger import GENRE_TAGS
 from registry.tracking import MlflowRunLogger
 
@@ -94,8 +97,8 @@ def seed_store(home, *, n_songs: int = 60, per_subset: int = 40, seed: int = 0) 
             rows.append((f"u{user:03d}", song, int(1 + rng.poisson(200 * 0.93**i))))
     pd.DataFrame(rows, columns=["user_id", "song_id", "play_count"]).to_csv(home / "events.csv", index=False)
     db = home / "hitsong.duckdb"
-    listening.ingest(db, home / "events.csv", home / "songs.csv", window_start=pd.Timestamp("2016-01-01").date())
-    listening.sample(db, per_subset=per_subset, seed=seed, split=(0.5, 0.25, 0.25))
+    ingest(db, home / "events.csv", home / "songs.csv", window_start=pd.Timestamp("2016-01-01").date())
+    sample(db, per_subset=per_subset, seed=seed, split=(0.5, 0.25, 0.25))
     genres = list(GENRE_TAGS)[:3]
     with connect(db) as con:
         featureindex.ensure_schema(con)
@@ -103,7 +106,7 @@ def seed_store(home, *, n_songs: int = 60, per_subset: int = 40, seed: int = 0) 
             featureindex.TagRow(song, "western", "MTT_musicnn", tuple([0.1] * N_TAGS), genres[i % 3])
             for i, song in enumerate(ids)
         ])
-    test = listening.split_frame(db, "western", "test")
+    test = split_frame(db, "western", "test")
     return test["song_id"].tolist()
 
 

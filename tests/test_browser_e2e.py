@@ -21,7 +21,7 @@ import pytest
 from dashboard.commands import wait_until_ready
 from helpers_dashboard import log_champion, mp3_bytes, seed_runs, seed_store
 from helpers_mlflow import mlflow_server
-from hitsong.store import listening
+from hitsong.store.read import split_frame
 from registry.server import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -42,7 +42,7 @@ def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("e2e-home")
     seed_store(home)
     (home / "demo").mkdir()  # the home holds the synthetic demo label: pages must say so
-    test = listening.split_frame(home / "hitsong.duckdb", "western", "test")
+    test = split_frame(home / "hitsong.duckdb", "western", "test")
     with mlflow_server(home) as srv:
         seed_runs(srv.uri, song_ids=test["song_id"].tolist(), truth=test["hit_score"].to_numpy())
         log_champion(srv.uri, home)

@@ -12,7 +12,7 @@ from dashboard import data, figures
 from helpers_dashboard import log_champion, mp3_bytes, seed_runs, seed_store
 from helpers_mlflow import mlflow_server
 from hitsong.errors import StoreError
-from hitsong.store import listening
+from hitsong.store.read import split_frame
 from registry.models import list_versions, register
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
@@ -25,7 +25,7 @@ def server(tmp_path_factory):
     methods x two repetitions whose predictions are of the test songs."""
     home = tmp_path_factory.mktemp("home")
     seed_store(home)
-    test = listening.split_frame(home / "hitsong.duckdb", "western", "test")
+    test = split_frame(home / "hitsong.duckdb", "western", "test")
     with mlflow_server(home) as srv:
         song_ids, truth = test["song_id"].tolist(), test["hit_score"].to_numpy()
         finals = seed_runs(srv.uri, song_ids=song_ids, truth=truth)

@@ -109,7 +109,7 @@ def test_existing_folder_refused(tiny: Path) -> None:
 def test_ingest_accepts_demo(tiny: Path, tmp_path: Path) -> None:
     from hitsong.demo import WINDOW_END, WINDOW_START
     from hitsong.store import connect
-    from hitsong.store.listening import ingest
+    from hitsong.store.ingest import ingest
 
     db = tmp_path / "demo.duckdb"
     ingest(db, tiny / "events.parquet", tiny / "songs.csv", window_start=WINDOW_START, window_end=WINDOW_END)

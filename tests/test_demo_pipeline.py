@@ -135,7 +135,7 @@ def test_predict_with_the_champion(home: Path, server: TestServer, pipeline: dic
     champion's catalog, from the DuckDB file) at or below the printed score.
     """
     from hitsong.settings import get_settings
-    from hitsong.store.listening import split_frame
+    from hitsong.store.read import split_frame
 
     settings = get_settings()
     test_songs = split_frame(settings.db_path, subset="western", split="test")
@@ -182,16 +182,17 @@ def paper_check(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, boo
     from hitsong.demo import WINDOW_END, WINDOW_START, init_demo
     from hitsong.features import MelDataset, build_features
     from hitsong.results import ResultsConfig
-    from hitsong.store import listening
+    from hitsong.store.ingest import ingest
+    from hitsong.store.sample import sample
     from hitsong.tracking import LocalRunLogger
     from hitsong.training import SPLITS, TrainConfig, scan_subset, train_subset
 
     root = tmp_path_factory.mktemp("paper_check")
     init_demo(root / "demo", workers=2, **CHECK_DEMO)
     db, store = root / "check.duckdb", root / "features"
-    listening.ingest(db, root / "demo" / "events.parquet", root / "demo" / "songs.csv",
+    ingest(db, root / "demo" / "events.parquet", root / "demo" / "songs.csv",
                      window_start=WINDOW_START, window_end=WINDOW_END)
-    listening.sample(db, per_subset=CHECK_DEMO["songs_per_subset"], seed=CHECK_DEMO["seed"], split=CHECK_SPLIT)
+    sample(db, per_subset=CHECK_DEMO["songs_per_subset"], seed=CHECK_DEMO["seed"], split=CHECK_SPLIT)
     report = build_features(db, store, workers=2)
     assert report.failed == 0
     config = TrainConfig.for_profile("demo", repeats=CHECK_REPEATS)

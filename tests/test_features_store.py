@@ -17,7 +17,7 @@ import pytest
 from hitsong.audio import AudioConfig, log_mel
 from hitsong.features import MelDataset, build_features, failures, mel_path, open_mels
 from hitsong.store import connect
-from hitsong.store.listening import split_frame
+from hitsong.store.read import split_frame
 from helpers_audio import make_db, make_library, song, write_audio
 
 pytestmark = pytest.mark.timeout(180)

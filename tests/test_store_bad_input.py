@@ -10,7 +10,8 @@ import pytest
 
 from hitsong.cli import main
 from hitsong.errors import InputError
-from hitsong.store import listening as L
+from hitsong.store.ingest import ingest
+from hitsong.store.sample import sample
 from helpers_store import EVENTS, SONGS, WINDOW_START, snapshot, write_events, write_songs
 
 HEADER = "user_id,song_id,play_count\n"
@@ -63,8 +64,8 @@ CASES = {
 @pytest.fixture
 def ingested(tmp_path: Path) -> Path:
     db = tmp_path / "db.duckdb"
-    L.ingest(db, write_events(tmp_path, name="good.csv"), write_songs(tmp_path), window_start=WINDOW_START)
-    L.sample(db, per_subset=2, seed=0)
+    ingest(db, write_events(tmp_path, name="good.csv"), write_songs(tmp_path), window_start=WINDOW_START)
+    sample(db, per_subset=2, seed=0)
     return db
 
 
@@ -75,7 +76,7 @@ def test_bad_input_names_file_column_rows_and_changes_nothing(case, tmp_path, in
     songs_path = _write(tmp_path, "bad_songs.csv", songs) if songs is not None else tmp_path / "songs.csv"
     before = snapshot(ingested)
     with pytest.raises(InputError) as info:
-        L.ingest(ingested, [events_path], songs_path, window_start=WINDOW_START, replace=True)
+        ingest(ingested, [events_path], songs_path, window_start=WINDOW_START, replace=True)
     message = str(info.value)
     bad_file = events_path if events is not None else songs_path
     assert str(bad_file) in message
@@ -88,14 +89,14 @@ def test_bad_input_names_file_column_rows_and_changes_nothing(case, tmp_path, in
 def test_bad_input_on_a_new_database_leaves_no_file(tmp_path):
     db = tmp_path / "new.duckdb"
     with pytest.raises(InputError, match="negative"):
-        L.ingest(db, _write(tmp_path, "e.csv", HEADER + "u1,a,-1\n"), write_songs(tmp_path), window_start=WINDOW_START)
+        ingest(db, _write(tmp_path, "e.csv", HEADER + "u1,a,-1\n"), write_songs(tmp_path), window_start=WINDOW_START)
     assert not db.exists()
 
 
 def test_missing_file(tmp_path, ingested):
     before = snapshot(ingested)
     with pytest.raises(InputError, match=r"nope\.csv does not exist"):
-        L.ingest(ingested, tmp_path / "nope.csv", tmp_path / "songs.csv")
+        ingest(ingested, tmp_path / "nope.csv", tmp_path / "songs.csv")
     assert snapshot(ingested) == before
 
 
@@ -105,7 +106,7 @@ def test_parquet_rows_are_numbered_too(tmp_path, ingested):
     frame.to_parquet(path, index=False)
     before = snapshot(ingested)
     with pytest.raises(InputError, match=r"negative \(row 3, first data row = 1\)"):
-        L.ingest(ingested, path, tmp_path / "songs.csv", replace=True)
+        ingest(ingested, path, tmp_path / "songs.csv", replace=True)
     assert snapshot(ingested) == before
 
 
@@ -113,19 +114,19 @@ def test_gzipped_bad_csv_names_rows(tmp_path, ingested):
     path = tmp_path / "bad.csv.gz"
     path.write_bytes(gzip.compress((HEADER + "u1,a,1\nu1,b,oops\n").encode()))
     with pytest.raises(InputError, match=r"not a number \(row 2; line 3"):
-        L.ingest(ingested, path, tmp_path / "songs.csv", replace=True)
+        ingest(ingested, path, tmp_path / "songs.csv", replace=True)
 
 
 def test_aggregated_events_need_a_window(tmp_path):
     with pytest.raises(InputError, match="--window-start"):
-        L.ingest(tmp_path / "db.duckdb", write_events(tmp_path), write_songs(tmp_path))
+        ingest(tmp_path / "db.duckdb", write_events(tmp_path), write_songs(tmp_path))
 
 
 def test_changed_earlier_file_is_an_error(tmp_path, ingested):
     before = snapshot(ingested)
     (tmp_path / "good.csv").write_text(HEADER + "u1,a,100\n")
     with pytest.raises(InputError, match="ingested earlier, is missing or has changed"):
-        L.ingest(ingested, write_events(tmp_path, EVENTS[:1], "new.csv"), tmp_path / "songs.csv")
+        ingest(ingested, write_events(tmp_path, EVENTS[:1], "new.csv"), tmp_path / "songs.csv")
     assert snapshot(ingested) == before
 
 

@@ -13,7 +13,10 @@ import pytest
 
 from hitsong.cli import main
 from hitsong.errors import ConfigError, StoreError
-from hitsong.store import listening as L
+from hitsong.store.ingest import ingest
+from hitsong.store.read import hit_score_frame, quarter_playcounts, split_frame, stats, window
+from hitsong.store.rules import hit_score, release_quarter
+from hitsong.store.sample import check_fractions, sample, split_counts
 from helpers_store import (
     EVENTS, EXPECTED, SONGS, WINDOW_START, random_dataset, snapshot, write_events, write_plays, write_songs,
 )
@@ -34,7 +37,7 @@ def small(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 def test_hit_scores_and_quarters_match_hand_computed(small):
     db, events, songs = small
-    report = L.ingest(db, events, songs, window_start=WINDOW_START)
+    report = ingest(db, events, songs, window_start=WINDOW_START)
     assert (report.songs, report.songs_played, report.event_rows, report.plays, report.listeners) == (6, 3, 4, 11, 3)
     got = _table(db, "SELECT * FROM song_stats").set_index("song_id")
     for song_id, _, _, subset, _, _, quarter, index in SONGS:
@@ -62,7 +65,7 @@ def test_hit_scores_and_quarters_match_hand_computed(small):
     ],
 )
 def test_release_quarter_rule(release, start, label):
-    assert L.release_quarter(release, start)[0] == label
+    assert release_quarter(release, start)[0] == label
 
 
 def test_sql_quarters_agree_with_python_rule(tmp_path, rng):
@@ -71,18 +74,18 @@ def test_sql_quarters_agree_with_python_rule(tmp_path, rng):
     rows = [(f"s{i}", "t", "a", "m", (start + pd.Timedelta(days=int(d))).isoformat(), "x.mp3", "", 0)
             for i, d in enumerate(days)]
     db = tmp_path / "q.duckdb"
-    L.ingest(db, write_events(tmp_path, [("u", "s0", 1)]), write_songs(tmp_path, rows), window_start=start)
+    ingest(db, write_events(tmp_path, [("u", "s0", 1)]), write_songs(tmp_path, rows), window_start=start)
     got = _table(db, "SELECT s.song_id, s.release_date, st.release_quarter, st.quarter_index "
                      "FROM songs s JOIN song_stats st USING (song_id)")
     for r in got.itertuples():
-        assert (r.release_quarter, r.quarter_index) == L.release_quarter(pd.Timestamp(r.release_date).date(), start)
+        assert (r.release_quarter, r.quarter_index) == release_quarter(pd.Timestamp(r.release_date).date(), start)
 
 
 def test_both_event_shapes_give_the_same_song_stats(tmp_path):
     songs = write_songs(tmp_path)
     agg_db, plays_db = tmp_path / "agg.duckdb", tmp_path / "plays.duckdb"
-    L.ingest(agg_db, write_events(tmp_path, name="ev.parquet"), songs, window_start=WINDOW_START)
-    report = L.ingest(plays_db, write_plays(tmp_path), songs)
+    ingest(agg_db, write_events(tmp_path, name="ev.parquet"), songs, window_start=WINDOW_START)
+    report = ingest(plays_db, write_plays(tmp_path), songs)
     assert report.window_start == WINDOW_START and report.window_source == "data"
     cols = "song_id, subset, playcount, listeners, hit_score, release_quarter, quarter_index"
     a = _table(agg_db, f"SELECT {cols} FROM song_stats ORDER BY song_id")
@@ -90,19 +93,19 @@ def test_both_event_shapes_give_the_same_song_stats(tmp_path):
     pd.testing.assert_frame_equal(a, b)
     # plays parquet (real timestamps) too
     p2 = tmp_path / "p2.duckdb"
-    L.ingest(p2, write_plays(tmp_path, name="plays.parquet"), songs)
+    ingest(p2, write_plays(tmp_path, name="plays.parquet"), songs)
     pd.testing.assert_frame_equal(a, _table(p2, f"SELECT {cols} FROM song_stats ORDER BY song_id"))
 
 
 def test_window_flags_drop_plays_outside(tmp_path):
     db = tmp_path / "db.duckdb"
     # plays fall on 2012-10-01 (a x3), 10-02 (a), 10-03 (b x2), 10-04 (c x5)
-    report = L.ingest(db, write_plays(tmp_path), write_songs(tmp_path),
+    report = ingest(db, write_plays(tmp_path), write_songs(tmp_path),
                       window_start=date(2012, 10, 2), window_end=date(2012, 10, 3))
     assert report.outside_window_rows == 3 + 5
     got = _table(db, "SELECT song_id, playcount FROM song_stats").set_index("song_id")["playcount"]
     assert (got["a"], got["b"], got["c"]) == (1, 2, 0)
-    assert L.window(db) == (date(2012, 10, 2), date(2012, 10, 3))
+    assert window(db) == (date(2012, 10, 2), date(2012, 10, 3))
 
 
 def test_gzipped_csv_and_parquet_read_the_same(tmp_path):
@@ -110,7 +113,7 @@ def test_gzipped_csv_and_parquet_read_the_same(tmp_path):
     dbs = []
     for name in ("e.csv.gz", "e.parquet", "e.csv"):
         db = tmp_path / f"{name}.duckdb"
-        L.ingest(db, write_events(tmp_path, name=name), songs, window_start=WINDOW_START)
+        ingest(db, write_events(tmp_path, name=name), songs, window_start=WINDOW_START)
         dbs.append(_table(db, "SELECT * FROM song_stats ORDER BY song_id"))
     pd.testing.assert_frame_equal(dbs[0], dbs[1])
     pd.testing.assert_frame_equal(dbs[0], dbs[2])
@@ -118,15 +121,15 @@ def test_gzipped_csv_and_parquet_read_the_same(tmp_path):
 
 def test_reingest_same_content_is_skipped(small, tmp_path):
     db, events, songs = small
-    L.ingest(db, events, songs, window_start=WINDOW_START)
+    ingest(db, events, songs, window_start=WINDOW_START)
     before = snapshot(db)
-    again = L.ingest(db, events, songs)  # the window is remembered
+    again = ingest(db, events, songs)  # the window is remembered
     assert again.skipped and "already ingested" in again.message
     assert snapshot(db) == before
     # the same bytes under another name are not counted twice either
     copy = tmp_path / "copy.csv"
     copy.write_bytes(events.read_bytes())
-    third = L.ingest(db, copy, songs, window_start=WINDOW_START)
+    third = ingest(db, copy, songs, window_start=WINDOW_START)
     assert third.skipped and third.plays == 11
     assert snapshot(db) == before
 
@@ -136,8 +139,8 @@ def test_second_events_file_adds_plays_and_distinct_listeners(tmp_path):
     db = tmp_path / "db.duckdb"
     first = write_events(tmp_path, EVENTS[:2], "jan.csv")  # u1 a 3, u2 a 1
     second = write_events(tmp_path, [("u1", "a", 2), ("u4", "c", 1)], "feb.csv")
-    L.ingest(db, first, songs, window_start=WINDOW_START)
-    report = L.ingest(db, second, songs)
+    ingest(db, first, songs, window_start=WINDOW_START)
+    report = ingest(db, second, songs)
     assert not report.skipped and len(report.event_files) == 2
     got = _table(db, "SELECT song_id, playcount, listeners FROM song_stats").set_index("song_id")
     assert tuple(got.loc["a"]) == (6, 2)  # u1 in both files is one listener
@@ -145,7 +148,7 @@ def test_second_events_file_adds_plays_and_distinct_listeners(tmp_path):
     subsets = _table(db, "SELECT subset, listeners, plays FROM subset_stats").set_index("subset")
     assert tuple(subsets.loc["m"]) == (2, 6)
     # replace forgets jan
-    L.ingest(db, second, songs, replace=True, window_start=WINDOW_START)
+    ingest(db, second, songs, replace=True, window_start=WINDOW_START)
     got = _table(db, "SELECT song_id, playcount, listeners FROM song_stats").set_index("song_id")
     assert tuple(got.loc["a"]) == (2, 1)
 
@@ -153,15 +156,15 @@ def test_second_events_file_adds_plays_and_distinct_listeners(tmp_path):
 def test_drop_unknown_counts(tmp_path):
     db = tmp_path / "db.duckdb"
     events = write_events(tmp_path, [*EVENTS, ("u9", "zz", 7), ("u8", "zz", 1)])
-    report = L.ingest(db, events, write_songs(tmp_path), window_start=WINDOW_START, unknown_songs="drop")
+    report = ingest(db, events, write_songs(tmp_path), window_start=WINDOW_START, unknown_songs="drop")
     assert (report.dropped_unknown_rows, report.dropped_unknown_plays, report.plays, report.listeners) == (2, 8, 11, 3)
 
 
 def test_stats_match_a_pandas_computation(tmp_path, rng):
     songs, events, frame = random_dataset(tmp_path, rng)
     db = tmp_path / "db.duckdb"
-    L.ingest(db, events, songs, window_start=WINDOW_START)
-    got = L.stats(db).set_index("subset")
+    ingest(db, events, songs, window_start=WINDOW_START)
+    got = stats(db).set_index("subset")
     cat = pd.read_csv(songs)[["song_id", "subset"]]
     ev = frame.merge(cat, on="song_id")
     per_song = (cat.merge(ev.groupby("song_id").agg(pc=("play_count", "sum"), li=("user_id", "nunique")),
@@ -174,24 +177,26 @@ def test_stats_match_a_pandas_computation(tmp_path, rng):
         assert row.plays == grp.pc.sum() and row.events == len(ev[ev.subset == subset])
         assert row.hit_median == pytest.approx(grp.hit.median())
         assert row.hit_q90 == pytest.approx(grp.hit.quantile(0.9))
+    # the Python twin of the stored SQL rule gives the same values
+    np.testing.assert_allclose(hit_score(per_song.pc, per_song.li), per_song.hit, rtol=1e-12)
 
 
 @pytest.fixture
 def sampled_db(tmp_path, rng):
     songs, events, _ = random_dataset(tmp_path, rng)
     db = tmp_path / "db.duckdb"
-    L.ingest(db, events, songs, window_start=WINDOW_START)
+    ingest(db, events, songs, window_start=WINDOW_START)
     return db
 
 
 def test_sample_is_deterministic_disjoint_and_sized(sampled_db):
     db = sampled_db
-    L.sample(db, per_subset=40, seed=7)
-    first = L.split_frame(db)
-    L.sample(db, per_subset=40, seed=8)
-    other = L.split_frame(db)
-    L.sample(db, per_subset=40, seed=7)
-    again = L.split_frame(db)
+    sample(db, per_subset=40, seed=7)
+    first = split_frame(db)
+    sample(db, per_subset=40, seed=8)
+    other = split_frame(db)
+    sample(db, per_subset=40, seed=7)
+    again = split_frame(db)
     pd.testing.assert_frame_equal(first, again)
     assert not first[["song_id", "split"]].equals(other[["song_id", "split"]])
     assert first.song_id.is_unique
@@ -204,12 +209,12 @@ def test_sample_is_deterministic_disjoint_and_sized(sampled_db):
     assert set(top.song_id) == set(first.song_id)
     assert set(first.columns) >= {"song_id", "subset", "split", "hit_score", "playcount", "listeners",
                                   "audio_path", "release_date", "title", "artist", "release_quarter"}
-    assert len(L.split_frame(db, subset="w", split="test")) == 4
+    assert len(split_frame(db, subset="w", split="test")) == 4
 
 
 def test_sample_by_release_date_puts_the_past_in_train(sampled_db):
-    L.sample(sampled_db, per_subset=20, seed=0, split=(0.5, 0.25, 0.25), by="release_date")
-    frame = L.split_frame(sampled_db)
+    sample(sampled_db, per_subset=20, seed=0, split=(0.5, 0.25, 0.25), by="release_date")
+    frame = split_frame(sampled_db)
     for _, grp in frame.groupby("subset"):
         d = {s: grp[grp.split == s].release_date for s in ("train", "val", "test")}
         assert d["train"].max() <= d["val"].min() and d["val"].max() <= d["test"].min()
@@ -217,36 +222,36 @@ def test_sample_by_release_date_puts_the_past_in_train(sampled_db):
 
 
 def test_split_counts_and_fraction_checks():
-    assert L.split_counts(10000, (0.8, 0.1, 0.1)) == (8000, 1000, 1000)
-    assert L.split_counts(7, (0.8, 0.1, 0.1)) == (5, 1, 1)  # largest remainders
-    assert sum(L.split_counts(13, (0.6, 0.2, 0.2))) == 13
+    assert split_counts(10000, (0.8, 0.1, 0.1)) == (8000, 1000, 1000)
+    assert split_counts(7, (0.8, 0.1, 0.1)) == (5, 1, 1)  # largest remainders
+    assert sum(split_counts(13, (0.6, 0.2, 0.2))) == 13
     with pytest.raises(ConfigError, match="summing to 1"):
-        L.check_fractions((0.8, 0.1, 0.2))
+        check_fractions((0.8, 0.1, 0.2))
 
 
 def test_dashboard_readers(sampled_db):
     db = sampled_db
-    L.sample(db, per_subset=10, seed=1)
-    q = L.quarter_playcounts(db)
+    sample(db, per_subset=10, seed=1)
+    q = quarter_playcounts(db)
     stats = _table(db, "SELECT * FROM song_stats")
     expect = stats.groupby(["subset", "release_quarter"]).playcount.mean()
     for r in q[q.group == "all"].itertuples():
         assert r.mean_playcount == pytest.approx(expect[(r.subset, r.release_quarter)])
     assert q[q.group == "sampled"].songs.sum() == 30
-    h = L.hit_score_frame(db)
+    h = hit_score_frame(db)
     assert len(h) == len(stats) and h.split.notna().sum() == 30
 
 
 def test_ingest_clears_stale_splits_and_readers_explain(tmp_path, sampled_db):
-    L.sample(sampled_db, per_subset=5, seed=1)
-    report = L.ingest(sampled_db, write_events(tmp_path, [("u1", "m001", 1)], "more.csv"), tmp_path / "songs.csv")
+    sample(sampled_db, per_subset=5, seed=1)
+    report = ingest(sampled_db, write_events(tmp_path, [("u1", "m001", 1)], "more.csv"), tmp_path / "songs.csv")
     assert report.splits_cleared
     with pytest.raises(StoreError, match="hitsong sample"):
-        L.split_frame(sampled_db)
+        split_frame(sampled_db)
     with pytest.raises(StoreError, match="hitsong ingest"):
-        L.stats(tmp_path / "none.duckdb")
+        stats(tmp_path / "none.duckdb")
     with pytest.raises(StoreError, match="hitsong ingest"):
-        L.sample(tmp_path / "none.duckdb", per_subset=3, seed=0)
+        sample(tmp_path / "none.duckdb", per_subset=3, seed=0)
     assert not (tmp_path / "none.duckdb").exists()
 
 
@@ -276,7 +281,7 @@ def test_cli_db_defaults_to_the_data_home(tmp_path, monkeypatch):
     assert main(["ingest", "--events", str(write_events(tmp_path)), "--songs", str(write_songs(tmp_path)),
                  "--window-start", "2012-10-01"]) == 0
     assert (tmp_path / "home" / "hitsong.duckdb").exists()
-    assert math.isclose(L.stats(tmp_path / "home" / "hitsong.duckdb").plays.sum(), 11)
+    assert math.isclose(stats(tmp_path / "home" / "hitsong.duckdb").plays.sum(), 11)
 
 
 def test_integer_song_ids_in_parquet_match_text_ids(tmp_path):
@@ -286,6 +291,6 @@ def test_integer_song_ids_in_parquet_match_text_ids(tmp_path):
     events = tmp_path / "ev.parquet"
     pd.DataFrame({"user_id": [1, 2, 1], "song_id": [7, 7, 8], "play_count": [1, 2, 3]}).to_parquet(events, index=False)
     db = tmp_path / "db.duckdb"
-    L.ingest(db, events, songs, window_start=WINDOW_START)
+    ingest(db, events, songs, window_start=WINDOW_START)
     got = _table(db, "SELECT song_id, playcount, listeners FROM song_stats").set_index("song_id")
     assert tuple(got.loc["7"]) == (3, 2) and tuple(got.loc["8"]) == (3, 1) and tuple(got.loc["007"]) == (0, 0)

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from hitsong.errors import InputError
-from hitsong.store import listening as L
+import hitsong.store.aggregate as aggregate_module
+from hitsong.store.ingest import ingest
 from hitsong.store.pairs import count_pairs
 from helpers_store import WINDOW_START
 
@@ -84,11 +85,11 @@ def _stats(db: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _ingest_both(tmp_path, monkeypatch, caplog, events, songs, **kw):
     """Ingest through SQL (small input) and through the compiled path; both reports."""
-    with caplog.at_level(logging.INFO, logger="hitsong.store.listening"):
-        sql = L.ingest(tmp_path / "sql.duckdb", events, songs, window_start=WINDOW_START, **kw)
+    with caplog.at_level(logging.INFO, logger="hitsong.store.aggregate"):
+        sql = ingest(tmp_path / "sql.duckdb", events, songs, window_start=WINDOW_START, **kw)
         assert COMPILED not in caplog.text
-        monkeypatch.setattr(L, "_KERNEL_MIN_ROWS", 0)
-        fast = L.ingest(tmp_path / "fast.duckdb", events, songs, window_start=WINDOW_START, **kw)
+        monkeypatch.setattr(aggregate_module, "_KERNEL_MIN_ROWS", 0)
+        fast = ingest(tmp_path / "fast.duckdb", events, songs, window_start=WINDOW_START, **kw)
         assert COMPILED in caplog.text
     return sql, fast
 
@@ -129,5 +130,5 @@ def test_unknown_songs_on_the_compiled_path(tmp_path, monkeypatch, caplog):
     assert (sql.dropped_unknown_rows, sql.dropped_unknown_plays, sql.plays, sql.listeners) == (2, 6, 4, 2)
     db = tmp_path / "err.duckdb"
     with pytest.raises(InputError, match=r"'song_id'.*not in the songs file.*'55'.*rows 2, 4"):
-        L.ingest(db, events, songs, window_start=WINDOW_START)
+        ingest(db, events, songs, window_start=WINDOW_START)
     assert not db.exists()

@@ -1,7 +1,7 @@
 """Sub-commands over the listening store: ``ingest``, ``sample``, ``stats``.
 
 Options are typed here (dates parsed as dates, split fractions checked); the work is done by
-:mod:`hitsong.store.listening`.
+:mod:`hitsong.store.ingest`, :mod:`hitsong.store.sample` and :mod:`hitsong.store.read`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _date(text: str) -> date:
 
 def _fractions(text: str) -> tuple[float, float, float]:
     from hitsong.errors import ConfigError
-    from hitsong.store.listening import check_fractions
+    from hitsong.store.sample import check_fractions
 
     try:
         return check_fractions([float(x) for x in text.split(",")])
@@ -100,7 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
 
 def run_ingest(args: argparse.Namespace) -> int:
     """``hitsong ingest``."""
-    from hitsong.store.listening import ingest
+    from hitsong.store.ingest import ingest
 
     report = ingest(
         _db(args), args.events, args.songs,
@@ -114,7 +114,7 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 def run_sample(args: argparse.Namespace) -> int:
     """``hitsong sample``."""
-    from hitsong.store.listening import sample
+    from hitsong.store.sample import sample
 
     summary = sample(_db(args), per_subset=args.per_subset, seed=args.seed, split=args.split, by=args.by)
     table = summary.pivot(index="subset", columns="split", values="songs").fillna(0).astype(int)
@@ -125,7 +125,7 @@ def run_sample(args: argparse.Namespace) -> int:
 
 def run_stats(args: argparse.Namespace) -> int:
     """``hitsong stats``."""
-    from hitsong.store.listening import stats, window
+    from hitsong.store.read import stats, window
 
     frame = stats(_db(args))
     start, end = window(_db(args))

@@ -139,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
     from hitsong.demo import WINDOW_END, WINDOW_START, demo_exists, init_demo
     from hitsong.errors import HitsongError
     from hitsong.features import build_features
-    from hitsong.store import listening
+    from hitsong.store.ingest import ingest
+    from hitsong.store.read import split_frame
+    from hitsong.store.sample import sample
 
     server = importlib.import_module("registry.server")
     reg_demo = importlib.import_module("registry.demo")
@@ -160,14 +162,14 @@ def run(args: argparse.Namespace) -> int:
     log.info("demo data ready in %.0f s", time.monotonic() - t)
 
     t = _step("2/7 ingest")
-    report = listening.ingest(settings.db_path, demo / "events.parquet", demo / "songs.csv",
+    report = ingest(settings.db_path, demo / "events.parquet", demo / "songs.csv",
                               window_start=WINDOW_START, window_end=WINDOW_END)
     log.info("%s (%.0f s)", report, time.monotonic() - t)
 
     t = _step("3/7 sample and split")
     per_subset = max(10, int(round(args.sample * args.songs_per_subset)))
     try:
-        existing = listening.split_frame(settings.db_path)
+        existing = split_frame(settings.db_path)
     except HitsongError:
         existing = None
     if existing is not None and len(existing):
@@ -175,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         # 70/15/15 rather than the paper's 80/10/10: at demo size the test split would
         # otherwise hold ~14 songs, and k = 10 % of it a single song.
-        listening.sample(settings.db_path, per_subset=per_subset, seed=args.seed, split=DEMO_SPLIT)
+        sample(settings.db_path, per_subset=per_subset, seed=args.seed, split=DEMO_SPLIT)
     log.info("split ready (%.0f s)", time.monotonic() - t)
 
     t = _step("4/7 features (log-mel + tags)")

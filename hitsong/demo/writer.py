@@ -27,6 +27,7 @@ from hitsong.demo.readme import readme_text
 from hitsong.demo.synth import render_song, write_audio
 from hitsong.errors import ConfigError
 from hitsong.progress import Progress
+from hitsong.store.rules import hit_score
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,7 @@ def _truth_frame(songs: pd.DataFrame, plans: list[SongPlan], truth: pd.DataFrame
     out = songs[["song_id", "subset", "artist", "release_date"]].merge(truth, on="song_id")
     out = out.merge(stats, left_on="song_id", right_index=True, how="left")
     out[["playcount", "listeners"]] = out[["playcount", "listeners"]].fillna(0).astype(np.int64)
-    out["hit_score"] = np.log1p(out["playcount"]) * np.log1p(out["listeners"])
+    out["hit_score"] = hit_score(out["playcount"], out["listeners"])
     out["seconds"] = seconds
     out = pd.concat([out, params], axis=1)
     out["release_date"] = pd.to_datetime(out["release_date"])

@@ -7,7 +7,10 @@ transaction, close; readers open short read-only connections with a retry
 (see ECOSYSTEM.md). Values are always passed as parameters, never formatted into SQL.
 
 Sub-modules, one per concern:
-- ``hitsong.store.listening``: ingest of events and songs, ``song_stats``, samples and splits.
+- ``schema``: the tables, column and split names; ``rules``: the hit score and release quarter.
+- ``sources``: input files as relations, with row checks; ``ingest`` and ``aggregate``: events
+  and songs into ``song_stats``/``subset_stats`` (``pairs``: the compiled exact counter).
+- ``sample``: the top-N sample and its split; ``read``: read-only queries for commands and the dashboard.
 - ``hitsong.store.featureindex``: the feature index, failures and tag vectors.
 """
 

@@ -1,0 +1,411 @@
+"""Input files as DuckDB relations: format sniffing, columns, and row checks that name rows.
+
+A file is recognised by its bytes (CSV, gzipped CSV or Parquet), its header is normalised,
+and every check runs as SQL first (from Parquet statistics where possible); only a failing
+check runs a second pass to find the first few bad rows for the error message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import duckdb
+import numpy as np
+
+from hitsong.errors import InputError
+from hitsong.store.schema import AGGREGATED_COLUMNS, NOT_CHANGED, PLAYS_COLUMNS
+
+log = logging.getLogger(__name__)
+
+
+
+EventShape = Literal["auto", "aggregated", "plays"]
+
+
+MAX_ROWS_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file as DuckDB sees it: a FROM clause and its column map."""
+
+    path: Path
+    kind: Literal["csv", "parquet"]
+    gzip: bool
+    delimiter: str
+    columns: dict[str, str]  # normalised name -> name in the file
+    types: dict[str, str] = field(default_factory=dict)  # normalised name -> DuckDB type
+
+    def relation(self, con: duckdb.DuckDBPyConnection, *, row_numbers: bool = False) -> duckdb.DuckDBPyRelation:
+        """The file as a relation (all text for CSV); with ``row_no`` (1-based) when asked."""
+        if self.kind == "parquet":
+            return _parquet_relation(con, self.path, row_numbers)
+        return _csv_relation(con, self, row_numbers)
+
+
+def _parquet_relation(con: duckdb.DuckDBPyConnection, path: Path, row_numbers: bool) -> duckdb.DuckDBPyRelation:
+    if row_numbers:
+        return con.query(
+            "SELECT *, file_row_number + 1 AS row_no FROM read_parquet($p, file_row_number = true)",
+            params={"p": str(path)},
+        )
+    return con.query("SELECT * FROM read_parquet($p)", params={"p": str(path)})
+
+
+def _csv_relation(con: duckdb.DuckDBPyConnection, src: Source, row_numbers: bool) -> duckdb.DuckDBPyRelation:
+    if not row_numbers:
+        return con.query(
+            "SELECT * FROM read_csv($p, header = true, all_varchar = true, delim = $d, "
+            "compression = $c)",
+            params={"p": str(src.path), "d": src.delimiter, "c": "gzip" if src.gzip else "none"},
+        )
+    # DuckDB's CSV reader has no row numbers; pyarrow reads in order, all columns as text.
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    stream = pa.input_stream(str(src.path), compression="gzip" if src.gzip else None)
+    table = pacsv.read_csv(
+        stream,
+        parse_options=pacsv.ParseOptions(delimiter=src.delimiter),
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in src.columns.values()},
+            strings_can_be_null=True,
+        ),
+    )
+    table = table.append_column("row_no", pa.array(np.arange(1, table.num_rows + 1)))
+    return con.from_arrow(table)
+
+
+_MAGIC = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx file is one; export it as CSV)"),
+    (b"ID3", "an MP3 audio file"),
+    (b"RIFF", "a RIFF (WAV/AVI) file"),
+    (b"fLaC", "a FLAC audio file"),
+    (b"OggS", "an Ogg file"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel/Office file (export it as CSV)"),
+)
+
+
+def _sniff_format(path: Path, what: str) -> tuple[Literal["csv", "parquet"], bool]:
+    """Decide the format from the file's bytes, not its name: ``(kind, gzipped)``."""
+    if not path.exists():
+        raise InputError(f"{what} file {path} does not exist. Check the path. {NOT_CHANGED}")
+    if not path.is_file():
+        raise InputError(f"{what} file {path} is not a regular file. {NOT_CHANGED}")
+    with path.open("rb") as fh:
+        head = fh.read(65536)
+    if not head.strip():
+        raise InputError(f"{what} file {path} is empty. {NOT_CHANGED}")
+    if head.startswith(b"PAR1"):
+        return "parquet", False
+    gz = head.startswith(b"\x1f\x8b")
+    if gz:
+        import gzip
+
+        try:
+            with gzip.open(path, "rb") as fh:
+                head = fh.read(65536)
+        except (OSError, EOFError) as exc:
+            raise InputError(f"{what} file {path} looks gzipped but cannot be decompressed: {exc}. {NOT_CHANGED}") from exc
+        if not head.strip():
+            raise InputError(f"{what} file {path} is empty (after gunzip). {NOT_CHANGED}")
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            raise InputError(
+                f"{what} file {path} is {name}, not CSV or Parquet. Give a CSV (optionally gzipped) "
+                f"or Parquet file. {NOT_CHANGED}"
+            )
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the read boundary
+            raise InputError(
+                f"{what} file {path} is not UTF-8 text (bad byte at offset {exc.start}), so it is "
+                f"neither CSV nor Parquet. {NOT_CHANGED}"
+            ) from exc
+        text = head[: exc.start].decode("utf-8")
+    if "\x00" in text:
+        raise InputError(f"{what} file {path} contains binary data (NUL bytes); it is not a CSV file. {NOT_CHANGED}")
+    return "csv", gz
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower()
+
+
+def open_source(con: duckdb.DuckDBPyConnection, path: Path, what: str) -> Source:
+    """Check the file exists and has a readable format; read its column names and types."""
+    path = Path(path).expanduser().resolve()
+    kind, gz = _sniff_format(path, what)
+    delimiter = ","
+    try:
+        if kind == "csv":
+            sniff = con.execute(
+                "SELECT Delimiter FROM sniff_csv($p, header = true, compression = $c)",
+                {"p": str(path), "c": "gzip" if gz else "none"},
+            ).fetchall()[0]
+            delimiter = sniff[0] if sniff and sniff[0] else ","
+            src = Source(path, kind, gz, delimiter, {})
+        else:
+            src = Source(path, kind, False, delimiter, {})
+        rel = src.relation(con)
+        names, types = rel.columns, [str(t) for t in rel.types]
+    except duckdb.Error as exc:
+        raise InputError(f"{what} file {path} cannot be read as {kind.upper()}: {exc}. {NOT_CHANGED}") from exc
+    if kind == "csv":
+        _check_csv_header(path, gz, delimiter, names, what)
+    columns: dict[str, str] = {}
+    col_types: dict[str, str] = {}
+    for name, typ in zip(names, types):
+        key = _normalise(name)
+        if key in columns:
+            raise InputError(f"{what} file {path}: column {key!r} appears twice in the header. {NOT_CHANGED}")
+        columns[key] = name
+        col_types[key] = typ
+    return Source(path, kind, gz, delimiter, columns, col_types)
+
+
+def _check_csv_header(path: Path, gz: bool, delimiter: str, names: Sequence[str], what: str) -> None:
+    """DuckDB's sniffer must have read the first line as the header; else find the ragged line."""
+    import csv
+    import gzip
+
+    opener = gzip.open if gz else open
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as fh:  # type: ignore[operator]
+        reader = csv.reader(fh, delimiter=delimiter)
+        header = next(reader, [])
+        if [h.strip() for h in header] == [n.strip() for n in names]:
+            return
+        for line_no, row in enumerate(reader, start=2):
+            if row and len(row) != len(header):
+                raise InputError(
+                    f"{what} file {path}: line {line_no} has {len(row)} fields but the header (line 1) "
+                    f"has {len(header)} ({delimiter!r}-separated). Every line needs one value per "
+                    f"column. {NOT_CHANGED}"
+                )
+    raise InputError(
+        f"{what} file {path}: cannot read a table with the header on line 1 (found columns "
+        f"{list(names)}). Check the separator and quoting. {NOT_CHANGED}"
+    )
+
+
+def require_columns(src: Source, required: Sequence[str], what: str, hint: str = "") -> None:
+    missing = [c for c in required if c not in src.columns]
+    if not missing:
+        return
+    found = list(src.columns.values())
+    guesses = []
+    for m in missing:
+        close = difflib.get_close_matches(m, [_normalise(f) for f in found], n=1, cutoff=0.6)
+        if close:
+            guesses.append(f"{src.columns[close[0]]!r} -> {m!r}?")
+    raise InputError(
+        f"{what} file {src.path}: missing column(s) {', '.join(repr(m) for m in missing)}; "
+        f"found {', '.join(repr(f) for f in found)}. The header must name "
+        f"{', '.join(required)}{hint}."
+        + (f" Did you mean {'; '.join(guesses)}" if guesses else "")
+        + f" {NOT_CHANGED}"
+    )
+
+
+def detect_shape(src: Source, shape: EventShape) -> Literal["aggregated", "plays"]:
+    has_count = "play_count" in src.columns
+    has_time = "played_at" in src.columns
+    if shape == "auto":
+        if has_count and has_time:
+            raise InputError(
+                f"events file {src.path} has both 'play_count' and 'played_at'; say which it is "
+                f"with --event-shape aggregated|plays. {NOT_CHANGED}"
+            )
+        if not has_count and not has_time:
+            require_columns(src, ("user_id", "song_id", "play_count"), "events",
+                             " (aggregated) or user_id, song_id, played_at (one row per play)")
+        shape = "aggregated" if has_count else "plays"
+    require_columns(src, AGGREGATED_COLUMNS if shape == "aggregated" else PLAYS_COLUMNS, "events")
+    return shape
+
+
+def first_row(result: duckdb.DuckDBPyConnection) -> tuple | None:
+    """The first row of a result (``None`` when empty), reading it to the end."""
+    rows = result.fetchall()
+    return rows[0] if rows else None
+
+
+def file_sha256(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def quote(name: str) -> str:
+    """Quote an identifier taken from a file header."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+_INT_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+              "UINTEGER", "UBIGINT", "UHUGEINT")
+
+
+_FLOAT_TYPES = ("FLOAT", "DOUBLE", "REAL")
+
+
+def _is_decimal(t: str) -> bool:
+    return t.startswith("DECIMAL")
+
+
+def id_checks(src: Source, col: str) -> list[tuple[str, str, str | None]]:
+    c = quote(src.columns[col])
+    checks: list[tuple[str, str, str | None]] = [(f"{c} IS NULL", "is empty", f"count(*) - count({c})")]
+    if src.types[col] == "VARCHAR":
+        checks = [(f"{c} IS NULL OR trim({c}) = ''", "is empty", None)]
+    elif src.types[col] not in _INT_TYPES:
+        raise InputError(
+            f"file {src.path}: column {src.columns[col]!r} has type {src.types[col]}; ids must be "
+            f"text or whole numbers. {NOT_CHANGED}"
+        )
+    return checks
+
+
+def count_expr(src: Source, col: str) -> tuple[str, list[tuple[str, str, str | None]]]:
+    """SQL for a whole-number count column and its checks.
+
+    A check is ``(bad-row predicate, reason, quick)``: ``quick`` is an aggregate that is non-zero
+    when a bad row may exist and that DuckDB can answer from Parquet statistics (or ``None``).
+    """
+    c = quote(src.columns[col])
+    t = src.types[col]
+    if t in _INT_TYPES:
+        return f"CAST({c} AS BIGINT)", [(f"{c} IS NULL", "is empty", f"count(*) - count({c})"),
+                                        (f"{c} < 0", "is negative", f"CASE WHEN min({c}) < 0 THEN 1 ELSE 0 END")]
+    if t in _FLOAT_TYPES or _is_decimal(t) or t == "VARCHAR":
+        x = f"TRY_CAST({c} AS DOUBLE)"
+        checks: list[tuple[str, str, str | None]] = [(f"{c} IS NULL", "is empty", f"count(*) - count({c})")]
+        if t == "VARCHAR":
+            checks.append((f"{c} IS NOT NULL AND {x} IS NULL", "is not a number", None))
+        checks += [
+            (f"NOT isfinite({x})", "is not a finite number", None),
+            (f"isfinite({x}) AND {x} < 0", "is negative", None),
+            (f"isfinite({x}) AND {x} <> floor({x})", "is not a whole number", None),
+        ]
+        return f"CAST({x} AS BIGINT)", checks
+    raise InputError(f"file {src.path}: column {src.columns[col]!r} has type {t}; play counts must be "
+                     f"whole numbers. {NOT_CHANGED}")
+
+
+def time_expr(src: Source, col: str, as_type: str) -> tuple[str, list[tuple[str, str, str | None]]]:
+    """SQL for a date/time column cast to ``as_type`` (DATE or TIMESTAMP) and its checks."""
+    c = quote(src.columns[col])
+    t = src.types[col]
+    if t.startswith("TIMESTAMP") or t == "DATE":
+        return f"CAST({c} AS {as_type})", [(f"{c} IS NULL", "is empty", f"count(*) - count({c})")]
+    if t == "VARCHAR":
+        x = f"TRY_CAST(trim({c}) AS {as_type})"
+        return x, [(f"{c} IS NULL OR trim({c}) = ''", "is empty", None),
+                   (f"trim({c}) <> '' AND {x} IS NULL", "is not a date (expected YYYY-MM-DD)", None)]
+    raise InputError(f"file {src.path}: column {src.columns[col]!r} has type {t}; expected dates "
+                     f"(YYYY-MM-DD). {NOT_CHANGED}")
+
+
+def run_checks(con: duckdb.DuckDBPyConnection, src: Source, what: str,
+                checks: Sequence[tuple[str, str, str, str | None]]) -> int:
+    """Run ``(column, predicate, reason, quick)`` checks over the file; raise on the first failing one.
+
+    Quick aggregates run first (from Parquet statistics where possible); a check whose quick
+    aggregate is non-zero, or that has none, is counted exactly. Returns the number of rows.
+    An empty file (header only) is an error.
+    """
+    rel = src.relation(con)
+    quick = ["count(*)"] + [q or "1" for _, _, _, q in checks]
+    try:
+        flags = rel.aggregate(", ".join(quick)).fetchall()[0]
+        n_rows = int(flags[0])
+        suspect = [c for c, flag in zip(checks, flags[1:]) if flag]
+        exact = ["count(*)"] + [f"count(*) FILTER (WHERE {pred})" for _, pred, _, _ in suspect]
+        counts = rel.aggregate(", ".join(exact)).fetchall()[0] if suspect and n_rows else [n_rows]
+    except duckdb.Error as exc:
+        raise InputError(f"{what} file {src.path} cannot be read: {exc}. {NOT_CHANGED}") from exc
+    if n_rows == 0:
+        raise InputError(f"{what} file {src.path} has a header but no rows. {NOT_CHANGED}")
+    for (col, pred, reason, _), bad in zip(suspect, counts[1:]):
+        if bad:
+            rows = find_rows(con, src, pred)
+            raise InputError(
+                f"{what} file {src.path}, column {src.columns[col]!r}: {bad} value(s) {reason} "
+                f"({rows_text(src, rows, bad)}). Fix the file and run the ingest again. {NOT_CHANGED}"
+            )
+    return n_rows
+
+
+def find_rows(con: duckdb.DuckDBPyConnection, src: Source, pred: str) -> list[int]:
+    """The first few 1-based row numbers where ``pred`` holds ([] if they cannot be located)."""
+    import pyarrow as pa
+
+    try:
+        rel = src.relation(con, row_numbers=True)
+        out = rel.filter(pred).order("row_no").limit(MAX_ROWS_SHOWN).project("row_no").fetchall()
+    except (duckdb.Error, pa.ArrowException) as exc:  # the error message still names file and column
+        log.debug("could not locate rows in %s: %s", src.path, exc)
+        return []
+    return [int(r[0]) for r in out]
+
+
+def ids_table(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> str:
+    """A temp table ``_ids(i)`` holding ``ids`` (values as parameters, never in SQL text)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _ids (i VARCHAR)")
+    con.executemany("INSERT INTO _ids VALUES (?)", [[i] for i in ids])
+    return "_ids"
+
+
+def rows_text(src: Source, rows: Sequence[int], total: int) -> str:
+    if not rows:
+        return "rows not located"
+    more = f" and {total - len(rows)} more" if total > len(rows) else ""
+    text = "row" + ("s " if len(rows) > 1 else " ") + ", ".join(str(r) for r in rows) + more
+    if src.kind == "csv":
+        text += "; line" + ("s " if len(rows) > 1 else " ") + ", ".join(str(r + 1) for r in rows)
+    return text + ", first data row = 1"
+
+
+@dataclass(frozen=True)
+class EventFile:
+    """An events file of the dataset: where, which shape, which content."""
+
+    src: Source
+    shape: Literal["aggregated", "plays"]
+    sha256: str
+
+
+@dataclass(frozen=True)
+class CheckedFile:
+    """A validated events file and the SQL that reads its columns."""
+
+    file: EventFile
+    rows: int
+    user_sql: str
+    song_sql: str
+    value_sql: str  # play count (aggregated) or play time (plays)
+
+
+def check_events(con: duckdb.DuckDBPyConnection, ev: EventFile) -> CheckedFile:
+    """Validate one events file (raises ``InputError`` naming rows)."""
+    src = ev.src
+    checks: list[tuple[str, str, str, str | None]] = []
+    for col in ("user_id", "song_id"):
+        checks += [(col, *c) for c in id_checks(src, col)]
+    if ev.shape == "aggregated":
+        value_sql, c = count_expr(src, "play_count")
+        checks += [("play_count", *x) for x in c]
+    else:
+        value_sql, c = time_expr(src, "played_at", "TIMESTAMP")
+        checks += [("played_at", *x) for x in c]
+    rows = run_checks(con, src, "events", checks)
+    return CheckedFile(ev, rows, quote(src.columns["user_id"]), quote(src.columns["song_id"]), value_sql)
