@@ -114,7 +114,7 @@ class SongScorer:
     """
 
     def __init__(self, model: Any, meta: Any, tagger: Any, device: Any) -> None:
-        from hitsong.audio import TorchLogMel
+        from hitsong.audio.torchmel import TorchLogMel
 
         self.model = model.to(device).eval()
         self.meta = meta

@@ -1,6 +1,6 @@
 """Seed a real MLflow server with tiny runs shaped exactly like training's output.
 
-Layout (registry.tracking.MlflowRunLogger, issue 7): experiment ``hitsong/<dataset>/<subset>``;
+Layout (registry.tracking.MlflowRunLogger): experiment ``hitsong/<dataset>/<subset>``;
 a parent run per method (named after it) with mean/std metrics; a child run per repetition with
 params, stepped ``train_loss``/``val_loss``, the four final metrics and a ``predictions`` table
 (song_id, true, predicted).

@@ -22,7 +22,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry.server import ServerConfig, ServerInfo, free_port, start_server, stop_server
+from registry.server import (
+    ServerConfig,
+    ServerInfo,
+    free_port,
+    start_server,
+    stop_server,
+)
 
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "hitsong-test-admin-pw"  # >= 12 characters, not MLflow's old default

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers_audio import song, tone, write_audio
 
 from hitsong.audio import (
     AudioConfig,
-    TorchLogMel,
     decode_for_features,
     decode_middle,
     load_segment,
@@ -21,8 +21,8 @@ from hitsong.audio import (
     mel_filterbank,
     mel_stats,
 )
+from hitsong.audio.torchmel import TorchLogMel
 from hitsong.errors import ConfigError
-from helpers_audio import song, tone, write_audio
 
 pytestmark = pytest.mark.timeout(120)
 

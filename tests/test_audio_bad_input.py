@@ -5,10 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-
-from hitsong.audio import AudioConfig, decode_for_features, decode_middle, load_segment, log_mel
-from hitsong.errors import AudioError, HitsongWarning
 from helpers_audio import bad_files, song, tone, write_audio
+
+from hitsong.audio import (
+    AudioConfig,
+    decode_for_features,
+    decode_middle,
+    load_segment,
+    log_mel,
+)
+from hitsong.errors import AudioError, HitsongWarning
 
 pytestmark = pytest.mark.timeout(60)  # nothing may hang
 

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from dashboard.commands import wait_until_ready
 from helpers_dashboard import log_champion, mp3_bytes, seed_runs, seed_store
 from helpers_mlflow import mlflow_server
+
+from dashboard.commands import wait_until_ready
 from hitsong.store.read import split_frame
 from registry.server import free_port
 

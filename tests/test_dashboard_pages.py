@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_dashboard import log_champion, mp3_bytes, seed_runs, seed_store
+from helpers_mlflow import mlflow_server
 from streamlit.testing.v1 import AppTest
 
 from dashboard import data, figures
-from helpers_dashboard import log_champion, mp3_bytes, seed_runs, seed_store
-from helpers_mlflow import mlflow_server
 from hitsong.errors import StoreError
 from hitsong.store.read import split_frame
 from registry.models import list_versions, register

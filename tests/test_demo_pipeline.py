@@ -1,4 +1,4 @@
-"""The README's main command end to end, and the paper check on the demo data (issue 6).
+"""The README's main command end to end, and the paper check on the demo data.
 
 1. ``hitsong demo run --no-serve --tracking-uri URI`` on a small demo (2 x 32 songs of 25-40 s,
    150 users per market, 2 repetitions) against a real ``mlflow server``: exit 0, a champion
@@ -158,7 +158,7 @@ def test_predict_with_the_champion(home: Path, server: TestServer, pipeline: dic
     assert row["percentile"] == pytest.approx(100.0 * np.mean(catalog <= row["score"]))
 
 
-# ------------------------------------------------------------------ issue 6: the paper check
+# ------------------------------------------------------------------ the paper check on demo data
 
 METHODS = ("m1", "m2", "m3", "m4", "m5", "m6")
 #: A demo built for the statistics: more test songs than the pipeline's 70/15/15 of a few dozen.

@@ -1,4 +1,4 @@
-"""Tag vectors in the feature store (issue 5, item 4): the real MTT_musicnn port, no stand-in."""
+"""Tag vectors in the feature store: the real MTT_musicnn port, no stand-in."""
 
 from __future__ import annotations
 
@@ -6,15 +6,14 @@ from contextlib import nullcontext
 
 import numpy as np
 import pytest
+from helpers_audio import make_db, make_library
 
 from hitsong.audio import AudioConfig, decode_for_features
 from hitsong.features import MelDataset, build_features
 from hitsong.store import connect
-from helpers_audio import make_db, make_library
+from hitsong.tagger import GENRE_TAGS, Tagger, predominant_genre
 
 pytestmark = pytest.mark.timeout(180)
-
-tagger_mod = pytest.importorskip("hitsong.tagger")
 
 CFG = AudioConfig(seconds=6.0)
 
@@ -32,15 +31,15 @@ def test_store_keeps_each_songs_tag_vector_and_genre(tmp_path) -> None:
     assert [r[0] for r in rows] == ["t1", "t2", "t3"]
 
     # the stored vector is the tagger's output on the same 16 kHz middle segment
-    tagger = tagger_mod.Tagger.from_pretrained("MTT_musicnn", device="cpu")
+    tagger = Tagger.from_pretrained("MTT_musicnn", device="cpu")
     for (song_id, model, tags, genre), path in zip(rows, songs["audio_path"], strict=True):
         assert model == "MTT_musicnn" and len(tags) == 50
-        assert genre in tagger_mod.GENRE_TAGS
+        assert genre in GENRE_TAGS
         with pytest.warns(Warning) if song_id == "t3" else nullcontext():
             _, wave16, _ = decode_for_features(path, config=CFG)
             want = tagger.tag_batch([wave16], sr=16000)[0].song
         np.testing.assert_allclose(tags, want, atol=1e-5)
-        assert genre == tagger_mod.predominant_genre(want)
+        assert genre == predominant_genre(want)
 
     # a second run skips them
     again = build_features(db, store, workers=1, tagger="MTT_musicnn", config=CFG)

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers_dashboard import seed_runs
 from helpers_mlflow import mlflow_server
+
 from hitsong.errors import RegistryError
 from registry import runs
 from registry.server import free_port

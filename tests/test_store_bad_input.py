@@ -7,12 +7,19 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers_store import (
+    EVENTS,
+    SONGS,
+    WINDOW_START,
+    snapshot,
+    write_events,
+    write_songs,
+)
 
 from hitsong.cli import main
 from hitsong.errors import InputError
 from hitsong.store.ingest import ingest
 from hitsong.store.sample import sample
-from helpers_store import EVENTS, SONGS, WINDOW_START, snapshot, write_events, write_songs
 
 HEADER = "user_id,song_id,play_count\n"
 SONGS_HEADER = "song_id,title,artist,subset,release_date,audio_path\n"

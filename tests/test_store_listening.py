@@ -10,16 +10,30 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from helpers_store import (
+    EVENTS,
+    EXPECTED,
+    SONGS,
+    WINDOW_START,
+    random_dataset,
+    snapshot,
+    write_events,
+    write_plays,
+    write_songs,
+)
 
 from hitsong.cli import main
 from hitsong.errors import ConfigError, StoreError
 from hitsong.store.ingest import ingest
-from hitsong.store.read import hit_score_frame, quarter_playcounts, split_frame, stats, window
+from hitsong.store.read import (
+    hit_score_frame,
+    quarter_playcounts,
+    split_frame,
+    stats,
+    window,
+)
 from hitsong.store.rules import hit_score, release_quarter
 from hitsong.store.sample import check_fractions, sample, split_counts
-from helpers_store import (
-    EVENTS, EXPECTED, SONGS, WINDOW_START, random_dataset, snapshot, write_events, write_plays, write_songs,
-)
 
 
 def _table(db: Path, sql: str) -> pd.DataFrame:

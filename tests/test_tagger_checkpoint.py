@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers_tagger import write_bundle
 from safetensors import safe_open
 
-from helpers_tagger import write_bundle
 from hitsong.errors import ModelError
 from hitsong.tagger.checkpoint import CheckpointReader, crc32c, read_table
 from hitsong.tagger.convert import (

@@ -1,7 +1,7 @@
 """The PyTorch port reproduces the original TensorFlow musicnn on real music clips.
 
 Reference values in ``tests/data/musicnn/`` were computed by musicnn 0.1.0 under TensorFlow
-(see its PROVENANCE.md). Tolerances are those of issue 5: 1e-4 absolute on the mel input, the
+(see its PROVENANCE.md). Tolerances: 1e-4 absolute on the mel input, the
 per-patch probabilities and the song level; same top-3 tags.
 """
 

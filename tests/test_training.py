@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from helpers_training import PlantedDataset, one_torch_thread, planted_splits  # noqa: F401  (autouse fixture)
+
 from hitsong.cli import parse_args
 from hitsong.errors import ConfigError
 from hitsong.metrics import evaluate

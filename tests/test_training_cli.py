@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from helpers_audio import make_db, make_library
+
 from hitsong.cli import main
 from hitsong.features import build_features
 

@@ -16,7 +16,15 @@ import soundfile as sf
 import soxr
 from scipy import signal
 
-from hitsong.demo.arrange import CH_BASS, CH_COMP, CH_DRUMS, CH_LEAD, CH_PAD, Arrangement, arrange
+from hitsong.demo.arrange import (
+    CH_BASS,
+    CH_COMP,
+    CH_DRUMS,
+    CH_LEAD,
+    CH_PAD,
+    Arrangement,
+    arrange,
+)
 from hitsong.demo.plan import SongPlan
 from hitsong.demo.voice import render_voice
 from hitsong.errors import ConfigError

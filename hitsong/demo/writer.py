@@ -20,7 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hitsong.demo import DEFAULT_SEED, DEFAULT_SONGS_PER_SUBSET, DEFAULT_USERS, listeners
+from hitsong.demo import (
+    DEFAULT_SEED,
+    DEFAULT_SONGS_PER_SUBSET,
+    DEFAULT_USERS,
+    listeners,
+)
 from hitsong.demo.archetypes import ARCHETYPE_NAMES
 from hitsong.demo.plan import SongPlan, draw_plan
 from hitsong.demo.readme import readme_text

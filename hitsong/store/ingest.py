@@ -22,7 +22,12 @@ import duckdb
 from hitsong.errors import ConfigError, InputError
 from hitsong.store import connect, transaction
 from hitsong.store.aggregate import KERNEL_MIN_BYTES, aggregate
-from hitsong.store.rules import hit_score_sql, months_sql, quarter_index_sql, quarter_label_sql
+from hitsong.store.rules import (
+    hit_score_sql,
+    months_sql,
+    quarter_index_sql,
+    quarter_label_sql,
+)
 from hitsong.store.schema import NOT_CHANGED, SCHEMA, SONG_COLUMNS
 from hitsong.store.sources import (
     CheckedFile,

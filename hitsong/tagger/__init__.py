@@ -10,6 +10,12 @@ TensorFlow (:mod:`.checkpoint`, :mod:`.convert`) and the original front end (:mo
 >>> result.taggram.shape, result.song.shape, result.top(3)  # doctest: +SKIP
 """
 
-from hitsong.tagger.inference import GENRE_TAGS, MTT_TAGS, Tagger, TagResult, predominant_genre
+from hitsong.tagger.inference import (
+    GENRE_TAGS,
+    MTT_TAGS,
+    Tagger,
+    TagResult,
+    predominant_genre,
+)
 
 __all__ = ["GENRE_TAGS", "MTT_TAGS", "Tagger", "TagResult", "predominant_genre"]

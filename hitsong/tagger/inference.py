@@ -18,7 +18,13 @@ from torch import nn
 
 from hitsong.errors import InputError, ModelError
 from hitsong.tagger.files import MODEL_NAMES, REGENERATE_HINT, weights_path
-from hitsong.tagger.frontend import FRONTEND, load_audio_16k, log_mel, patch, to_mono_16k
+from hitsong.tagger.frontend import (
+    FRONTEND,
+    load_audio_16k,
+    log_mel,
+    patch,
+    to_mono_16k,
+)
 from hitsong.tagger.nets import build_net
 
 #: The 50 MagnaTagATune tags, in the models' output order (musicnn ``configuration.MTT_LABELS``).

@@ -1,18 +1,11 @@
-"""The audio front end: decode the middle of a song, resample, and compute its log-mel.
-
-Implements the input representation of Yang et al. (ICASSP 2017), section 3.1: the middle
-60 s of each song, mono, 22,050 Hz; an STFT with a 4,096-sample Hann window and hop 2,048
-(librosa's centred frames, zero padding as librosa >= 0.10 does); 128 Slaney mel bands with
-Slaney normalisation (librosa's defaults); power 2; then one log compression,
-:func:`log_compress`, ``log10(1 + 10000 * mel_power)``, used everywhere (numpy and torch,
-this front end and the tagger's). 60 s give ``1 + 1,323,000 // 2,048 = 646`` frames.
+"""Decode the middle of a song: seek where the format allows, downmix, resample, flag odd input.
 
 Decoding reads only the middle of the file where the format can seek (WAV, FLAC, OGG, MP3
 through libsndfile; MP3 seeking with libsndfile's mpg123 was measured sample-exact against a
 full decode). M4A/AAC and other containers libsndfile cannot open go through an ``ffmpeg``
 subprocess when ``ffmpeg`` is on ``PATH``.
 
-What odd input does (each case is a test in ``tests/test_audio_bad_input.py``):
+What odd input does (each case is a test in ``tests/audio/test_bad_input.py``):
 
 - missing, empty, unreadable, corrupt or non-audio file: :class:`AudioError` naming the
   file and the reason;
@@ -28,162 +21,35 @@ What odd input does (each case is a test in ``tests/test_audio_bad_input.py``):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
 import shutil
 import subprocess
 import warnings
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import scipy.fft
 import soundfile as sf
 import soxr
 
+from hitsong.audio.config import RESAMPLE_QUALITY, TAGGER_SR, AudioConfig
 from hitsong.errors import AudioError, ConfigError, HitsongWarning
 
 log = logging.getLogger(__name__)
 
-#: The scale inside the log compression ``log10(1 + LOG_SCALE * mel_power)``.
-LOG_SCALE = 10000.0
+
 #: A segment whose absolute peak is below this (about -120 dBFS) counts as silent.
 SILENCE_PEAK = 1e-6
-#: Resampling quality, the same as ``librosa.load``'s default ``res_type``.
-RESAMPLE_QUALITY = "soxr_hq"
+
+
 #: Extra audio decoded on each side of the segment so the resampler's filter sees real
 #: context at the segment edges (0.1 s is a whole number of samples at every common rate).
 CONTEXT_SECONDS = 0.1
-#: The tagger's sample rate (musicnn's front end); the second output of :func:`decode_for_features`.
-TAGGER_SR = 16000
+
+
 #: Containers that libsndfile cannot read and ``ffmpeg`` can.
 FFMPEG_SUFFIXES = frozenset({".m4a", ".aac", ".mp4", ".m4b", ".wma", ".webm", ".mka"})
-
-_LN10 = math.log(10.0)
-
-
-@dataclass(frozen=True)
-class AudioConfig:
-    """Settings of the CNN input representation (paper section 3.1).
-
-    Parameters
-    ----------
-    sr : int
-        Sample rate in Hz of the analysed waveform.
-    n_fft : int
-        STFT window (Hann) and FFT length in samples.
-    hop_length : int
-        STFT hop in samples.
-    n_mels : int
-        Number of mel bands.
-    seconds : float
-        Length of the middle segment in seconds.
-    fmin : float
-        Lowest mel filter edge in Hz.
-    fmax : float or None
-        Highest mel filter edge in Hz; ``None`` means ``sr / 2``.
-    power : float
-        Exponent of the STFT magnitude (2 = power).
-    tagger_seconds : float
-        How much of the middle of the segment the auto-tagger sees (its 16 kHz waveform).
-        The MTT tagger costs ~1.4 G multiply-adds per 3-s patch, ~30x the CNNs' whole
-        60-s input, so it looks at the middle 15 s (5 patches) by default; the tag vector is
-        the mean over those patches (the whole segment when ``seconds`` is shorter). Same value at training and at scoring (it is part of the
-        feature config and of every model bundle).
-    """
-
-    sr: int = 22050
-    n_fft: int = 4096
-    hop_length: int = 2048
-    n_mels: int = 128
-    seconds: float = 60.0
-    fmin: float = 0.0
-    fmax: float | None = None
-    power: float = 2.0
-    tagger_seconds: float = 15.0
-
-    def __post_init__(self) -> None:
-        for name in ("sr", "n_fft", "hop_length", "n_mels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"AudioConfig.{name} must be a positive integer, got {value!r}")
-        if not self.seconds > 0:
-            raise ConfigError(f"AudioConfig.seconds must be > 0, got {self.seconds!r}")
-        if not 0 <= self.fmin < self.fmax_hz <= self.sr / 2:
-            raise ConfigError(
-                f"AudioConfig needs 0 <= fmin < fmax <= sr/2, got fmin={self.fmin}, "
-                f"fmax={self.fmax_hz}, sr={self.sr}"
-            )
-        if not self.power > 0:
-            raise ConfigError(f"AudioConfig.power must be > 0, got {self.power!r}")
-        if not self.tagger_seconds > 0:
-            raise ConfigError(f"AudioConfig.tagger_seconds must be > 0, got {self.tagger_seconds!r}")
-
-    @property
-    def fmax_hz(self) -> float:
-        """The upper mel edge in Hz (``fmax`` or ``sr / 2``)."""
-        return float(self.sr) / 2 if self.fmax is None else float(self.fmax)
-
-    @property
-    def n_samples(self) -> int:
-        """Samples in one segment: ``round(seconds * sr)`` (1,323,000 for the paper)."""
-        return int(round(self.seconds * self.sr))
-
-    @property
-    def n_frames(self) -> int:
-        """Centred STFT frames of one segment: ``1 + n_samples // hop_length`` (646)."""
-        return 1 + self.n_samples // self.hop_length
-
-    def to_dict(self) -> dict[str, Any]:
-        """All fields plus the fixed choices (log compression, filterbank, padding)."""
-        return {
-            **asdict(self),
-            "log_compression": f"log10(1 + {LOG_SCALE:g} * mel_power)",
-            "mel_scale": "slaney",
-            "mel_norm": "slaney",
-            "window": "hann",
-            "center": True,
-            "pad_mode": "constant",
-            "resample": RESAMPLE_QUALITY,
-        }
-
-    def config_hash(self) -> str:
-        """A short, stable hash of :meth:`to_dict`; changes whenever the features would."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def log_compress(mel_power: Any) -> Any:
-    """``log10(1 + 10000 * mel_power)``: the one log compression of the project.
-
-    Parameters
-    ----------
-    mel_power : np.ndarray or torch.Tensor [shape=(...)]
-        Non-negative mel power.
-
-    Returns
-    -------
-    np.ndarray or torch.Tensor [shape=(...)]
-        Same type and dtype. Computed as ``log1p(10000 x) / ln 10``, the same value with
-        better accuracy near zero; silence maps to exactly 0.
-    """
-    if isinstance(mel_power, np.ndarray):
-        dtype = mel_power.dtype if mel_power.dtype.kind == "f" else np.float32
-        out = np.log1p(mel_power.astype(dtype, copy=False) * dtype.type(LOG_SCALE))
-        out /= dtype.type(_LN10)
-        return out
-    import torch  # torch is imported only when a tensor comes in
-
-    if isinstance(mel_power, torch.Tensor):
-        return torch.log1p(mel_power * LOG_SCALE) / _LN10
-    raise TypeError(f"log_compress needs a numpy array or a torch tensor, got {type(mel_power).__name__}")
-
-
-# --------------------------------------------------------------------------- decoding
 
 
 @dataclass(frozen=True)
@@ -463,9 +329,6 @@ def decode_middle(
     return mono, info.native_sr, info
 
 
-# --------------------------------------------------------------------------- segments
-
-
 def fit_center(y: np.ndarray, n: int) -> np.ndarray:
     """Crop or zero-pad ``y`` to ``n`` samples around its centre.
 
@@ -615,212 +478,3 @@ def decode_for_features(
         start = max(0, (len(full) - keep) // 2)
         wave_tagger = np.ascontiguousarray(full[start : start + keep])
     return wave, wave_tagger, flags
-
-
-# --------------------------------------------------------------------------- log-mel
-
-
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    """Slaney's mel scale: linear (3/200 mel per Hz) below 1 kHz, logarithmic above."""
-    f = np.asarray(f, dtype=np.float64)
-    log_part = 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
-    return np.where(f >= 1000.0, log_part, f * 3.0 / 200.0)
-
-
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), m * 200.0 / 3.0)
-
-
-@lru_cache(maxsize=8)
-def mel_filterbank(config: AudioConfig = AudioConfig()) -> np.ndarray:
-    """Slaney mel filterbank with Slaney area normalisation, as ``librosa.filters.mel``'s defaults.
-
-    Triangles between ``n_mels + 2`` points equally spaced on Slaney's mel scale from ``fmin``
-    to ``fmax``; triangle ``k`` is scaled by ``2 / (f[k+2] - f[k])`` (constant area). Written
-    here in numpy (worker processes need not import librosa/scipy.signal); tested equal to
-    librosa's matrix. Used by both :func:`log_mel` and ``TorchLogMel``.
-
-    Returns
-    -------
-    np.ndarray [shape=(n_mels, 1 + n_fft // 2), dtype=float32]
-        Read-only (shared by every call).
-    """
-    fft_hz = np.linspace(0.0, config.sr / 2.0, 1 + config.n_fft // 2)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(config.fmin), _hz_to_mel(config.fmax_hz), config.n_mels + 2))
-    width = np.diff(edges)  # (n_mels + 1,)
-    ramps = edges[:, None] - fft_hz[None, :]  # (n_mels + 2, F)
-    lower = -ramps[:-2] / width[:-1, None]
-    upper = ramps[2:] / width[1:, None]
-    fb = np.maximum(0.0, np.minimum(lower, upper)) * (2.0 / (edges[2:] - edges[:-2]))[:, None]
-    fb = fb.astype(np.float32)
-    fb.setflags(write=False)
-    return fb
-
-
-@lru_cache(maxsize=8)
-def _hann(n_fft: int) -> np.ndarray:
-    """Periodic Hann window (``scipy.signal.get_window('hann', n, fftbins=True)``), float32."""
-    w = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
-    w.setflags(write=False)
-    return w
-
-
-def _frame_power(y: np.ndarray, n_fft: int, hop_length: int, power: float) -> np.ndarray:
-    """``|STFT|**power`` frame-major, shape ``(1 + n // hop_length, 1 + n_fft // 2)`` float32."""
-    pad = n_fft // 2
-    yp = np.zeros(y.shape[0] + 2 * pad, dtype=np.float32)
-    yp[pad : pad + y.shape[0]] = y
-    frames = np.lib.stride_tricks.sliding_window_view(yp, n_fft)[::hop_length]  # (T, n_fft)
-    spec = scipy.fft.rfft(frames * _hann(n_fft), axis=1)  # (T, F) complex64; 3x numpy.fft here
-    mag2 = np.square(spec.real)
-    mag2 += np.square(spec.imag)
-    return mag2 if power == 2.0 else mag2 ** np.float32(power / 2.0)
-
-
-def power_spectrogram(y: np.ndarray, *, n_fft: int, hop_length: int, power: float = 2.0) -> np.ndarray:
-    """``|STFT|**power`` with centred frames and zero padding (librosa.stft's defaults).
-
-    Parameters
-    ----------
-    y : np.ndarray [shape=(n,), dtype=float32]
-    n_fft, hop_length : int
-        Window/FFT length and hop in samples.
-    power : float
-        Exponent of the magnitude.
-
-    Returns
-    -------
-    np.ndarray [shape=(1 + n_fft // 2, 1 + n // hop_length), dtype=float32]
-    """
-    return np.ascontiguousarray(_frame_power(y, n_fft, hop_length, power).T)
-
-
-@lru_cache(maxsize=8)
-def _mel_bands(config: AudioConfig) -> tuple[tuple[int, int, np.ndarray], ...]:
-    """Per mel band, its non-zero FFT bins ``[lo, hi)`` and their weights (each bin is in <= 2 bands)."""
-    fb = mel_filterbank(config)
-    bands = []
-    for row in fb:
-        nz = np.flatnonzero(row)
-        lo, hi = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 0)
-        bands.append((lo, hi, np.ascontiguousarray(row[lo:hi])))
-    return tuple(bands)
-
-
-def _apply_mel(frame_power: np.ndarray, config: AudioConfig) -> np.ndarray:
-    """Mel power ``(n_mels, T)`` from frame-major power ``(T, F)``, band by band.
-
-    The filterbank is ~98 % zeros; multiplying only each band's bins is ~10x faster than the
-    dense product and the same numbers up to float32 rounding.
-    """
-    out = np.zeros((config.n_mels, frame_power.shape[0]), dtype=np.float32)
-    for k, (lo, hi, weights) in enumerate(_mel_bands(config)):
-        if hi > lo:
-            np.matmul(frame_power[:, lo:hi], weights, out=out[k])
-    return out
-
-
-def _waveform(path_or_waveform: str | Path | np.ndarray, config: AudioConfig) -> np.ndarray:
-    if isinstance(path_or_waveform, (str, Path)):
-        return load_segment(path_or_waveform, sr=config.sr, seconds=config.seconds)
-    y = np.asarray(path_or_waveform)
-    if y.ndim != 1 or y.dtype.kind != "f":
-        raise AudioError(f"log_mel needs a 1-D float waveform at {config.sr} Hz, got shape {y.shape} dtype {y.dtype}")
-    if y.shape[0] == 0:
-        raise AudioError("log_mel got an empty waveform")
-    if not np.isfinite(y).all():
-        raise AudioError("log_mel got a waveform with NaN or infinite samples; clean it (or load the file with load_segment)")
-    return y.astype(np.float32, copy=False)
-
-
-def log_mel(path_or_waveform: str | Path | np.ndarray, *, config: AudioConfig = AudioConfig()) -> np.ndarray:
-    """Log-compressed mel spectrogram, the CNNs' input (paper section 3.1).
-
-    Parameters
-    ----------
-    path_or_waveform : str, Path or np.ndarray [shape=(n,)]
-        A file (its middle ``config.seconds`` is loaded with :func:`load_segment`), or a mono
-        waveform at ``config.sr`` used as given (no cutting or padding).
-    config : AudioConfig
-
-    Returns
-    -------
-    np.ndarray [shape=(config.n_mels, 1 + n // config.hop_length), dtype=float32]
-        ``(128, 646)`` for a file with the default config.
-    """
-    y = _waveform(path_or_waveform, config)
-    power = _frame_power(y, config.n_fft, config.hop_length, config.power)  # (T, F)
-    return log_compress(_apply_mel(power, config))
-
-
-def mel_stats(mel: np.ndarray) -> np.ndarray:
-    """Method m1's input: per band the mean over time, then per band the standard deviation.
-
-    Parameters
-    ----------
-    mel : np.ndarray [shape=(n_mels, T)]
-        A log-mel spectrogram.
-
-    Returns
-    -------
-    np.ndarray [shape=(2 * n_mels,), dtype=float32]
-        ``[mean_0 .. mean_{n_mels-1}, std_0 .. std_{n_mels-1}]`` (population std).
-    """
-    mel = np.asarray(mel)
-    if mel.ndim != 2 or mel.shape[1] == 0:
-        raise ConfigError(f"mel_stats needs a (n_mels, T) array with T >= 1, got shape {mel.shape}")
-    m = mel.astype(np.float64, copy=False)
-    return np.concatenate([m.mean(axis=1), m.std(axis=1)]).astype(np.float32)
-
-
-# --------------------------------------------------------------------------- torch
-
-
-def _make_torch_log_mel() -> type:
-    """Build ``TorchLogMel`` on first use, so the numpy path never imports torch."""
-    import torch
-    from torch import nn
-
-    class TorchLogMel(nn.Module):
-        """Batched log-mel in torch, the same numbers as :func:`log_mel` (paper section 3.1).
-
-        ``torch.stft`` (periodic Hann, centred, zero padding) then librosa's mel filterbank
-        (a buffer) and :func:`log_compress`. Runs unchanged on CPU and CUDA: move the module
-        with ``.to(device)``. Agreement with :func:`log_mel` is tested to a relative error
-        below 1e-5 of the value (float32 on CPU; measured ~1e-7).
-
-        Parameters
-        ----------
-        config : AudioConfig
-        """
-
-        def __init__(self, config: AudioConfig = AudioConfig()) -> None:
-            super().__init__()
-            self.config = config
-            self.register_buffer("window", torch.from_numpy(_hann(config.n_fft).copy()), persistent=False)
-            self.register_buffer("mel_fb", torch.from_numpy(mel_filterbank(config).copy()), persistent=False)
-
-        def forward(self, wave: torch.Tensor) -> torch.Tensor:
-            """Map ``(B, n_samples)`` (or ``(n_samples,)``) waveforms at ``config.sr`` to ``(B, n_mels, T)``."""
-            squeeze = wave.dim() == 1
-            x = wave[None] if squeeze else wave  # (B, n)
-            spec = torch.stft(
-                x.to(self.window.dtype), self.config.n_fft, self.config.hop_length,
-                window=self.window, center=True, pad_mode="constant", return_complex=True,
-            )  # (B, F, T)
-            mag2 = spec.real**2 + spec.imag**2
-            power = mag2 if self.config.power == 2.0 else mag2 ** (self.config.power / 2.0)
-            out = log_compress(torch.matmul(self.mel_fb, power))  # (B, n_mels, T)
-            return out[0] if squeeze else out
-
-    TorchLogMel.__module__ = __name__
-    return TorchLogMel
-
-
-def __getattr__(name: str) -> Any:
-    if name == "TorchLogMel":
-        cls = _make_torch_log_mel()
-        globals()["TorchLogMel"] = cls
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

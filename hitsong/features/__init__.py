@@ -1,0 +1,17 @@
+"""The feature store: every sampled song's log-mel (and tag vector), computed once, in parallel.
+
+Modules: :mod:`.compute` (one song, a pure function), :mod:`.executors` (process pool or dask),
+:mod:`.build` (``build_features``: the resumable, crash-safe writer), :mod:`.layout` (the mel
+arrays on disk), :mod:`.dataset` (``MelDataset``, the training reader).
+"""
+
+from hitsong.features.build import FeatureReport, SubsetReport, build_features, failures
+from hitsong.features.compute import NO_TAGGER, SongFeatures, compute_song_features
+from hitsong.features.dataset import MelDataset
+from hitsong.features.executors import EXECUTORS
+from hitsong.features.layout import mel_path, open_mels
+
+__all__ = [
+    "EXECUTORS", "NO_TAGGER", "FeatureReport", "MelDataset", "SongFeatures", "SubsetReport", "build_features",
+    "compute_song_features", "failures", "mel_path", "open_mels",
+]

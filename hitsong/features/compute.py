@@ -1,0 +1,103 @@
+"""One song's features, as a pure function: the log-mel of its middle segment and its tag vector.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hitsong.audio import (
+    TAGGER_SR,
+    AudioConfig,
+    FeatureFlags,
+    decode_for_features,
+    log_mel,
+)
+from hitsong.errors import HitsongWarning
+from hitsong.store.featureindex import N_TAGS
+
+#: ``--tagger none``: compute mels only.
+NO_TAGGER = "none"
+
+
+@dataclass(frozen=True)
+class SongFeatures:
+    """What :func:`compute_song_features` returns for one song.
+
+    Attributes
+    ----------
+    mel : np.ndarray [shape=(n_mels, n_frames), dtype=float32]
+        The log-mel of the middle segment.
+    tags : np.ndarray [shape=(50,), dtype=float32] or None
+        Song-level tag probabilities (``None`` without a tagger).
+    genre : str or None
+        The predominant genre tag.
+    flags : FeatureFlags
+        Padding, silence, truncation and warning texts.
+    """
+
+    mel: np.ndarray
+    tags: np.ndarray | None
+    genre: str | None
+    flags: FeatureFlags
+
+    @property
+    def padded(self) -> bool:
+        """The song was shorter than the segment and zero-padded."""
+        return self.flags.padded
+
+
+@lru_cache(maxsize=2)
+def cached_tagger(name: str) -> Any:
+    """Load a tagger once per process."""
+    from hitsong.tagger import Tagger
+
+    return Tagger.from_pretrained(name, device="auto")
+
+
+def compute_song_features(path: str | Path, audio_config: AudioConfig, tagger_name: str = NO_TAGGER) -> SongFeatures:
+    """Decode one song once and compute its log-mel and (optionally) its tag vector.
+
+    A pure function of its arguments (the tagger is loaded once per process and cached), so it
+    runs unchanged in a local process pool or on a dask cluster.
+
+    Parameters
+    ----------
+    path : str or Path
+        The audio file.
+    audio_config : AudioConfig
+        The CNN front end's settings.
+    tagger_name : str
+        ``"MTT_musicnn"`` (or another name ``Tagger.from_pretrained`` knows), or ``"none"``.
+
+    Returns
+    -------
+    SongFeatures
+
+    Raises
+    ------
+    AudioError
+        The file cannot be decoded (see :func:`hitsong.audio.decode_middle`).
+    """
+    use_tagger = tagger_name != NO_TAGGER
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", HitsongWarning)  # their texts travel in flags.warnings
+        wave, wave_tagger, flags = decode_for_features(
+            path, config=audio_config, tagger_sr=TAGGER_SR if use_tagger else None
+        )
+        mel = log_mel(wave, config=audio_config)
+        tags = genre = None
+        if use_tagger:
+            from hitsong.tagger import predominant_genre
+
+            result = cached_tagger(tagger_name).tag_batch([wave_tagger], sr=TAGGER_SR)[0]
+            tags = np.asarray(result.song, dtype=np.float32).reshape(N_TAGS)
+            genre = str(predominant_genre(tags))
+    extra = tuple(str(w.message) for w in caught if issubclass(w.category, HitsongWarning))
+    flags = replace(flags, warnings=tuple(dict.fromkeys(flags.warnings + extra)))
+    return SongFeatures(mel=mel, tags=tags, genre=genre, flags=flags)

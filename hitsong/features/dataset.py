@@ -1,0 +1,122 @@
+"""The feature store as a torch-style map dataset, for training and evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hitsong.errors import StoreError
+from hitsong.features.compute import NO_TAGGER
+from hitsong.features.layout import mel_path, open_mels
+from hitsong.store import connect, featureindex
+from hitsong.store.featureindex import N_TAGS
+
+log = logging.getLogger(__name__)
+
+
+
+class MelDataset:
+    """(mel, tags, hit score) per song of one subset and split, read lazily from the store.
+
+    A map-style dataset for ``torch.utils.data.DataLoader`` (its default collate turns the
+    numpy arrays into tensors). The memory map is opened on first access in each process
+    (DataLoader workers open their own), so the store is never read whole into memory.
+
+    Parameters
+    ----------
+    db_path : str or Path
+        The DuckDB file (read once, with a short read-only connection, at construction).
+    store_dir : str or Path
+        The feature store.
+    subset : str
+        E.g. ``"mandarin"``.
+    split : {"train", "val", "test"} or None
+        ``None`` means all splits.
+    tagger : str
+        Which tag vectors to attach (``"none"``: zeros).
+
+    Notes
+    -----
+    Items are ``{"mel": float32 (n_mels, n_frames), "tags": float32 (50,), "has_tags": bool,
+    "target": float32 hit score, "song_id": str}``. A song without a tag vector gets zeros
+    and ``has_tags=False``. Songs of the split without a stored mel (failed, or not computed
+    yet) are left out with a warning; ``missing`` lists them.
+    """
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        store_dir: str | Path,
+        subset: str,
+        split: str | None = None,
+        *,
+        tagger: str = "MTT_musicnn",
+    ) -> None:
+        from hitsong.store.read import split_frame
+
+        self.store_dir = Path(store_dir)
+        self.subset = subset
+        self.split = split
+        songs = split_frame(db_path, subset=subset, split=split)
+        with connect(db_path, read_only=True) as con:
+            meta = featureindex.subset_meta_readonly(con, subset)
+            index = featureindex.index_frame(con, subset)
+            tags = featureindex.tags_frame(con, subset, tagger) if tagger != NO_TAGGER else None
+        if meta is None:
+            raise StoreError(f"{db_path}: no features for subset {subset!r}; run `hitsong features` first")
+        self.shape = (meta.n_mels, meta.n_frames)
+        merged = songs[["song_id", "hit_score"]].merge(index[["song_id", "row"]], on="song_id", how="left")
+        self.missing = merged.loc[merged["row"].isna(), "song_id"].astype(str).tolist()
+        if self.missing:
+            log.warning(
+                "MelDataset %s/%s: %d song(s) have no stored features and are left out (e.g. %s)",
+                subset, split, len(self.missing), ", ".join(self.missing[:3]),
+            )
+        merged = merged.dropna(subset=["row"]).reset_index(drop=True)
+        self.song_ids: list[str] = merged["song_id"].astype(str).tolist()
+        self.rows = merged["row"].to_numpy(dtype=np.int64)
+        self.targets = merged["hit_score"].to_numpy(dtype=np.float32)
+        self.tags = np.zeros((len(merged), N_TAGS), dtype=np.float32)
+        self.has_tags = np.zeros(len(merged), dtype=bool)
+        if tags is not None and len(tags):
+            pos = {s: i for i, s in enumerate(self.song_ids)}
+            for song_id, vec in zip(tags["song_id"], tags["tags"], strict=True):
+                i = pos.get(str(song_id))
+                if i is not None:
+                    self.tags[i] = np.asarray(vec, dtype=np.float32)
+                    self.has_tags[i] = True
+        self._mels: np.memmap | None = None
+
+    def __len__(self) -> int:
+        return len(self.song_ids)
+
+    def _memmap(self) -> np.memmap:
+        if self._mels is None:
+            self._mels = open_mels(self.store_dir, self.subset, n_mels=self.shape[0], n_frames=self.shape[1])
+            if len(self.rows) and int(self.rows.max()) >= self._mels.shape[0]:
+                raise StoreError(
+                    f"{mel_path(self.store_dir, self.subset)} holds {self._mels.shape[0]} rows but the index "
+                    f"points at row {int(self.rows.max())}; the store and the database do not match"
+                )
+        return self._mels
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_mels"] = None  # each DataLoader worker opens its own map
+        return state
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"MelDataset index {i} out of range for {len(self)} songs")
+        mel = np.asarray(self._memmap()[self.rows[i]], dtype=np.float32)
+        return {
+            "mel": mel,
+            "tags": self.tags[i].copy(),
+            "has_tags": bool(self.has_tags[i]),
+            "target": np.float32(self.targets[i]),
+            "song_id": self.song_ids[i],
+        }
