@@ -18,13 +18,13 @@ from hitsong.models import METHODS, ModelConfig
 from hitsong.results import ResultsConfig, table1
 from hitsong.tracking import LocalRunLogger
 from hitsong.training import (
-    RunContext,
     SubsetData,
     TrainConfig,
     scan_subset,
     train_method,
     train_subset,
 )
+from hitsong.training.experiment import RunContext
 
 TINY = ModelConfig.tiny()
 # Adagrad as in the paper, with a step size that moves weights within a few tiny epochs

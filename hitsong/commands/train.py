@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from hitsong.models import get_method
     from hitsong.results import ResultsConfig
     from hitsong.store import connect, featureindex
-    from hitsong.training import SPLITS, TrainConfig, scan_subset, train_subset
+    from hitsong.store.schema import SPLITS
+    from hitsong.training import TrainConfig, scan_subset, train_subset
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for method in methods:

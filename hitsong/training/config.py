@@ -1,0 +1,98 @@
+"""How one repetition trains (DESIGN.md section 4): ``TrainConfig`` and its named presets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from hitsong.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one repetition trains (DESIGN.md section 4).
+
+    Parameters
+    ----------
+    profile : str
+        Name of the preset this config came from (``paper``, ``demo``, ``tiny``), for the record.
+    optimizer : str
+        ``adagrad`` (the lab's default) or ``adam``.
+    lr : float
+        Initial learning rate.
+    lr_decay : float
+        Factor applied to the learning rate when validation loss has not improved for
+        ``lr_patience`` epochs (0: every epoch without improvement).
+    lr_patience : int
+    batch_size : int
+        Training batch size (songs).
+    eval_batch_size : int
+        Batch size for validation and test predictions.
+    max_epochs : int
+    early_stop_patience : int
+        Stop after this many epochs without a validation improvement larger than ``min_delta``.
+    min_delta : float
+    repeats : int
+        Repetitions per method (different seeds; the paper averages 10).
+    seed : int
+        Base seed; repetition ``r`` uses ``seed + r``.
+    num_workers : int
+        DataLoader worker processes for spectrogram batches (0 = in process).
+    amp : bool
+        Mixed precision (float16 autocast + gradient scaling); only ever used on CUDA.
+    cpu_threads : int or None
+        torch intra-op threads while training on CPU (None: torch's default, one per core).
+        On a shared machine one thread can be many times faster than two competing ones
+        (BENCHMARKS.md, "Training").
+    """
+
+    profile: str = "paper"
+    optimizer: str = "adagrad"
+    lr: float = 5e-3
+    lr_decay: float = 0.9
+    lr_patience: int = 0
+    batch_size: int = 10
+    eval_batch_size: int = 50
+    max_epochs: int = 150
+    early_stop_patience: int = 20
+    min_delta: float = 0.0
+    repeats: int = 10
+    seed: int = 0
+    num_workers: int = 0
+    amp: bool = True
+    cpu_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adagrad", "adam"):
+            raise ConfigError(f"TrainConfig.optimizer must be 'adagrad' or 'adam', got {self.optimizer!r}")
+        for name in ("batch_size", "eval_batch_size", "max_epochs", "early_stop_patience", "repeats"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.lr <= 0 or not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"TrainConfig needs lr > 0 and 0 < lr_decay <= 1, got {self.lr}, {self.lr_decay}")
+        if self.lr_patience < 0 or self.num_workers < 0 or self.min_delta < 0:
+            raise ConfigError("TrainConfig.lr_patience, num_workers and min_delta must be >= 0")
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise ConfigError(f"TrainConfig.cpu_threads must be >= 1 or None, got {self.cpu_threads!r}")
+
+    @classmethod
+    def for_profile(cls, name: str, **overrides: Any) -> TrainConfig:
+        """The preset ``name`` (see :data:`PROFILES`) with ``overrides`` applied."""
+        if name not in PROFILES:
+            raise ConfigError(f"unknown training profile {name!r}; valid: {', '.join(PROFILES)}")
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(overrides) - known)
+        if bad:
+            raise ConfigError(f"unknown TrainConfig fields {bad}")
+        return cls(profile=name, **{**PROFILES[name], **overrides})
+
+
+#: Presets. ``paper``: the lab's defaults. ``demo``: sized so that six methods x 3 repetitions x
+#: 2 subsets of ~150/20/20 songs train in about 5-6 minutes on a 2-core CPU (BENCHMARKS.md,
+#: "Training"). ``tiny``: unit tests.
+PROFILES: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "demo": {"max_epochs": 8, "early_stop_patience": 4, "repeats": 3, "lr": 2e-2, "cpu_threads": 1},
+    "tiny": {"max_epochs": 4, "early_stop_patience": 2, "repeats": 1, "batch_size": 4, "eval_batch_size": 16},
+}

@@ -1,0 +1,399 @@
+"""Training m1..m6 with repetitions on one subset and evaluating them as in the paper (sections 3-4).
+
+Everything a run produces goes through a :class:`hitsong.tracking.RunLogger`, in the layout of
+:mod:`hitsong.training.runlayout`: a summary run per subset (Table 1), a parent run per method
+and a child run per repetition.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from hitsong.bundle import save_bundle
+from hitsong.errors import ConfigError
+from hitsong.metrics import METRIC_NAMES, evaluate
+from hitsong.models import METHODS, build_model, get_method, resolve_device
+from hitsong.models.config import ModelConfig
+from hitsong.results import ResultsConfig, Table1, table1
+from hitsong.tracking import RunHandle, RunLogger, flatten_params, run_scope
+from hitsong.training.config import TrainConfig
+from hitsong.training.data import SubsetData, scan_subset
+from hitsong.training.loop import FitResult, fit, predict_standardised, seed_everything
+from hitsong.training.provenance import code_version
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Facts shared by every run of one ``train_subset`` call (recorded as params and tags)."""
+
+    subset: str
+    data_version: str
+    code_version: str
+    audio_config: Mapping[str, Any]
+    tagger: str | None
+    device: torch.device
+    shuffle_targets: bool = False
+
+
+@dataclass
+class RepResult:
+    """One repetition of one method."""
+
+    method: str
+    repetition: int
+    seed: int
+    metrics: dict[str, float]
+    predictions: np.ndarray  # (n_test,) predicted hit scores
+    fit: FitResult
+    seconds: float
+    w: float | None = None
+    model: nn.Module | None = None
+
+
+def _params(method: str, model_config: ModelConfig, train_config: TrainConfig, data: SubsetData,
+            ctx: RunContext) -> dict[str, str]:
+    return flatten_params(
+        {
+            "method": method,
+            "model": model_config.to_dict(),
+            "train": asdict(train_config),
+            "audio": dict(ctx.audio_config),
+            "data": {
+                "subset": data.subset,
+                "n_train": len(data.train),
+                "n_val": len(data.val),
+                "n_test": len(data.test),
+                "shuffled_targets": ctx.shuffle_targets,
+                "tagger": ctx.tagger,
+                "target_mean": data.target_mean,
+                "target_std": data.target_std,
+            },
+            "training_device": str(ctx.device),  # not "device": the logged pyfunc's model_config owns that param
+        }
+    )
+
+
+def train_method(
+    method: str,
+    data: SubsetData,
+    *,
+    repetition: int,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    ctx: RunContext,
+    logger: RunLogger,
+    parent: RunHandle | None = None,
+    keep_model: bool = False,
+) -> RepResult:
+    """Train and evaluate one repetition of ``method`` in its own (child) run.
+
+    With ``ctx.shuffle_targets`` the train and validation hit scores are permuted with the
+    repetition's seed (a negative control; each repetition draws its own permutation, so the
+    mean over repetitions averages independent null results).
+
+    Logs params, tags, per-epoch ``train_loss``/``val_loss``/``lr``, the test metrics
+    (``test_<metric>``), a ``predictions`` table (song_id, true, predicted) and the model bundle.
+    """
+    info = get_method(method)
+    seed = train_config.seed + repetition
+    if ctx.shuffle_targets:
+        data = data.with_shuffled_targets(seed=seed)
+    tags = {
+        "hitsong.kind": "repetition",
+        "method": method,
+        "repetition": str(repetition),
+        "subset": data.subset,
+        "data_version": ctx.data_version,
+        "code_version": ctx.code_version,
+        "profile": train_config.profile,
+    }
+    label = f"{data.subset} {method} rep {repetition + 1}/{train_config.repeats}"
+    with run_scope(logger, f"{method} rep {repetition}", parent=parent, tags=tags) as run:
+        logger.log_params(run, {**_params(method, model_config, train_config, data, ctx), "seed": str(seed)})
+        start = time.monotonic()
+        seed_everything(seed)
+        model = build_model(method, model_config)
+        model.fit_input_stats(data.train.stats, data.train.tags)
+        model.to(ctx.device)
+        result = fit(
+            model, data, train_config, seed=seed, device=ctx.device, label=label,
+            on_epoch=lambda epoch, m: logger.log_metrics(run, m, step=epoch),
+        )
+        amp = train_config.amp and ctx.device.type == "cuda"
+        z_test = predict_standardised(model, data.test, device=ctx.device, batch_size=train_config.eval_batch_size, amp=amp)
+        predicted = z_test * data.target_std + data.target_mean
+        metrics = evaluate(data.test.targets, predicted)
+        seconds = time.monotonic() - start
+        w = float(model.w.detach().cpu()) if hasattr(model, "w") else None
+        final = {f"test_{k}": v for k, v in metrics.items()}
+        final.update(best_epoch=result.best_epoch, best_val_loss=result.best_val_loss, train_seconds=seconds)
+        if w is not None:
+            final["joint_w"] = w
+        logger.log_metrics(run, final)
+        logger.log_table(
+            run,
+            "predictions",
+            pd.DataFrame({"song_id": list(data.test.song_ids), "true": data.test.targets, "predicted": predicted}),
+        )
+        with tempfile.TemporaryDirectory(prefix="hitsong-bundle-") as tmp:
+            bundle_dir = save_bundle(
+                Path(tmp) / "model",
+                model.cpu(),
+                method=method,
+                model_config=model_config,
+                target_mean=data.target_mean,
+                target_std=data.target_std,
+                catalog=data.train.targets,
+                subset=data.subset,
+                audio_config=ctx.audio_config,
+                tagger=ctx.tagger if info.name in ("m4", "m5", "m6") else None,
+                data_version=ctx.data_version,
+                metrics=metrics,
+                extra={"run_id": run.run_id, "repetition": str(repetition), "seed": str(seed)},
+            )
+            logger.log_bundle(run, bundle_dir)
+        log.info(
+            "%s: %s (best epoch %d, %.1f s)", label,
+            " ".join(f"{k}={v:.3f}" for k, v in metrics.items()), result.best_epoch, seconds,
+        )
+        return RepResult(method, repetition, seed, metrics, predicted, result, seconds, w,
+                         model if keep_model else None)
+
+
+@dataclass
+class SubsetResult:
+    """Everything one ``train_subset`` call produced."""
+
+    subset: str
+    table: Table1
+    reps: list[RepResult]
+    song_ids: tuple[str, ...]
+    y_true: np.ndarray
+    data_version: str
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    def predictions(self, method: str) -> np.ndarray:
+        """Predicted hit scores of ``method``: (R, n_test)."""
+        return np.stack([r.predictions for r in self.reps if r.method == method])
+
+    def metric(self, method: str, name: str) -> np.ndarray:
+        """One metric of ``method`` over its repetitions: (R,)."""
+        return np.array([r.metrics[name] for r in self.reps if r.method == method])
+
+
+def _check_methods(methods: Sequence[str]) -> list[str]:
+    methods = list(dict.fromkeys(methods))
+    if not methods:
+        raise ConfigError(f"no methods given; choose from {', '.join(METHODS)}")
+    for m in methods:
+        get_method(m)
+    return methods
+
+
+def _check_dims(data: SubsetData, config: ModelConfig) -> None:
+    n_stats, n_tags = data.train.stats.shape[1], data.train.tags.shape[1]
+    if n_stats != 2 * config.n_mels or n_tags != config.n_tags:
+        raise ConfigError(
+            f"subset {data.subset!r}: features have {n_stats // 2} mel bands and {n_tags} tags but the model "
+            f"config expects n_mels={config.n_mels}, n_tags={config.n_tags}"
+        )
+
+
+def train_subset(
+    data: SubsetData | Mapping[str, Dataset],
+    *,
+    subset: str,
+    logger: RunLogger,
+    methods: Sequence[str] = tuple(METHODS),
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig | None = None,
+    results_config: ResultsConfig | None = None,
+    device: str | torch.device = "auto",
+    audio_config: Mapping[str, Any] | None = None,
+    tagger: str | None = None,
+    shuffle_targets: bool = False,
+    out_dir: Path | None = None,
+    keep_models: bool = False,
+) -> SubsetResult:
+    """Train every method ``train_config.repeats`` times on one subset and build Table 1.
+
+    Parameters
+    ----------
+    data : SubsetData or mapping of split name -> Dataset
+        Already scanned data, or the ``train``/``val``/``test`` datasets (scanned here).
+    subset : str
+    logger : RunLogger
+        Receives a summary run, a parent run per method and a child run per repetition.
+    methods : sequence of str
+        Method names (``m1`` .. ``m6``).
+    model_config, train_config, results_config
+        Defaults: paper sizes, the ``paper`` profile, 1,000 bootstrap replicates vs m1.
+    device : str or torch.device
+        ``auto``, ``cpu`` or ``cuda``.
+    audio_config : mapping or None
+        Feature configuration of the store (recorded and written into bundles).
+    tagger : str or None
+        Name of the tagger that produced the tags.
+    shuffle_targets : bool
+        Negative control: permute train/val hit scores, a new permutation per repetition
+        (see :meth:`SubsetData.with_shuffled_targets`).
+    out_dir : Path or None
+        Where ``table1.csv``/``.json``, ``repetitions.csv`` and ``predictions.csv`` go (None: not written).
+    keep_models : bool
+        Keep the trained models in the returned ``RepResult`` objects (tests, notebooks).
+    """
+    methods = _check_methods(methods)
+    model_config = model_config or ModelConfig()
+    train_config = train_config or TrainConfig()
+    results_config = results_config or ResultsConfig()
+    dev = resolve_device(device)
+    if not isinstance(data, SubsetData):
+        data = scan_subset(data, subset=subset)
+    _check_dims(data, model_config)
+    audio = dict(audio_config or {})
+    ctx = RunContext(
+        subset=subset,
+        data_version=data.data_version(audio_config=audio, tagger=tagger, shuffled_targets=shuffle_targets),
+        code_version=code_version(),
+        audio_config=audio,
+        tagger=tagger,
+        device=dev,
+        shuffle_targets=shuffle_targets,
+    )
+    base_tags = {
+        "subset": subset,
+        "data_version": ctx.data_version,
+        "code_version": ctx.code_version,
+        "profile": train_config.profile,
+        "shuffled_targets": str(shuffle_targets).lower(),
+    }
+    log.info(
+        "subset %s: %d/%d/%d songs, methods %s x %d repetitions on %s (data_version %s)",
+        subset, len(data.train), len(data.val), len(data.test), ",".join(methods), train_config.repeats,
+        dev, ctx.data_version,
+    )
+    with _cpu_threads(dev, train_config.cpu_threads):
+        return _train_all(data, methods, model_config, train_config, results_config, ctx, logger, base_tags,
+                          out_dir, keep_models)
+
+
+@contextlib.contextmanager
+def _cpu_threads(device: torch.device, threads: int | None) -> Iterator[None]:
+    """Use ``threads`` torch threads while training on CPU, then restore the previous number."""
+    if device.type != "cpu" or threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train_all(
+    data: SubsetData,
+    methods: list[str],
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    results_config: ResultsConfig,
+    ctx: RunContext,
+    logger: RunLogger,
+    base_tags: dict[str, str],
+    out_dir: Path | None,
+    keep_models: bool,
+) -> SubsetResult:
+    subset = data.subset
+    reps: list[RepResult] = []
+    with run_scope(logger, f"{subset} summary", tags={**base_tags, "hitsong.kind": "summary"}) as summary:
+        logger.log_params(summary, {**_params("+".join(methods), model_config, train_config, data, ctx)})
+        for method in methods:
+            info = get_method(method)
+            tags = {**base_tags, "hitsong.kind": "method", "method": method, "label": info.label}
+            with run_scope(logger, f"{method} {info.label}", tags=tags) as parent:
+                logger.log_params(parent, _params(method, model_config, train_config, data, ctx))
+                mine = [
+                    train_method(
+                        method, data, repetition=r, model_config=model_config, train_config=train_config,
+                        ctx=ctx, logger=logger, parent=parent, keep_model=keep_models,
+                    )
+                    for r in range(train_config.repeats)
+                ]
+                reps.extend(mine)
+                values = np.array([[r.metrics[m] for m in METRIC_NAMES] for r in mine])
+                summary_metrics = {}
+                for j, name in enumerate(METRIC_NAMES):
+                    summary_metrics[f"test_{name}_mean"] = float(values[:, j].mean())
+                    summary_metrics[f"test_{name}_std"] = float(values[:, j].std(ddof=1)) if len(mine) > 1 else 0.0
+                logger.log_metrics(parent, summary_metrics)
+        result = _tabulate(data, methods, reps, results_config, ctx)
+        logger.log_table(summary, "table1", result.table.frame)
+        logger.log_table(summary, "table1_wide", result.table.wide().reset_index(names="method"))
+        logger.log_table(summary, "repetitions", _repetition_frame(reps))
+        logger.log_metrics(
+            summary,
+            {f"{r.method}.{r.metric}_mean": r.mean for r in result.table.frame.itertuples()},
+        )
+        if out_dir is not None:
+            result.outputs = _write_outputs(result, out_dir)
+    log.info("subset %s: Table 1 done (%d repetitions)", subset, len(reps))
+    log.debug("\n%s", result.table.to_text())
+    return result
+
+
+def _repetition_frame(reps: Sequence[RepResult]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "method": r.method,
+                "repetition": r.repetition,
+                "seed": r.seed,
+                **r.metrics,
+                "best_epoch": r.fit.best_epoch,
+                "epochs": len(r.fit.history),
+                "best_val_loss": r.fit.best_val_loss,
+                "seconds": r.seconds,
+                "joint_w": r.w,
+            }
+            for r in reps
+        ]
+    )
+
+
+def _tabulate(data: SubsetData, methods: Sequence[str], reps: list[RepResult], config: ResultsConfig,
+              ctx: RunContext) -> SubsetResult:
+    preds = {m: np.stack([r.predictions for r in reps if r.method == m]) for m in methods}
+    table = table1(
+        data.test.targets, preds, subset=data.subset, labels={m: METHODS[m].label for m in methods}, config=config
+    )
+    return SubsetResult(data.subset, table, reps, data.test.song_ids, data.test.targets, ctx.data_version)
+
+
+def _write_outputs(result: SubsetResult, out_dir: Path) -> dict[str, Path]:
+    paths = result.table.write(out_dir)
+    paths["repetitions"] = out_dir / "repetitions.csv"
+    _repetition_frame(result.reps).to_csv(paths["repetitions"], index=False)
+    rows = [
+        {"song_id": sid, "true": t, "method": r.method, "repetition": r.repetition, "predicted": p}
+        for r in result.reps
+        for sid, t, p in zip(result.song_ids, result.y_true, r.predictions, strict=True)
+    ]
+    paths["predictions"] = out_dir / "predictions.csv"
+    pd.DataFrame(rows).to_csv(paths["predictions"], index=False)
+    return paths
