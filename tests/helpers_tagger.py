@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hitsong.tagger.checkpoint import crc32c, mask_crc
+from tools.musicnn_checkpoint import crc32c, mask_crc
 
 DTYPE_CODES = {np.dtype("float32"): 1, np.dtype("float64"): 2, np.dtype("int32"): 3, np.dtype("int64"): 9}
 TABLE_MAGIC_BYTES = struct.pack("<Q", 0xDB4775248B80FB57)

@@ -2,7 +2,7 @@
 
 musicnn 0.1.0's MTT_musicnn and MTT_vgg (ISC licence, Jordi Pons, MTG-UPF), re-implemented in
 PyTorch (:mod:`.nets`), with weights read from the original TensorFlow checkpoints without
-TensorFlow (:mod:`.checkpoint`, :mod:`.convert`) and the original front end (:mod:`.frontend`).
+TensorFlow (``tools/musicnn_checkpoint.py``, ``tools/convert_musicnn.py``) and the original front end (:mod:`.frontend`).
 
 >>> from hitsong.tagger import Tagger  # doctest: +SKIP
 >>> tagger = Tagger.from_pretrained("MTT_musicnn", device="auto")  # doctest: +SKIP

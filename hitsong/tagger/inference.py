@@ -2,7 +2,7 @@
 
 Implements the paper's m4 input (Yang et al. 2017, Sec. 3.4): 50 tag activations of an
 MTT-trained CNN. JYnet's weights were never published, so this is musicnn 0.1.0's MTT_musicnn
-(or MTT_vgg), run in PyTorch from weights converted by :mod:`hitsong.tagger.convert`.
+(or MTT_vgg), run in PyTorch from weights converted by ``tools/convert_musicnn.py``.
 """
 
 from __future__ import annotations

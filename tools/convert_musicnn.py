@@ -2,14 +2,14 @@
 
 Usage::
 
-    python -m hitsong.tagger.convert              # pip download the wheel, write weights/
-    python -m hitsong.tagger.convert --wheel musicnn-0.1.0-py3-none-any.whl
-    python -m hitsong.tagger.convert --check      # rebuild in memory, compare with weights/
+    python -m tools.convert_musicnn              # pip download the wheel, write weights/
+    python -m tools.convert_musicnn --wheel musicnn-0.1.0-py3-none-any.whl
+    python -m tools.convert_musicnn --check      # rebuild in memory, compare with weights/
 
-The output is reproducible bit for bit: only the model tensors (no Adam state), already in
-PyTorch layout under this package's parameter names, sorted keys, fixed metadata, written by
-the small safetensors writer below (the format is an 8-byte header length, a JSON header and
-the raw little-endian data).
+The output is reproducible: only the model tensors (no Adam state), already in PyTorch layout
+under the tagger's parameter names, with fixed metadata, written by the safetensors library.
+The library does not fix the order of the metadata in the file's JSON header, so ``--check``
+compares contents (every tensor bit for bit, its dtype and shape, and the metadata), not bytes.
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from safetensors.numpy import load as safetensors_load
+from safetensors.numpy import save as safetensors_save
 
 from hitsong.errors import HitsongError, ModelError
-from hitsong.tagger.checkpoint import CheckpointReader
 from hitsong.tagger.files import MODEL_NAMES, WEIGHTS_DIR
+from tools.musicnn_checkpoint import CheckpointReader
 
 log = logging.getLogger(__name__)
 
@@ -112,45 +114,6 @@ def is_model_variable(name: str) -> bool:
     return not (last.startswith("Adam") or last in ("beta1_power", "beta2_power"))
 
 
-# --------------------------------------------------------------------------- safetensors writer
-_ST_DTYPES = {
-    np.dtype("float32"): "F32",
-    np.dtype("float64"): "F64",
-    np.dtype("int64"): "I64",
-    np.dtype("float16"): "F16",
-}
-
-
-def safetensors_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
-    """Serialise ``tensors`` deterministically: sorted names, compact sorted JSON header.
-
-    Parameters
-    ----------
-    tensors : dict of str to ndarray
-        Names to arrays (float32/float64/float16/int64).
-    metadata : dict of str to str
-        Stored under ``__metadata__``.
-    """
-    header: dict[str, object] = {"__metadata__": dict(sorted(metadata.items()))}
-    chunks: list[bytes] = []
-    offset = 0
-    for name in sorted(tensors):
-        arr = np.asarray(tensors[name])
-        if arr.dtype not in _ST_DTYPES:
-            raise ModelError(f"cannot store {name!r} of dtype {arr.dtype} in safetensors")
-        raw = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes(order="C")
-        header[name] = {
-            "dtype": _ST_DTYPES[arr.dtype],
-            "shape": list(arr.shape),
-            "data_offsets": [offset, offset + len(raw)],
-        }
-        chunks.append(raw)
-        offset += len(raw)
-    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    return len(text).to_bytes(8, "little") + text + b"".join(chunks)
-
-
 def convert_checkpoint(prefix: str | Path, model: str) -> bytes:
     """The safetensors file contents for one musicnn checkpoint.
 
@@ -183,10 +146,26 @@ def convert_checkpoint(prefix: str | Path, model: str) -> bytes:
         "model": model,
         "source": f"{WHEEL_NAME} (PyPI, sha256 {WHEEL_SHA256}), musicnn/{model}/ TensorFlow checkpoint",
         "licence": "ISC, (c) Music Technology Group, Universitat Pompeu Fabra 2019 (Jordi Pons); see PROVENANCE.md",
-        "converter": "python -m hitsong.tagger.convert",
+        "converter": "python -m tools.convert_musicnn",
         "tf_variables": json.dumps(source, sort_keys=True, separators=(",", ":")),
     }
-    return safetensors_bytes(tensors, metadata)
+    return safetensors_save(tensors, metadata=metadata)
+
+
+def _metadata(data: bytes) -> dict[str, str]:
+    """The ``__metadata__`` of safetensors bytes (the JSON header after its 8-byte length)."""
+    size = int.from_bytes(data[:8], "little")
+    return dict(json.loads(data[8 : 8 + size]).get("__metadata__", {}))
+
+
+def same_content(a: bytes, b: bytes) -> bool:
+    """Whether two safetensors files hold the same tensors (bit for bit) and the same metadata."""
+    ta, tb = safetensors_load(a), safetensors_load(b)
+    return (
+        ta.keys() == tb.keys()
+        and all(ta[k].dtype == tb[k].dtype and np.array_equal(ta[k], tb[k]) for k in ta)
+        and _metadata(a) == _metadata(b)
+    )
 
 
 # --------------------------------------------------------------------------- wheel handling
@@ -228,7 +207,7 @@ def build_all(wheel: Path | None) -> dict[str, bytes]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m hitsong.tagger.convert", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.convert_musicnn", description=__doc__.split("\n")[0])
     parser.add_argument("--wheel", type=Path, default=None, help=f"a local {WHEEL_NAME} (default: pip download it)")
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="output folder (default: the package's weights/)")
     parser.add_argument("--check", action="store_true", help="compare with the files in --out instead of writing")
@@ -249,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         path = args.out / f"{model}.safetensors"
         digest = hashlib.sha256(data).hexdigest()
         if args.check:
-            same = path.is_file() and path.read_bytes() == data
+            same = path.is_file() and same_content(path.read_bytes(), data)
             log.info("%s: %s (built sha256 %s)", path, "identical" if same else "DIFFERS", digest)
             status |= 0 if same else 1
         else:
