@@ -24,8 +24,7 @@ import streamlit as st
 
 from dashboard.figures import METRIC_LABELS, summarise_repetitions
 from hitsong.errors import StoreError
-from hitsong.scoring import DEFAULT_TAGGER
-from hitsong.settings import Settings, get_settings
+from hitsong.settings import DEFAULT_TAGGER, Settings, get_settings
 from hitsong.store.read import hit_score_frame, quarter_playcounts, stats
 from registry import runs as registry_runs
 from registry.runs import (  # noqa: F401 - re-exported for the pages and tests

@@ -5,10 +5,15 @@ no pickles, everything needed to rebuild the network and to turn its output back
 score and a percentile within the subset's catalog.
 
 ``bundle.json`` fields: ``format_version``, ``method``, ``model_config`` (``ModelConfig.to_dict``),
-``audio_config`` (the feature config the model was trained on, a dict), ``tagger`` (tagger
-name or null), ``target_mean`` / ``target_std`` (the training hit scores' standardisation),
-``catalog`` (sorted training hit scores of the subset), ``subset``, ``data_version``,
-``metrics`` (test metrics) and ``extra`` (free-form strings, e.g. the run id).
+``audio_config`` (the feature config the model was trained on, ``AudioConfig.to_dict``; it
+includes the tagger's window), ``tagger`` (tagger name or null), ``target_mean`` / ``target_std``
+(the training hit scores' standardisation), ``catalog`` (sorted training hit scores of the
+subset), ``subset``, ``data_version``, ``metrics`` (the repetition's ``val_<metric>`` and
+held-out ``test_<metric>``) and ``extra`` (free-form strings, e.g. the run id).
+
+A bundle is data, never code: :func:`load_bundle` parses the JSON strictly and accepts only
+float32 tensors whose names and shapes are exactly those of the method's network, so a bundle
+from anywhere (an artifact store, an upload) cannot run anything.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from hitsong.errors import ModelError
+from hitsong.audio.config import AudioConfig
+from hitsong.errors import ConfigError, ModelError
 from hitsong.models import build_model, get_method, resolve_device
 from hitsong.models.config import ModelConfig
+from hitsong.tagger.files import MODEL_NAMES
 
 FORMAT_VERSION = 1
 META_FILE = "bundle.json"
@@ -43,7 +50,7 @@ class BundleMeta:
     target_std: float
     catalog: tuple[float, ...]
     subset: str
-    audio_config: Mapping[str, Any] = field(default_factory=dict)
+    audio_config: AudioConfig = field(default_factory=AudioConfig)
     tagger: str | None = None
     data_version: str = ""
     metrics: Mapping[str, float] = field(default_factory=dict)
@@ -56,7 +63,7 @@ class BundleMeta:
             "format_version": self.format_version,
             "method": self.method,
             "model_config": self.model_config.to_dict(),
-            "audio_config": dict(self.audio_config),
+            "audio_config": self.audio_config.to_dict(),
             "tagger": self.tagger,
             "target_mean": self.target_mean,
             "target_std": self.target_std,
@@ -85,40 +92,35 @@ class BundleMeta:
                 target_std=float(data["target_std"]),
                 catalog=tuple(float(x) for x in data["catalog"]),
                 subset=str(data["subset"]),
-                audio_config=dict(data.get("audio_config") or {}),
-                tagger=data.get("tagger"),
+                audio_config=AudioConfig.from_dict(dict(data["audio_config"]), source=str(source)),
+                tagger=_tagger_name(data.get("tagger"), source),
                 data_version=str(data.get("data_version", "")),
                 metrics={k: float("nan") if v is None else float(v) for k, v in (data.get("metrics") or {}).items()},
                 extra={str(k): str(v) for k, v in (data.get("extra") or {}).items()},
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{source}: invalid bundle metadata ({exc!r}); the bundle is damaged") from exc
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
+            raise ModelError(f"{source}: invalid bundle metadata ({exc}); the bundle is damaged") from exc
+
+
+def _tagger_name(value: Any, source: Path) -> str | None:
+    """The bundle's tagger: ``None`` or one of the packaged taggers (never a path)."""
+    if value is None or value in MODEL_NAMES:
+        return value
+    raise ModelError(f"{source}: unknown tagger {value!r}; this hitsong has {', '.join(MODEL_NAMES)}")
 
 
 @dataclass(frozen=True)
 class Bundle:
     """A loaded bundle: the model (eval mode, on ``device``) and its metadata."""
 
-    model: nn.Module
+    model: HitModel
     meta: BundleMeta
     device: torch.device
-
-    def to_hit_score(self, z: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Model outputs (standardised) -> hit scores: ``z * target_std + target_mean``."""
-        z = z.detach().cpu().numpy() if isinstance(z, torch.Tensor) else np.asarray(z, dtype=np.float64)
-        return z * self.meta.target_std + self.meta.target_mean
-
-    def percentile(self, hit_score: np.ndarray | float) -> np.ndarray:
-        """Percentage (0..100) of catalog songs with a hit score at or below ``hit_score``."""
-        catalog = np.asarray(self.meta.catalog)
-        if catalog.size == 0:
-            raise ModelError(f"bundle of {self.meta.method}/{self.meta.subset} has an empty catalog")
-        return 100.0 * np.searchsorted(catalog, np.asarray(hit_score, dtype=np.float64), side="right") / catalog.size
 
 
 def save_bundle(
     directory: Path | str,
-    model: nn.Module,
+    model: HitModel,
     *,
     method: str,
     model_config: ModelConfig,
@@ -126,7 +128,7 @@ def save_bundle(
     target_std: float,
     catalog: Sequence[float] | np.ndarray,
     subset: str,
-    audio_config: Mapping[str, Any] | None = None,
+    audio_config: AudioConfig | None = None,
     tagger: str | None = None,
     data_version: str = "",
     metrics: Mapping[str, float] | None = None,
@@ -149,7 +151,7 @@ def save_bundle(
         target_std=float(target_std),
         catalog=tuple(float(x) for x in np.sort(np.asarray(catalog, dtype=np.float64))),
         subset=subset,
-        audio_config=dict(audio_config or {}),
+        audio_config=audio_config or AudioConfig(),
         tagger=tagger,
         data_version=data_version,
         metrics={k: float(v) for k, v in (metrics or {}).items()},
@@ -198,11 +200,13 @@ def load_bundle(directory: Path | str, *, device: str | torch.device = "cpu") ->
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
+    common = set(expected) & set(state)
+    wrong = sorted(k for k in common if expected[k].shape != state[k].shape)
+    dtype = sorted(k for k in common if state[k].dtype != expected[k].dtype)
+    if missing or unexpected or wrong or dtype:
         raise ModelError(
             f"{weights} does not fit method {meta.method} with the bundle's model_config: "
-            f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}, wrong dtype {dtype[:5]}"
         )
     model.load_state_dict(state)
     dev = resolve_device(device)

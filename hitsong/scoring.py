@@ -22,16 +22,24 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hitsong.audio.config import TAGGER_SR, AudioConfig
 from hitsong.errors import HitsongError, InputError, ModelError
+from hitsong.settings import DEFAULT_TAGGER
+
+if TYPE_CHECKING:
+    import torch
+
+    from hitsong.bundle import BundleMeta
+    from hitsong.models.base import HitModel
+    from hitsong.tagger import Tagger
 
 log = logging.getLogger(__name__)
 
 TOP_TAGS = 5
-DEFAULT_TAGGER = "MTT_musicnn"
 
 #: First bytes of the formats we sniff, to give uploaded bytes the right file suffix.
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (
@@ -85,17 +93,6 @@ def example_wav(seconds: float = 3.0, sr: int = 22050) -> bytes:
     return _test_tone(seconds, sr)
 
 
-def audio_config_of(meta: Any) -> Any:
-    """The ``AudioConfig`` a bundle was trained with (its ``audio_config`` dict; defaults if empty)."""
-    from dataclasses import fields
-
-    from hitsong.audio import AudioConfig
-
-    raw = dict(getattr(meta, "audio_config", None) or {})
-    known = {f.name for f in fields(AudioConfig)}
-    return AudioConfig(**{k: v for k, v in raw.items() if k in known})
-
-
 class SongScorer:
     """Score songs with one trained method (paper section 3) from a model bundle.
 
@@ -103,7 +100,7 @@ class SongScorer:
 
     Parameters
     ----------
-    model : torch.nn.Module
+    model : HitModel
         The trained network, ``forward(mel (B, n_mels, T), tags (B, n_tags)) -> (B,)``.
     meta : object
         The bundle's metadata (``hitsong.bundle``): method, audio config, tagger name, target
@@ -113,18 +110,19 @@ class SongScorer:
     device : torch.device
     """
 
-    def __init__(self, model: Any, meta: Any, tagger: Any, device: Any) -> None:
+    def __init__(self, model: HitModel, meta: BundleMeta, tagger: Tagger, device: torch.device) -> None:
         from hitsong.audio.torchmel import TorchLogMel
+        from hitsong.tagger.frontend import FRONTEND
 
         self.model = model.to(device).eval()
         self.meta = meta
         self.tagger = tagger
         self.device = device
         self.method: str = str(meta.method)
-        self.audio_config = audio_config_of(meta)
-        self.uses_tags = bool(getattr(model, "uses_tags", False))
-        self.uses_mel = bool(getattr(model, "uses_mel", True))
-        self.has_frames = hasattr(model, "frame_scores") and self.uses_mel and not getattr(model, "vector_input", False)
+        self.audio_config: AudioConfig = meta.audio_config
+        self.uses_tags = model.uses_tags
+        self.uses_mel = model.uses_mel
+        self.has_frames = model.has_frames
         self.target_mean = float(meta.target_mean)
         self.target_std = float(meta.target_std)
         catalog = np.asarray(meta.catalog, dtype=np.float64)
@@ -136,6 +134,10 @@ class SongScorer:
                 f"{len(tagger.tags)}; it cannot score audio (retrain with model_config.n_tags={len(tagger.tags)})"
             )
         self.mel = TorchLogMel(self.audio_config).to(device)
+        #: Where the taggram's rows sit: the first starts ``taggram_offset`` s into the analysed
+        #: segment, each covers ``patch_seconds``.
+        self.taggram_offset = self.audio_config.tagger_offset
+        self.patch_seconds = FRONTEND.patch_seconds
 
     @classmethod
     def from_bundle(
@@ -272,7 +274,7 @@ class SongScorer:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
-        tag_result = self.tagger.tag(wave16, sr=16000)
+        tag_result = self.tagger.tag(wave16, sr=TAGGER_SR)
         song_tags = np.asarray(tag_result.song, dtype=np.float32)  # (50,)
         t3 = time.perf_counter()
         with torch.inference_mode():

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_HOME = "hitsong-data"
+#: Ports of the local MLflow server and of the dashboard.
 DEFAULT_MLFLOW_PORT = 5000
+DEFAULT_DASHBOARD_PORT = 8501
+#: The MagnaTagATune tagger whose tags m4..m6 use, the genre plots show and every score's tag
+#: profile comes from, unless another is named (the packaged models: ``hitsong.tagger.files``).
+DEFAULT_TAGGER = "MTT_musicnn"
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,7 @@ def log_champion(uri: str, bundle_root, *, dataset: str = "champion", subset: st
     from hitsong.bundle import save_bundle
     from hitsong.models import build_model
     from hitsong.models.config import ModelConfig
-    from hitsong.scoring import DEFAULT_TAGGER
+    from hitsong.settings import DEFAULT_TAGGER
     from registry.models import promote, register
 
     torch.manual_seed(0)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from helpers_training import one_torch_thread  # noqa: F401  (autouse fixture)
 
+from hitsong.audio import AudioConfig
 from hitsong.audio import mel_stats as audio_mel_stats
 from hitsong.bundle import META_FILE, WEIGHTS_FILE, load_bundle, read_meta, save_bundle
 from hitsong.errors import ConfigError, ModelError
@@ -150,7 +151,7 @@ def _save(tmp_path: Path, name: str = "m6") -> tuple[Path, torch.nn.Module]:
     model.fit_input_stats(torch.randn(10, 2 * TINY.n_mels) + 3, torch.rand(10, TINY.n_tags) + 1)
     path = save_bundle(
         tmp_path / "bundle", model, method=name, model_config=TINY, target_mean=12.5, target_std=2.0,
-        catalog=[3.0, 1.0, 2.0, 4.0], subset="western", audio_config={"sr": 22050}, tagger="MTT_musicnn",
+        catalog=[3.0, 1.0, 2.0, 4.0], subset="western", audio_config=AudioConfig(tagger_seconds=15.0), tagger="MTT_musicnn",
         data_version="abc", metrics={"spearman_rho": 0.3, "kendall_tau": float("nan")},
     )
     return path, model
@@ -168,8 +169,7 @@ def test_bundle_round_trip(tmp_path: Path, name: str) -> None:
     meta = bundle.meta
     assert (meta.method, meta.subset, meta.tagger, meta.catalog) == (name, "western", "MTT_musicnn", (1.0, 2.0, 3.0, 4.0))
     assert meta.model_config == TINY
-    np.testing.assert_allclose(bundle.to_hit_score(np.array([0.0, 1.0])), [12.5, 14.5])
-    np.testing.assert_allclose(bundle.percentile(np.array([0.5, 2.0, 9.0])), [0.0, 50.0, 100.0])
+    assert meta.audio_config == AudioConfig(tagger_seconds=15.0)
     assert np.isnan(meta.metrics["kendall_tau"])
 
 
@@ -200,6 +200,22 @@ def test_bundle_missing_or_bad_meta(tmp_path: Path) -> None:
     meta = json.loads((path / META_FILE).read_text())
     (path / META_FILE).write_text(json.dumps({**meta, "format_version": 99}))
     with pytest.raises(ModelError, match="format_version"):
+        load_bundle(path)
+    (path / META_FILE).write_text(json.dumps({**meta, "audio_config": {**meta["audio_config"], "mel_scale": "htk"}}))
+    with pytest.raises(ModelError, match="mel_scale"):
+        load_bundle(path)
+    (path / META_FILE).write_text(json.dumps({**meta, "tagger": "../../evil"}))
+    with pytest.raises(ModelError, match="unknown tagger"):
+        load_bundle(path)
+
+
+def test_bundle_weights_of_another_dtype_are_refused(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    path, _ = _save(tmp_path)
+    state = load_file(str(path / WEIGHTS_FILE))
+    save_file({k: v.double() for k, v in state.items()}, str(path / WEIGHTS_FILE))
+    with pytest.raises(ModelError, match="wrong dtype"):
         load_bundle(path)
 
 

@@ -6,11 +6,9 @@ import numpy as np
 import streamlit as st
 
 from dashboard import data, figures, ui
-from hitsong.tagger.frontend import FRONTEND
 
 AUDIO_TYPES = ["wav", "flac", "ogg", "mp3"]
 TAGGRAM_ROWS = 20
-PATCH_SECONDS = FRONTEND.patch_frames * FRONTEND.hop / FRONTEND.sr  # one taggram row, ~3 s
 
 st.title("Predict")
 s = ui.page_settings()
@@ -73,14 +71,13 @@ for champion in chosen.itertuples():
             st.plotly_chart(figures.top_tags_figure(result["top_tags"]), key=f"tags-{key}")
             if result["taggram"] is not None:
                 audio = scorer.audio_config
-                tag_span = min(audio.tagger_seconds, audio.seconds)
                 st.plotly_chart(
                     figures.taggram_heatmap(np.asarray(result["taggram"]), list(result["tags"]),
-                                            seconds_per_row=PATCH_SECONDS, offset=(audio.seconds - tag_span) / 2,
+                                            seconds_per_row=scorer.patch_seconds, offset=scorer.taggram_offset,
                                             top=TAGGRAM_ROWS),
                     key=f"taggram-{key}",
                 )
-                st.caption(f"The tagger hears the middle {tag_span:.0f} s of the analysed {audio.seconds:.0f} s.")
+                st.caption(f"The tagger hears the middle {audio.tagger_span:.0f} s of the analysed {audio.seconds:.0f} s.")
             else:
                 st.caption(f"{champion.method} does not use tags: no taggram.")
             if result["frame_scores"] is not None:

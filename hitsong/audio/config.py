@@ -1,25 +1,36 @@
 """The CNN input representation's settings (paper section 3.1) and the constants every front end shares.
+
+``AudioConfig`` is the feature config: it is hashed into the feature store, written into every
+run's params and every model bundle, and read back with the strict :meth:`AudioConfig.from_dict`
+(an unknown key, or a fixed choice this code does not implement, is a ``ConfigError``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from hitsong.errors import ConfigError
 
 #: The scale inside the log compression ``log10(1 + LOG_SCALE * mel_power)``.
 LOG_SCALE = 10000.0
-
-
 #: Resampling quality, the same as ``librosa.load``'s default ``res_type``.
 RESAMPLE_QUALITY = "soxr_hq"
-
-
-#: The tagger's sample rate (musicnn's front end); the second output of :func:`decode_for_features`.
+#: The tagger's sample rate (musicnn's front end); the second output of ``decode_for_features``.
 TAGGER_SR = 16000
+#: Choices this code implements and records beside the fields (``to_dict``); not settable.
+FIXED_CHOICES: dict[str, Any] = {
+    "log_compression": f"log10(1 + {LOG_SCALE:g} * mel_power)",
+    "mel_scale": "slaney",
+    "mel_norm": "slaney",
+    "window": "hann",
+    "center": True,
+    "pad_mode": "constant",
+    "resample": RESAMPLE_QUALITY,
+}
 
 
 @dataclass(frozen=True)
@@ -45,11 +56,12 @@ class AudioConfig:
     power : float
         Exponent of the STFT magnitude (2 = power).
     tagger_seconds : float
-        How much of the middle of the segment the auto-tagger sees (its 16 kHz waveform).
-        The MTT tagger costs ~1.4 G multiply-adds per 3-s patch, ~30x the CNNs' whole
-        60-s input, so it looks at the middle 15 s (5 patches) by default; the tag vector is
-        the mean over those patches (the whole segment when ``seconds`` is shorter). Same value at training and at scoring (it is part of the
-        feature config and of every model bundle).
+        How much of the middle of the segment the auto-tagger hears (its 16 kHz waveform);
+        the tag vector is the mean over its 3-s patches. Default 60: the whole segment, as the
+        paper's tagger hears the song (20 patches). A shorter window (e.g. 15 s, 5 patches)
+        is a recorded departure for latency-bound deployments (docs/PAPER.md). The same value
+        is used at training and at scoring: it is part of the feature config hash and of
+        every model bundle.
     """
 
     sr: int = 22050
@@ -60,7 +72,7 @@ class AudioConfig:
     fmin: float = 0.0
     fmax: float | None = None
     power: float = 2.0
-    tagger_seconds: float = 15.0
+    tagger_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         for name in ("sr", "n_fft", "hop_length", "n_mels"):
@@ -94,18 +106,40 @@ class AudioConfig:
         """Centred STFT frames of one segment: ``1 + n_samples // hop_length`` (646)."""
         return 1 + self.n_samples // self.hop_length
 
+    @property
+    def tagger_span(self) -> float:
+        """Seconds the tagger hears: ``min(tagger_seconds, seconds)``, centred in the segment."""
+        return min(float(self.tagger_seconds), float(self.seconds))
+
+    @property
+    def tagger_offset(self) -> float:
+        """Where the tagger's window starts, in seconds into the analysed segment."""
+        return (float(self.seconds) - self.tagger_span) / 2
+
     def to_dict(self) -> dict[str, Any]:
         """All fields plus the fixed choices (log compression, filterbank, padding)."""
-        return {
-            **asdict(self),
-            "log_compression": f"log10(1 + {LOG_SCALE:g} * mel_power)",
-            "mel_scale": "slaney",
-            "mel_norm": "slaney",
-            "window": "hann",
-            "center": True,
-            "pad_mode": "constant",
-            "resample": RESAMPLE_QUALITY,
-        }
+        return {**asdict(self), **FIXED_CHOICES}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "audio config") -> AudioConfig:
+        """The config of a :meth:`to_dict` document, strictly.
+
+        Raises
+        ------
+        ConfigError
+            A key this code does not know, or a fixed choice (``FIXED_CHOICES``) that differs
+            from what this code computes; the message names ``source``.
+        """
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names - set(FIXED_CHOICES))
+        if unknown:
+            raise ConfigError(f"{source}: unknown audio config key(s) {unknown}; it was written by another hitsong")
+        for key, value in FIXED_CHOICES.items():
+            if key in data and data[key] != value:
+                raise ConfigError(
+                    f"{source}: audio config {key}={data[key]!r}, but this hitsong computes {key}={value!r}"
+                )
+        return cls(**{k: v for k, v in data.items() if k in names})
 
     def config_hash(self) -> str:
         """A short, stable hash of :meth:`to_dict`; changes whenever the features would."""

@@ -474,7 +474,7 @@ def decode_for_features(
     wave_tagger = None
     if tagger_sr is not None:
         full = _segment_at(y, info, tagger_sr)
-        keep = int(round(min(config.tagger_seconds, config.seconds) * tagger_sr))
+        keep = int(round(config.tagger_span * tagger_sr))
         start = max(0, (len(full) - keep) // 2)
         wave_tagger = np.ascontiguousarray(full[start : start + keep])
     return wave, wave_tagger, flags

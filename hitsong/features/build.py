@@ -33,6 +33,7 @@ from hitsong.features.compute import NO_TAGGER, SongFeatures, cached_tagger
 from hitsong.features.executors import EXECUTORS, Task, run_dask, run_processes
 from hitsong.features.layout import MEL_DTYPE, mel_path
 from hitsong.progress import Progress
+from hitsong.settings import DEFAULT_TAGGER
 from hitsong.store import connect, featureindex
 from hitsong.store.featureindex import FailureRow, IndexRow, TagRow
 
@@ -174,7 +175,7 @@ def build_features(
     subset: str | None = None,
     workers: int | None = None,
     executor: str = "process",
-    tagger: str = "MTT_musicnn",
+    tagger: str = DEFAULT_TAGGER,
     config: AudioConfig = AudioConfig(),
     scheduler: str | None = None,
     batch_size: int = 16,

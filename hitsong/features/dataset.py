@@ -12,6 +12,7 @@ import numpy as np
 from hitsong.errors import StoreError
 from hitsong.features.compute import NO_TAGGER
 from hitsong.features.layout import mel_path, open_mels
+from hitsong.settings import DEFAULT_TAGGER
 from hitsong.store import connect, featureindex
 from hitsong.store.featureindex import N_TAGS
 
@@ -54,7 +55,7 @@ class MelDataset:
         subset: str,
         split: str | None = None,
         *,
-        tagger: str = "MTT_musicnn",
+        tagger: str = DEFAULT_TAGGER,
     ) -> None:
         from hitsong.store.read import split_frame
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from hitsong.errors import ConfigError
 from hitsong.models.cnn import AudioCNN, InceptionCNN
+from hitsong.models.base import HitModel
 from hitsong.models.config import ModelConfig
 from hitsong.models.joint import JointModel, joint_cnn_tag, joint_inception_tag
 from hitsong.models.linear import AudioLR, TagLR, mel_stats
@@ -25,23 +26,34 @@ from hitsong.models.linear import AudioLR, TagLR, mel_stats
 
 @dataclass(frozen=True)
 class Method:
-    """One row of the methods table: short name, the paper's label and the builder."""
+    """One row of the methods table: short name, the paper's label, the model class and its builder."""
 
     name: str
     label: str
-    build: Callable[[ModelConfig], nn.Module]
+    model: type[HitModel]
+    build: Callable[[ModelConfig], HitModel]
+
+    @property
+    def uses_tags(self) -> bool:
+        """Whether the method's model reads the tag vector (its class says so)."""
+        return bool(self.model.uses_tags)
+
+    @property
+    def uses_mel(self) -> bool:
+        """Whether the method's model reads the log-mel."""
+        return bool(self.model.uses_mel)
 
 
 #: The six methods, in the paper's order (Table 1).
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("m1", "audio+LR", AudioLR),
-        Method("m2", "audio+CNN", AudioCNN),
-        Method("m3", "audio+inception CNN", InceptionCNN),
-        Method("m4", "tag+LR", TagLR),
-        Method("m5", "(m2)+(m4)", joint_cnn_tag),
-        Method("m6", "(m3)+(m4)", joint_inception_tag),
+        Method("m1", "audio+LR", AudioLR, AudioLR),
+        Method("m2", "audio+CNN", AudioCNN, AudioCNN),
+        Method("m3", "audio+inception CNN", InceptionCNN, InceptionCNN),
+        Method("m4", "tag+LR", TagLR, TagLR),
+        Method("m5", "(m2)+(m4)", JointModel, joint_cnn_tag),
+        Method("m6", "(m3)+(m4)", JointModel, joint_inception_tag),
     )
 }
 
@@ -54,7 +66,7 @@ def get_method(name: str) -> Method:
         raise ConfigError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}") from None
 
 
-def build_model(name: str, config: ModelConfig | None = None) -> nn.Module:
+def build_model(name: str, config: ModelConfig | None = None) -> HitModel:
     """Build method ``name`` (``m1`` .. ``m6``) with ``config`` (default: the paper's sizes)."""
     return get_method(name).build(config or ModelConfig())
 
@@ -76,6 +88,7 @@ __all__ = [
     "METHODS",
     "AudioCNN",
     "AudioLR",
+    "HitModel",
     "InceptionCNN",
     "JointModel",
     "Method",

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hitsong.errors import ModelError
+from hitsong.models.base import HitModel
 from hitsong.models.config import ModelConfig
 from hitsong.models.linear import STD_FLOOR
 
@@ -93,7 +94,7 @@ class ConvBody(nn.Module):
         return x.squeeze(1)  # (B, T')
 
 
-class AudioCNN(nn.Module):
+class AudioCNN(HitModel):
     """m2 ``audio+CNN`` (paper 3.2): conv ``32 x (128x4)`` then the shared body.
 
     ``forward(mel, tags) -> (B,)`` is the mean of :meth:`frame_scores` over time; tags are unused.
@@ -102,6 +103,7 @@ class AudioCNN(nn.Module):
     uses_mel = True
     uses_tags = False
     vector_input = False
+    has_frames = True
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

@@ -14,11 +14,12 @@ import torch
 from torch import Tensor, nn
 
 from hitsong.models.cnn import AudioCNN, InceptionCNN
+from hitsong.models.base import HitModel
 from hitsong.models.config import ModelConfig
 from hitsong.models.linear import TagLR
 
 
-class JointModel(nn.Module):
+class JointModel(HitModel):
     """``w * cnn + (1 - w) * tag``: a CNN method and m4 trained together.
 
     Parameters
@@ -34,6 +35,7 @@ class JointModel(nn.Module):
     uses_mel = True
     uses_tags = True
     vector_input = False
+    has_frames = True
 
     def __init__(self, cnn: AudioCNN, tag: TagLR, config: ModelConfig) -> None:
         super().__init__()

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from hitsong.errors import ModelError
+from hitsong.models.base import HitModel
 from hitsong.models.config import ModelConfig
 
 #: A standard deviation below this is treated as 1 (a constant input dimension stays 0).
@@ -66,7 +67,7 @@ class StandardisedLinear(nn.Module):
         return self.linear((x.float() - self.in_mean) / self.in_std).squeeze(-1)
 
 
-class AudioLR(nn.Module):
+class AudioLR(HitModel):
     """m1 ``audio+LR`` (paper 3.1): standardised 256-d mel mean/std, one linear layer."""
 
     uses_mel = True
@@ -89,7 +90,7 @@ class AudioLR(nn.Module):
         return self.forward_vectors(mel_stats(mel), tags)
 
 
-class TagLR(nn.Module):
+class TagLR(HitModel):
     """m4 ``tag+LR`` (paper 3.4): standardised tag activations of the frozen tagger, one linear layer."""
 
     uses_mel = False

@@ -16,8 +16,10 @@ Tables (created on first use):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -85,11 +87,12 @@ class FailureRow:
 
 @dataclass(frozen=True)
 class SubsetMeta:
-    """The audio config a subset's rows were computed with."""
+    """The audio config a subset's rows were computed with (``config``: its ``to_dict`` document)."""
 
     config_hash: str
     n_mels: int
     n_frames: int
+    config: dict[str, Any]
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -101,15 +104,17 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 def subset_meta(con: duckdb.DuckDBPyConnection, subset: str) -> SubsetMeta | None:
     """The stored config of ``subset``, or ``None`` if it was never computed."""
     row = con.execute(
-        "SELECT config_hash, n_mels, n_frames FROM feature_meta WHERE subset = ?", [subset]
+        "SELECT config_hash, n_mels, n_frames, config_json FROM feature_meta WHERE subset = ?", [subset]
     ).fetchone()
-    return None if row is None else SubsetMeta(row[0], int(row[1]), int(row[2]))
+    return None if row is None else SubsetMeta(row[0], int(row[1]), int(row[2]), json.loads(row[3]))
 
 
 def reset_subset(
     con: duckdb.DuckDBPyConnection, subset: str, *, config_hash: str, config_json: str, n_mels: int, n_frames: int
 ) -> int:
-    """Forget every row of ``subset`` and record a new config (one transaction).
+    """Forget every row and tag vector of ``subset`` and record a new config (one transaction).
+
+    Tag vectors go too: the tagger's window is part of the config, so old vectors no longer fit.
 
     Returns
     -------
@@ -119,6 +124,7 @@ def reset_subset(
     with transaction(con):
         (n,) = con.execute("SELECT count(*) FROM feature_index WHERE subset = ?", [subset]).fetchone()
         con.execute("DELETE FROM feature_index WHERE subset = ?", [subset])
+        con.execute("DELETE FROM song_tags WHERE subset = ?", [subset])
         con.execute(
             "INSERT OR REPLACE INTO feature_meta VALUES (?, ?, ?, ?, ?, now())",
             [subset, config_hash, config_json, n_mels, n_frames],

@@ -8,6 +8,7 @@ from pathlib import Path
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 #: Pretrained models with committed weights, in the order they are converted.
 MODEL_NAMES: tuple[str, ...] = ("MTT_musicnn", "MTT_vgg")
+
 REGENERATE_HINT = "regenerate it with `python -m tools.convert_musicnn`"
 
 

@@ -53,6 +53,11 @@ class TaggerFrontend:
     patch_frames: int = 187
     res_type: str = "soxr_hq"
 
+    @property
+    def patch_seconds(self) -> float:
+        """Seconds of audio in one patch (one taggram row): ``patch_frames * hop / sr`` (~3 s)."""
+        return self.patch_frames * self.hop / self.sr
+
 
 FRONTEND = TaggerFrontend()
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from hitsong.audio import AudioConfig
 from hitsong.bundle import save_bundle
 from hitsong.errors import ConfigError
 from hitsong.metrics import METRIC_NAMES, evaluate
@@ -29,6 +30,7 @@ from hitsong.models import METHODS, build_model, get_method, resolve_device
 from hitsong.models.config import ModelConfig
 from hitsong.results import ResultsConfig, Table1, table1
 from hitsong.tracking import RunHandle, RunLogger, flatten_params, run_scope
+from hitsong.training import runlayout
 from hitsong.training.config import TrainConfig
 from hitsong.training.data import SubsetData, scan_subset
 from hitsong.training.loop import FitResult, fit, predict_standardised, seed_everything
@@ -45,10 +47,11 @@ class RunContext:
     subset: str
     data_version: str
     code_version: str
-    audio_config: Mapping[str, Any]
+    audio_config: AudioConfig
     tagger: str | None
     device: torch.device
     shuffle_targets: bool = False
+    data_notes: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -58,12 +61,13 @@ class RepResult:
     method: str
     repetition: int
     seed: int
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # test metrics
     predictions: np.ndarray  # (n_test,) predicted hit scores
     fit: FitResult
     seconds: float
     w: float | None = None
-    model: nn.Module | None = None
+    model: HitModel | None = None
+    val_metrics: dict[str, float] = field(default_factory=dict)
 
 
 def _params(method: str, model_config: ModelConfig, train_config: TrainConfig, data: SubsetData,
@@ -73,7 +77,7 @@ def _params(method: str, model_config: ModelConfig, train_config: TrainConfig, d
             "method": method,
             "model": model_config.to_dict(),
             "train": asdict(train_config),
-            "audio": dict(ctx.audio_config),
+            "audio": ctx.audio_config.to_dict(),
             "data": {
                 "subset": data.subset,
                 "n_train": len(data.train),
@@ -83,6 +87,7 @@ def _params(method: str, model_config: ModelConfig, train_config: TrainConfig, d
                 "tagger": ctx.tagger,
                 "target_mean": data.target_mean,
                 "target_std": data.target_std,
+                **ctx.data_notes,
             },
             "training_device": str(ctx.device),  # not "device": the logged pyfunc's model_config owns that param
         }
@@ -107,24 +112,22 @@ def train_method(
     repetition's seed (a negative control; each repetition draws its own permutation, so the
     mean over repetitions averages independent null results).
 
-    Logs params, tags, per-epoch ``train_loss``/``val_loss``/``lr``, the test metrics
-    (``test_<metric>``), a ``predictions`` table (song_id, true, predicted) and the model bundle.
+    Logs params, tags, per-epoch :data:`~runlayout.STEP_METRICS`, the validation and test
+    metrics (``val_<metric>``, ``test_<metric>``), the :data:`~runlayout.VAL_PREDICTIONS` and
+    :data:`~runlayout.PREDICTIONS` tables (song_id, true, predicted) and the model bundle.
     """
     info = get_method(method)
     seed = train_config.seed + repetition
     if ctx.shuffle_targets:
         data = data.with_shuffled_targets(seed=seed)
     tags = {
-        "hitsong.kind": "repetition",
-        "method": method,
-        "repetition": str(repetition),
-        "subset": data.subset,
-        "data_version": ctx.data_version,
-        "code_version": ctx.code_version,
-        "profile": train_config.profile,
+        **_run_tags(data.subset, ctx, train_config),
+        runlayout.TAG_KIND: runlayout.REPETITION,
+        runlayout.TAG_METHOD: method,
+        runlayout.TAG_REPETITION: str(repetition),
     }
     label = f"{data.subset} {method} rep {repetition + 1}/{train_config.repeats}"
-    with run_scope(logger, f"{method} rep {repetition}", parent=parent, tags=tags) as run:
+    with run_scope(logger, runlayout.repetition_run_name(method, repetition), parent=parent, tags=tags) as run:
         logger.log_params(run, {**_params(method, model_config, train_config, data, ctx), "seed": str(seed)})
         start = time.monotonic()
         seed_everything(seed)
@@ -136,21 +139,25 @@ def train_method(
             on_epoch=lambda epoch, m: logger.log_metrics(run, m, step=epoch),
         )
         amp = train_config.amp and ctx.device.type == "cuda"
-        z_test = predict_standardised(model, data.test, device=ctx.device, batch_size=train_config.eval_batch_size, amp=amp)
-        predicted = z_test * data.target_std + data.target_mean
+        predicted, val_predicted = (
+            predict_standardised(model, split, device=ctx.device, batch_size=train_config.eval_batch_size, amp=amp)
+            * data.target_std + data.target_mean
+            for split in (data.test, data.val)
+        )
         metrics = evaluate(data.test.targets, predicted)
+        val_metrics = evaluate(data.val.targets, val_predicted)
         seconds = time.monotonic() - start
         w = float(model.w.detach().cpu()) if hasattr(model, "w") else None
-        final = {f"test_{k}": v for k, v in metrics.items()}
+        final = {runlayout.split_metric(runlayout.TEST, k): v for k, v in metrics.items()}
+        final.update({runlayout.split_metric(runlayout.VAL, k): v for k, v in val_metrics.items()})
         final.update(best_epoch=result.best_epoch, best_val_loss=result.best_val_loss, train_seconds=seconds)
         if w is not None:
             final["joint_w"] = w
         logger.log_metrics(run, final)
-        logger.log_table(
-            run,
-            "predictions",
-            pd.DataFrame({"song_id": list(data.test.song_ids), "true": data.test.targets, "predicted": predicted}),
-        )
+        for name, split, values in ((runlayout.PREDICTIONS, data.test, predicted),
+                                    (runlayout.VAL_PREDICTIONS, data.val, val_predicted)):
+            logger.log_table(run, name, pd.DataFrame({"song_id": list(split.song_ids), "true": split.targets,
+                                                      "predicted": values}))
         with tempfile.TemporaryDirectory(prefix="hitsong-bundle-") as tmp:
             bundle_dir = save_bundle(
                 Path(tmp) / "model",
@@ -162,18 +169,19 @@ def train_method(
                 catalog=data.train.targets,
                 subset=data.subset,
                 audio_config=ctx.audio_config,
-                tagger=ctx.tagger if info.name in ("m4", "m5", "m6") else None,
+                tagger=ctx.tagger if info.uses_tags else None,
                 data_version=ctx.data_version,
-                metrics=metrics,
+                metrics={k: v for k, v in final.items() if runlayout.parse_split_metric(k)},
                 extra={"run_id": run.run_id, "repetition": str(repetition), "seed": str(seed)},
             )
             logger.log_bundle(run, bundle_dir)
         log.info(
-            "%s: %s (best epoch %d, %.1f s)", label,
+            "%s: val %s | test %s (best epoch %d, %.1f s)", label,
+            " ".join(f"{k}={v:.3f}" for k, v in val_metrics.items()),
             " ".join(f"{k}={v:.3f}" for k, v in metrics.items()), result.best_epoch, seconds,
         )
         return RepResult(method, repetition, seed, metrics, predicted, result, seconds, w,
-                         model if keep_model else None)
+                         model if keep_model else None, val_metrics)
 
 
 @dataclass
@@ -225,11 +233,12 @@ def train_subset(
     train_config: TrainConfig | None = None,
     results_config: ResultsConfig | None = None,
     device: str | torch.device = "auto",
-    audio_config: Mapping[str, Any] | None = None,
+    audio_config: AudioConfig | None = None,
     tagger: str | None = None,
     shuffle_targets: bool = False,
     out_dir: Path | None = None,
     keep_models: bool = False,
+    data_notes: Mapping[str, Any] | None = None,
 ) -> SubsetResult:
     """Train every method ``train_config.repeats`` times on one subset and build Table 1.
 
@@ -246,8 +255,8 @@ def train_subset(
         Defaults: paper sizes, the ``paper`` profile, 1,000 bootstrap replicates vs m1.
     device : str or torch.device
         ``auto``, ``cpu`` or ``cuda``.
-    audio_config : mapping or None
-        Feature configuration of the store (recorded and written into bundles).
+    audio_config : AudioConfig or None
+        Feature configuration of the store (recorded and written into bundles; default the paper's).
     tagger : str or None
         Name of the tagger that produced the tags.
     shuffle_targets : bool
@@ -257,6 +266,8 @@ def train_subset(
         Where ``table1.csv``/``.json``, ``repetitions.csv`` and ``predictions.csv`` go (None: not written).
     keep_models : bool
         Keep the trained models in the returned ``RepResult`` objects (tests, notebooks).
+    data_notes : mapping or None
+        Facts about the data recorded as ``data.<key>`` params (e.g. songs left out).
     """
     methods = _check_methods(methods)
     model_config = model_config or ModelConfig()
@@ -266,31 +277,24 @@ def train_subset(
     if not isinstance(data, SubsetData):
         data = scan_subset(data, subset=subset)
     _check_dims(data, model_config)
-    audio = dict(audio_config or {})
+    audio = audio_config or AudioConfig()
     ctx = RunContext(
         subset=subset,
-        data_version=data.data_version(audio_config=audio, tagger=tagger, shuffled_targets=shuffle_targets),
+        data_version=data.data_version(audio_config=audio.to_dict(), tagger=tagger, shuffled_targets=shuffle_targets),
         code_version=code_version(),
         audio_config=audio,
         tagger=tagger,
         device=dev,
         shuffle_targets=shuffle_targets,
+        data_notes=dict(data_notes or {}),
     )
-    base_tags = {
-        "subset": subset,
-        "data_version": ctx.data_version,
-        "code_version": ctx.code_version,
-        "profile": train_config.profile,
-        "shuffled_targets": str(shuffle_targets).lower(),
-    }
     log.info(
         "subset %s: %d/%d/%d songs, methods %s x %d repetitions on %s (data_version %s)",
         subset, len(data.train), len(data.val), len(data.test), ",".join(methods), train_config.repeats,
         dev, ctx.data_version,
     )
     with _cpu_threads(dev, train_config.cpu_threads):
-        return _train_all(data, methods, model_config, train_config, results_config, ctx, logger, base_tags,
-                          out_dir, keep_models)
+        return _train_all(data, methods, model_config, train_config, results_config, ctx, logger, out_dir, keep_models)
 
 
 @contextlib.contextmanager
@@ -315,18 +319,20 @@ def _train_all(
     results_config: ResultsConfig,
     ctx: RunContext,
     logger: RunLogger,
-    base_tags: dict[str, str],
     out_dir: Path | None,
     keep_models: bool,
 ) -> SubsetResult:
     subset = data.subset
     reps: list[RepResult] = []
-    with run_scope(logger, f"{subset} summary", tags={**base_tags, "hitsong.kind": "summary"}) as summary:
+    base_tags = _run_tags(subset, ctx, train_config)
+    with run_scope(logger, runlayout.summary_run_name(subset),
+                   tags={**base_tags, runlayout.TAG_KIND: runlayout.SUMMARY}) as summary:
         logger.log_params(summary, {**_params("+".join(methods), model_config, train_config, data, ctx)})
         for method in methods:
             info = get_method(method)
-            tags = {**base_tags, "hitsong.kind": "method", "method": method, "label": info.label}
-            with run_scope(logger, f"{method} {info.label}", tags=tags) as parent:
+            tags = {**base_tags, runlayout.TAG_KIND: runlayout.METHOD, runlayout.TAG_METHOD: method,
+                    runlayout.TAG_LABEL: info.label}
+            with run_scope(logger, runlayout.method_run_name(method, info.label), tags=tags) as parent:
                 logger.log_params(parent, _params(method, model_config, train_config, data, ctx))
                 mine = [
                     train_method(
@@ -336,25 +342,43 @@ def _train_all(
                     for r in range(train_config.repeats)
                 ]
                 reps.extend(mine)
-                values = np.array([[r.metrics[m] for m in METRIC_NAMES] for r in mine])
-                summary_metrics = {}
-                for j, name in enumerate(METRIC_NAMES):
-                    summary_metrics[f"test_{name}_mean"] = float(values[:, j].mean())
-                    summary_metrics[f"test_{name}_std"] = float(values[:, j].std(ddof=1)) if len(mine) > 1 else 0.0
-                logger.log_metrics(parent, summary_metrics)
+                logger.log_metrics(parent, _method_metrics(mine))
         result = _tabulate(data, methods, reps, results_config, ctx)
-        logger.log_table(summary, "table1", result.table.frame)
-        logger.log_table(summary, "table1_wide", result.table.wide().reset_index(names="method"))
-        logger.log_table(summary, "repetitions", _repetition_frame(reps))
+        logger.log_table(summary, runlayout.TABLE1, result.table.frame)
+        logger.log_table(summary, runlayout.TABLE1_WIDE, result.table.wide().reset_index(names="method"))
+        logger.log_table(summary, runlayout.REPETITIONS, _repetition_frame(reps))
         logger.log_metrics(
             summary,
-            {f"{r.method}.{r.metric}_mean": r.mean for r in result.table.frame.itertuples()},
+            {runlayout.summary_metric(r.method, r.metric): r.mean for r in result.table.frame.itertuples()},
         )
         if out_dir is not None:
             result.outputs = _write_outputs(result, out_dir)
     log.info("subset %s: Table 1 done (%d repetitions)", subset, len(reps))
     log.debug("\n%s", result.table.to_text())
     return result
+
+
+def _run_tags(subset: str, ctx: RunContext, train_config: TrainConfig) -> dict[str, str]:
+    """The tags every run of this training carries (:data:`runlayout.RUN_TAGS`)."""
+    return {
+        runlayout.TAG_SUBSET: subset,
+        runlayout.TAG_DATA_VERSION: ctx.data_version,
+        runlayout.TAG_CODE_VERSION: ctx.code_version,
+        runlayout.TAG_PROFILE: train_config.profile,
+        runlayout.TAG_SHUFFLED: str(ctx.shuffle_targets).lower(),
+        runlayout.TAG_SPLIT_BY: str(ctx.data_notes.get("split_by", "random")),
+    }
+
+
+def _method_metrics(reps: Sequence[RepResult]) -> dict[str, float]:
+    """A method run's statistics over its repetitions: test mean and std, validation mean."""
+    out: dict[str, float] = {}
+    for name in METRIC_NAMES:
+        test = np.array([r.metrics[name] for r in reps])
+        out[runlayout.method_metric(runlayout.TEST, name, "mean")] = float(test.mean())
+        out[runlayout.method_metric(runlayout.TEST, name, "std")] = float(test.std(ddof=1)) if len(reps) > 1 else 0.0
+        out[runlayout.method_metric(runlayout.VAL, name, "mean")] = float(np.mean([r.val_metrics[name] for r in reps]))
+    return out
 
 
 def _repetition_frame(reps: Sequence[RepResult]) -> pd.DataFrame:
@@ -365,6 +389,7 @@ def _repetition_frame(reps: Sequence[RepResult]) -> pd.DataFrame:
                 "repetition": r.repetition,
                 "seed": r.seed,
                 **r.metrics,
+                **{runlayout.split_metric(runlayout.VAL, k): v for k, v in r.val_metrics.items()},
                 "best_epoch": r.fit.best_epoch,
                 "epochs": len(r.fit.history),
                 "best_val_loss": r.fit.best_val_loss,

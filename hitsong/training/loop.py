@@ -39,7 +39,7 @@ def seed_everything(seed: int) -> None:
 
 
 def batches(
-    model: nn.Module,
+    model: HitModel,
     split: SplitData,
     z: Tensor,
     *,
@@ -51,7 +51,7 @@ def batches(
     """Yield ``(x, tags, z)`` on ``device``; x is the (B, 2*n_mels) statistics for vector models,
     else the (B, n_mels, T) spectrograms. Shuffled when ``generator`` is given."""
     n = len(split)
-    if getattr(model, "vector_input", False):
+    if model.vector_input:
         order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
         for idx in order.split(batch_size):
             yield split.stats[idx].to(device), split.tags[idx].to(device), z[idx].to(device)
@@ -71,8 +71,8 @@ def batches(
         yield mel, tags, z[idx].to(device)
 
 
-def forward(model: nn.Module, x: Tensor, tags: Tensor) -> Tensor:
-    if getattr(model, "vector_input", False):
+def forward(model: HitModel, x: Tensor, tags: Tensor) -> Tensor:
+    if model.vector_input:
         return model.forward_vectors(x, tags)
     return model(x, tags)
 
@@ -83,7 +83,7 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
 
 @torch.no_grad()
 def predict_standardised(
-    model: nn.Module, split: SplitData, *, device: torch.device, batch_size: int = 50, amp: bool = False
+    model: HitModel, split: SplitData, *, device: torch.device, batch_size: int = 50, amp: bool = False
 ) -> np.ndarray:
     """Model outputs (standardised scale) for every song of ``split``, in split order: (N,)."""
     model.eval()
@@ -106,7 +106,7 @@ class FitResult:
 
 
 def fit(
-    model: nn.Module,
+    model: HitModel,
     data: SubsetData,
     config: TrainConfig,
     *,
@@ -119,7 +119,7 @@ def fit(
 
     Parameters
     ----------
-    model : nn.Module
+    model : HitModel
         A method from :data:`hitsong.models.METHODS`, input statistics already fitted, on ``device``.
     data : SubsetData
     config : TrainConfig

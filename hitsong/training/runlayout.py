@@ -1,0 +1,126 @@
+"""The run layout: how training's runs, tags, metrics and tables are named.
+
+Training writes through these names (:mod:`hitsong.training.experiment`) and every reader
+(``registry.runs``, ``registry.models``, the dashboard) reads through them; nothing else spells
+them. Per subset, one training command makes:
+
+- a **summary** run ``<subset> summary`` with the Table-1 tables (:data:`TABLE1`, long form as
+  ``hitsong.results.Table1.frame``; :data:`TABLE1_WIDE`; :data:`REPETITIONS`) and the metrics
+  ``<method>.<metric>_mean`` (:func:`summary_metric`);
+- a **method** run per method, ``<method> <label>``, with ``test_<metric>_mean/_std`` and
+  ``val_<metric>_mean`` (:func:`method_metric`);
+- a **repetition** run per method and repetition, ``<method> rep <r>``, child of its method run,
+  with stepped :data:`STEP_METRICS`, the final ``test_<metric>`` and ``val_<metric>``
+  (:func:`split_metric`), :data:`FINAL_METRICS`, the :data:`PREDICTIONS` and
+  :data:`VAL_PREDICTIONS` tables (``song_id, true, predicted``) and the model bundle.
+
+Every run carries the tag :data:`TAG_KIND` (``summary``/``method``/``repetition``) and the
+facts of :data:`RUN_TAGS`. An experiment holds one dataset and subset
+(:func:`experiment_name`), tagged :data:`EXPERIMENT_TAG_DATASET` and :data:`EXPERIMENT_TAG_SUBSET`.
+
+Choices are made on the validation split (:data:`VAL`), the test split (:data:`TEST`) only
+reports (DESIGN.md section 6).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from hitsong.errors import ConfigError
+from hitsong.metrics import METRIC_NAMES
+
+RunKind = Literal["summary", "method", "repetition"]
+SUMMARY: RunKind = "summary"
+METHOD: RunKind = "method"
+REPETITION: RunKind = "repetition"
+KINDS: tuple[RunKind, ...] = (SUMMARY, METHOD, REPETITION)
+
+#: Tag keys of every run.
+TAG_KIND = "hitsong.kind"
+TAG_METHOD = "method"
+TAG_LABEL = "label"
+TAG_REPETITION = "repetition"
+TAG_SUBSET = "subset"
+TAG_DATA_VERSION = "data_version"
+TAG_CODE_VERSION = "code_version"
+TAG_PROFILE = "profile"
+TAG_SHUFFLED = "shuffled_targets"
+TAG_SPLIT_BY = "split_by"
+RUN_TAGS = (TAG_SUBSET, TAG_DATA_VERSION, TAG_CODE_VERSION, TAG_PROFILE, TAG_SHUFFLED, TAG_SPLIT_BY)
+
+#: Experiment tags and the experiment name prefix.
+EXPERIMENT_PREFIX = "hitsong"
+EXPERIMENT_TAG_DATASET = "hitsong.dataset"
+EXPERIMENT_TAG_SUBSET = "hitsong.subset"
+
+#: Evaluation splits as metric prefixes.
+Split = Literal["val", "test"]
+VAL: Split = "val"
+TEST: Split = "test"
+
+#: Per-epoch metrics of a repetition run (``step`` = epoch).
+STEP_METRICS = ("train_loss", "val_loss", "lr")
+#: Final metrics of a repetition run besides the split metrics.
+FINAL_METRICS = ("best_epoch", "best_val_loss", "train_seconds", "joint_w")
+
+#: Table artifacts.
+TABLE1 = "table1"
+TABLE1_WIDE = "table1_wide"
+REPETITIONS = "repetitions"
+PREDICTIONS = "predictions"
+VAL_PREDICTIONS = "val_predictions"
+PREDICTION_COLUMNS = ("song_id", "true", "predicted")
+
+
+def experiment_name(dataset: str, subset: str) -> str:
+    """The experiment of one dataset and subset, e.g. ``hitsong/demo/mandarin``."""
+    for label, value in (("dataset", dataset), ("subset", subset)):
+        if not value or "/" in value:
+            raise ConfigError(f"{label} name {value!r} must be non-empty and contain no '/'")
+    return f"{EXPERIMENT_PREFIX}/{dataset}/{subset}"
+
+
+def summary_run_name(subset: str) -> str:
+    """``<subset> summary``."""
+    return f"{subset} summary"
+
+
+def method_run_name(method: str, label: str) -> str:
+    """``<method> <label>``, e.g. ``m2 audio+CNN``."""
+    return f"{method} {label}"
+
+
+def repetition_run_name(method: str, repetition: int) -> str:
+    """``<method> rep <r>`` (r from 0)."""
+    return f"{method} rep {repetition}"
+
+
+def _check_metric(name: str) -> None:
+    if name not in METRIC_NAMES:
+        raise ConfigError(f"unknown metric {name!r}; valid metrics: {', '.join(METRIC_NAMES)}")
+
+
+def split_metric(split: Split, name: str) -> str:
+    """A repetition's metric on a split: ``test_spearman_rho``, ``val_ndcg_at_k``."""
+    _check_metric(name)
+    return f"{split}_{name}"
+
+
+def method_metric(split: Split, name: str, stat: Literal["mean", "std"] = "mean") -> str:
+    """A method run's statistic over its repetitions: ``test_ndcg_at_k_mean``."""
+    return f"{split_metric(split, name)}_{stat}"
+
+
+def summary_metric(method: str, name: str) -> str:
+    """The summary run's Table-1 mean of one method: ``m2.ndcg_at_k_mean``."""
+    _check_metric(name)
+    return f"{method}.{name}_mean"
+
+
+def parse_split_metric(key: str) -> tuple[Split, str] | None:
+    """``("test", "ndcg_at_k")`` for ``test_ndcg_at_k``; ``None`` for any other key."""
+    for split in (VAL, TEST):
+        prefix = f"{split}_"
+        if key.startswith(prefix) and key[len(prefix) :] in METRIC_NAMES:
+            return split, key[len(prefix) :]
+    return None
