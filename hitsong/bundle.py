@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from hitsong.audio.config import AudioConfig
 from hitsong.errors import ConfigError, ModelError
 from hitsong.models import build_model, get_method, resolve_device
+from hitsong.models.base import HitModel
 from hitsong.models.config import ModelConfig
 from hitsong.tagger.files import MODEL_NAMES
 

@@ -29,7 +29,7 @@ def test_output_shape(name: str) -> None:
     model = build_model(name, TINY).eval()
     mel, tags = _inputs()
     assert model(mel, tags).shape == (3,)
-    if hasattr(model, "frame_scores"):
+    if model.has_frames:
         frames = model.frame_scores(mel, tags)
         # T=40: conv 4 -> 37, pool -> 18, conv 4 -> 15, pool -> 7
         assert frames.shape == (3, 7)

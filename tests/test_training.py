@@ -11,6 +11,7 @@ import pytest
 import torch
 from helpers_training import PlantedDataset, one_torch_thread, planted_splits  # noqa: F401  (autouse fixture)
 
+from hitsong.audio import AudioConfig
 from hitsong.cli import parse_args
 from hitsong.errors import ConfigError
 from hitsong.metrics import evaluate
@@ -88,7 +89,7 @@ def test_every_method_learns_the_planted_signal_and_not_shuffled_labels(planted:
 
 
 def test_repetition_is_reproducible(planted: SubsetData, tmp_path: Path) -> None:
-    ctx = RunContext("synthetic", "v", "c", {}, None, torch.device("cpu"))
+    ctx = RunContext("synthetic", "v", "c", AudioConfig(), None, torch.device("cpu"))
     logger = LocalRunLogger(tmp_path)
     config = TrainConfig.for_profile("tiny", lr=0.05, max_epochs=2)
 

@@ -14,11 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from hitsong.errors import ConfigError
-from hitsong.models.cnn import AudioCNN, InceptionCNN
 from hitsong.models.base import HitModel
+from hitsong.models.cnn import AudioCNN, InceptionCNN
 from hitsong.models.config import ModelConfig
 from hitsong.models.joint import JointModel, joint_cnn_tag, joint_inception_tag
 from hitsong.models.linear import AudioLR, TagLR, mel_stats

@@ -13,8 +13,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from hitsong.models.cnn import AudioCNN, InceptionCNN
 from hitsong.models.base import HitModel
+from hitsong.models.cnn import AudioCNN, InceptionCNN
 from hitsong.models.config import ModelConfig
 from hitsong.models.linear import TagLR
 

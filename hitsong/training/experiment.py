@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 from torch.utils.data import Dataset
 
 from hitsong.audio import AudioConfig
@@ -27,6 +26,7 @@ from hitsong.bundle import save_bundle
 from hitsong.errors import ConfigError
 from hitsong.metrics import METRIC_NAMES, evaluate
 from hitsong.models import METHODS, build_model, get_method, resolve_device
+from hitsong.models.base import HitModel
 from hitsong.models.config import ModelConfig
 from hitsong.results import ResultsConfig, Table1, table1
 from hitsong.tracking import RunHandle, RunLogger, flatten_params, run_scope

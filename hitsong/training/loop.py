@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader
 
 from hitsong.errors import ModelError
+from hitsong.models.base import HitModel
 from hitsong.progress import Progress
 from hitsong.training.config import TrainConfig
 from hitsong.training.data import IndexedItems, SplitData, SubsetData
