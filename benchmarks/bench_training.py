@@ -28,7 +28,9 @@ from torch.utils.data import Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from hitsong.models import METHODS, ModelConfig, build_model
-from hitsong.training import TrainConfig, fit, scan_subset
+from hitsong.training.config import TrainConfig
+from hitsong.training.data import scan_subset
+from hitsong.training.loop import fit
 
 #: Assumed effective training throughput of one current data-centre GPU with AMP on these small
 #: convolutions (batch 10): a deliberately modest 10 TFLOP/s, well below the ~300-1000 TFLOP/s

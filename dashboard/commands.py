@@ -18,19 +18,18 @@ import urllib.request
 from pathlib import Path
 
 from hitsong.errors import ConfigError, HitsongError
-from hitsong.settings import Settings, get_settings
+from hitsong.settings import DEFAULT_DASHBOARD_PORT, Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 APP = Path(__file__).resolve().parent / "app.py"
-DEFAULT_PORT = 8501
 #: Largest upload on the Predict page, MB (a 4-minute 320 kbit/s MP3 is ~10 MB; WAV ~40 MB).
 DEFAULT_MAX_UPLOAD_MB = 100
 UPLOAD_ENV = "HITSONG_MAX_UPLOAD_MB"
 
 
 def dashboard_command(
-    *, port: int = DEFAULT_PORT, host: str = "127.0.0.1", headless: bool = True,
+    *, port: int = DEFAULT_DASHBOARD_PORT, host: str = "127.0.0.1", headless: bool = True,
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
 ) -> list[str]:
     """The ``streamlit run`` command line (file watcher off: it trips on torch modules)."""
@@ -50,11 +49,13 @@ def dashboard_command(
     ]  # fmt: skip
 
 
-def dashboard_env(settings: Settings, *, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB) -> dict[str, str]:
-    """The environment of the app: the resolved home and tracking URI, the upload limit."""
+def dashboard_env(
+    settings: Settings, *, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB, tracking_uri: str | None = None
+) -> dict[str, str]:
+    """The environment of the app: the resolved home, the tracking URI (default the settings'), the upload limit."""
     env = dict(os.environ)
     env["HITSONG_HOME"] = str(settings.home)
-    env["MLFLOW_TRACKING_URI"] = settings.tracking_uri
+    env["MLFLOW_TRACKING_URI"] = tracking_uri or settings.tracking_uri
     env[UPLOAD_ENV] = str(max_upload_mb)
     return env
 
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``hitsong dashboard``."""
     p = sub.add_parser("dashboard", help="start the Streamlit dashboard (experiments, data, genres, predict, registry)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT})")
+    p.add_argument("--port", type=int, default=DEFAULT_DASHBOARD_PORT, help=f"TCP port (default {DEFAULT_DASHBOARD_PORT})")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, local only)")
     p.add_argument("--headless", action=argparse.BooleanOptionalAction, default=True,
                    help="do not open a browser (default); --no-headless opens one")

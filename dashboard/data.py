@@ -22,7 +22,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard.figures import METRIC_LABELS, summarise_repetitions
+from hitsong.metrics import METRIC_NAMES
+from hitsong.training import runlayout
 from hitsong.errors import StoreError
 from hitsong.settings import DEFAULT_TAGGER, Settings, get_settings
 from hitsong.store.read import hit_score_frame, quarter_playcounts, stats
@@ -40,7 +41,9 @@ from registry.runs import (  # noqa: F401 - re-exported for the pages and tests
 log = logging.getLogger(__name__)
 
 DB_HINT = "Create it with `hitsong demo run`, or `hitsong ingest --events FILE --songs FILE` then `hitsong sample`."
-MODEL_PREFIX = "hitsong-"
+#: Metrics of a registered version shown in its row: the validation figures that chose it, then
+#: its held-out test figures.
+VERSION_METRICS = tuple(runlayout.split_metric(split, m) for split in (runlayout.VAL, runlayout.TEST) for m in METRIC_NAMES)
 
 # A dashboard must answer quickly: no minutes of MLflow's default retry back-off.
 registry_runs.fail_fast()
@@ -58,10 +61,18 @@ def is_demo(s: Settings) -> bool:
 
 # --------------------------------------------------------------------------- runs
 def repetitions(runs: pd.DataFrame) -> pd.DataFrame:
-    """The finished child runs (one per repetition) with their method and final metrics."""
-    keep = runs[(runs["kind"] == "child") & (runs["status"] == "FINISHED") & runs["method"].notna()]
-    metrics = [m for m in METRIC_LABELS if m in keep.columns]
-    return keep[["run_id", "run_name", "method", "repetition", *metrics]].reset_index(drop=True)
+    """The finished repetition runs with their method and final metrics.
+
+    Returns ``run_id, run_name, method, repetition``, then each test metric under its plain name
+    (``spearman_rho``: what Table 1 reports) and each validation metric as ``val_<name>``.
+    """
+    keep = runs[(runs["kind"] == runlayout.REPETITION) & (runs["status"] == "FINISHED")]
+    out = keep[["run_id", "run_name", "method", "repetition"]].reset_index(drop=True)
+    for name in METRIC_NAMES:
+        for split, column in ((runlayout.TEST, name), (runlayout.VAL, runlayout.split_metric(runlayout.VAL, name))):
+            key = runlayout.split_metric(split, name)
+            out[column] = keep[key].to_numpy() if key in keep else float("nan")
+    return out
 
 
 def run_choices(runs: pd.DataFrame) -> dict[str, str]:
@@ -73,55 +84,40 @@ def run_choices(runs: pd.DataFrame) -> dict[str, str]:
     }
 
 
-def _long_summary(table: pd.DataFrame) -> pd.DataFrame | None:
-    """Accept a Table-1 artifact in long form or in wide ``<metric>_mean``/``_std`` form."""
-    if {"method", "metric", "mean", "std"} <= set(table.columns):
-        return table
-    if "method" not in table.columns:
-        return None
-    rows = []
-    for _, r in table.iterrows():
-        for metric in METRIC_LABELS:
-            if f"{metric}_mean" in table.columns:
-                rows.append({
-                    "method": r["method"], "metric": metric, "mean": r[f"{metric}_mean"],
-                    "std": r.get(f"{metric}_std"), "ci_low": r.get(f"{metric}_ci_low"),
-                    "ci_high": r.get(f"{metric}_ci_high"),
-                })
-    return pd.DataFrame(rows) if rows else None
-
-
 @dataclass(frozen=True)
 class Table1:
     """Table-1 summary of one experiment and where it came from."""
 
-    summary: pd.DataFrame  # long form: method, metric, mean, std[, ci_low, ci_high]
-    source: str  # "summary run <name>" or "computed from N repetitions"
+    summary: pd.DataFrame  # long form (hitsong.results.Table1.frame): method, metric, mean, std, ci_low, ...
+    source: str  # "summary run <name>", or why there is none yet
 
 
 def table1(uri: str, runs: pd.DataFrame) -> Table1:
-    """The Table-1 summary: the newest summary run's artifact, else computed from repetitions."""
-    others = runs[(runs["kind"] == "other") & (runs["status"] == "FINISHED")].sort_values("start_time", ascending=False)
-    for _, run in others.iterrows():
+    """The newest finished summary run's Table-1 artifact (computed once, by training)."""
+    summaries = runs[(runs["kind"] == runlayout.SUMMARY) & (runs["status"] == "FINISHED")]
+    for _, run in summaries.sort_values("start_time", ascending=False).iterrows():
         table = registry_runs.summary_table(uri, run["run_id"])
-        long = _long_summary(table) if table is not None else None
-        if long is not None and not long.empty:
-            return Table1(long, f"summary run “{run['run_name']}”")
+        if table is not None and not table.empty:
+            return Table1(table, f"summary run “{run['run_name']}”")
+    n = len(repetitions(runs))
+    return Table1(pd.DataFrame(columns=["method", "metric", "mean", "std"]),
+                  f"no finished training summary yet ({n} repetitions finished); Table 1 appears when training ends")
+
+
+def chosen_repetitions(runs: pd.DataFrame, *, metric: str = "spearman_rho") -> pd.DataFrame:
+    """Each method's repetition chosen on validation: the highest ``val_<metric>`` (never a test figure)."""
     reps = repetitions(runs)
-    return Table1(summarise_repetitions(reps), f"computed here from {len(reps)} finished repetitions (mean ± std, normal 95 % interval)")
+    key = runlayout.split_metric(runlayout.VAL, metric)
+    return reps.dropna(subset=[key]).sort_values([key, "run_id"], ascending=[False, True]).drop_duplicates("method")
 
 
-def test_predictions(uri: str, runs: pd.DataFrame, *, choose_by: str = "ndcg_at_k") -> pd.DataFrame:
-    """Test predictions of each method's best repetition (highest ``choose_by``).
+def test_predictions(uri: str, runs: pd.DataFrame, *, metric: str = "spearman_rho") -> pd.DataFrame:
+    """Test predictions of each method's repetition chosen on validation (:func:`chosen_repetitions`).
 
     Returns ``method, run_name, song_id, true, predicted``.
     """
-    reps = repetitions(runs)
-    if reps.empty or choose_by not in reps:
-        return pd.DataFrame(columns=["method", "run_name", "song_id", "true", "predicted"])
-    best = reps.sort_values(choose_by, ascending=False).drop_duplicates("method")
     parts = []
-    for _, rep in best.iterrows():
+    for _, rep in chosen_repetitions(runs, metric=metric).iterrows():
         table = registry_runs.predictions(uri, rep["run_id"])
         if table is None:
             continue
@@ -252,7 +248,7 @@ def server_requires_auth(uri: str) -> bool:
 
 def signed_in_as(username: str | None, password: str | None) -> str:
     """The name the server will record for these credentials (see ``registry.models.Credentials``)."""
-    from registry.models import Credentials
+    from registry.api import Credentials
 
     return Credentials.resolve(username or None, password or None).who
 
@@ -266,7 +262,7 @@ def versions(uri: str, *, username: str | None = None, password: str | None = No
         ``model, subset, version, aliases (text), method``, the four metrics, ``run_id, created,
         promoted_by, promoted_at, promotion_reason``.
     """
-    from registry.models import TAG_PREFIX, list_versions
+    from registry.models import MODEL_PREFIX, TAG_PREFIX, list_versions
 
     check_server(uri)
     rows = []
@@ -275,13 +271,13 @@ def versions(uri: str, *, username: str | None = None, password: str | None = No
             "model": v["model"], "subset": v["model"].removeprefix(MODEL_PREFIX), "version": v["version"],
             "aliases": ", ".join(v["aliases"]), "method": v["method"],
         }
-        row.update({m: v["metrics"].get(m) for m in METRIC_LABELS})
+        row.update({k: v["metrics"].get(k) for k in VERSION_METRICS})
         row.update({
             "run_id": v["run_id"], "created": v["created"],
             **{k: v["tags"].get(f"{TAG_PREFIX}{k}", "") for k in ("promoted_by", "promoted_at", "promotion_reason")},
         })
         rows.append(row)
-    columns = ["model", "subset", "version", "aliases", "method", *METRIC_LABELS, "run_id", "created",
+    columns = ["model", "subset", "version", "aliases", "method", *VERSION_METRICS, "run_id", "created",
                "promoted_by", "promoted_at", "promotion_reason"]
     return pd.DataFrame(rows, columns=columns)
 

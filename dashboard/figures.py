@@ -16,14 +16,9 @@ import plotly.graph_objects as go
 from pandas.io.formats.style import Styler
 
 from hitsong.errors import InputError
+from hitsong.metrics import METRIC_LABELS
+from hitsong.training import runlayout
 
-#: The four evaluation metrics (paper Sec. 4) in Table-1 order, with their display labels.
-METRIC_LABELS: dict[str, str] = {
-    "recall_at_k": "recall@k",
-    "ndcg_at_k": "nDCG@k",
-    "kendall_tau": "Kendall τ",
-    "spearman_rho": "Spearman ρ",
-}
 BEST_MARK = " ★"
 SCOPE_COLORS = {"whole": "#7f8c8d", "sampled": "#e67e22", "test": "#2980b9"}
 TRUTH = "ground truth"
@@ -135,40 +130,6 @@ def table1_styler(table: pd.DataFrame) -> Styler:
     return table.style.map(lambda v: "font-weight: bold" if str(v).endswith(BEST_MARK) else "")
 
 
-def summarise_repetitions(reps: pd.DataFrame, *, z: float = 1.96) -> pd.DataFrame:
-    """Mean, std and a normal-approximation interval of each metric over repetitions.
-
-    Used only when a summary run's Table-1 artifact is absent (e.g. training still running).
-
-    Parameters
-    ----------
-    reps : pd.DataFrame
-        One row per repetition: ``method`` and one column per metric in ``METRIC_LABELS``.
-    z : float
-        Quantile of the interval (1.96 for 95 %).
-
-    Returns
-    -------
-    pd.DataFrame
-        Long form ``method, metric, mean, std, ci_low, ci_high, n`` (std with ddof=1; 0 when
-        n = 1; interval ``mean ± z·std/√n``).
-    """
-    _require_columns(reps, ["method"], "repetitions")
-    rows = []
-    for method, group in reps.groupby("method", sort=True):
-        for metric in METRIC_LABELS:
-            if metric not in group:
-                continue
-            values = group[metric].dropna().to_numpy(dtype=float)
-            if values.size == 0:
-                continue
-            mean = float(values.mean())
-            std = float(values.std(ddof=1)) if values.size > 1 else 0.0
-            half = z * std / np.sqrt(values.size)
-            rows.append((method, metric, mean, std, mean - half, mean + half, int(values.size)))
-    return pd.DataFrame(rows, columns=["method", "metric", "mean", "std", "ci_low", "ci_high", "n"])
-
-
 def repetition_spread(reps: pd.DataFrame, *, metric: str) -> go.Figure:
     """Per-repetition spread of one metric: a box per method with every repetition as a dot.
 
@@ -242,10 +203,13 @@ def run_comparison_table(runs: Sequence[Mapping]) -> pd.DataFrame:
 
 
 def run_comparison_figure(runs: Sequence[Mapping]) -> go.Figure:
-    """The four evaluation metrics of several runs as grouped bars (one group per metric)."""
+    """The evaluation metrics of several runs, validation and test, as grouped bars."""
     rows = [
-        (str(run["name"]), METRIC_LABELS[m], float(run["metrics"][m]))
-        for run in runs for m in METRIC_LABELS if m in run.get("metrics", {})
+        (str(run["name"]), f"{split} {METRIC_LABELS[m]}", float(run["metrics"][key]))
+        for run in runs
+        for split in (runlayout.VAL, runlayout.TEST)
+        for m in METRIC_LABELS
+        if (key := runlayout.split_metric(split, m)) in run.get("metrics", {})
     ]
     if not rows:
         return _empty_figure("the selected runs have no final metrics")

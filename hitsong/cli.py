@@ -1,32 +1,25 @@
 """The ``hitsong`` command: ``parse_args(argv)`` and a thin ``main``.
 
-The CLI is the composition root: each sub-command lives in its own module that exposes
-``register(subparsers)`` and sets ``func`` on its parser. Modules import heavy libraries
-(torch, mlflow, streamlit) inside their ``run`` function so ``hitsong --help`` stays fast.
-The library modules of ``hitsong`` never import ``registry`` or ``dashboard``; only this
-table names them.
+Sub-commands come from the ``hitsong.commands`` entry-point group (``pyproject.toml``): each
+layer (the library's ``hitsong.commands``, ``registry.commands``, ``dashboard.commands``)
+contributes a ``register(subparsers)`` function that adds its parsers and sets ``func`` on
+them, so this module never imports the layers above the library. Command modules import heavy
+libraries (torch, mlflow, streamlit) inside their ``run`` functions so ``hitsong --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
 from hitsong import __version__
+from hitsong.commands import contributed
 from hitsong.errors import HitsongError
 
-#: Modules that contribute sub-commands, in the order ``--help`` lists them.
-COMMAND_MODULES: tuple[str, ...] = (
-    "hitsong.commands.data",
-    "hitsong.commands.features",
-    "hitsong.commands.demo",
-    "hitsong.commands.train",
-    "registry.commands",
-    "dashboard.commands",
-)
+#: The entry-point group of sub-command contributors.
+COMMAND_GROUP = "hitsong.commands"
 
 log = logging.getLogger("hitsong")
 
@@ -45,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="logging verbosity (default INFO)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for register in contributed(COMMAND_GROUP):
+        register(sub)
     return parser
 
 

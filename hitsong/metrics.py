@@ -27,6 +27,13 @@ from numpy.typing import ArrayLike
 from hitsong.errors import ConfigError, InputError
 
 METRIC_NAMES: tuple[str, ...] = ("recall_at_k", "ndcg_at_k", "kendall_tau", "spearman_rho")
+#: Display labels of the metrics, in Table-1 order.
+METRIC_LABELS: dict[str, str] = {
+    "recall_at_k": "recall@k",
+    "ndcg_at_k": "nDCG@k",
+    "kendall_tau": "Kendall τ",
+    "spearman_rho": "Spearman ρ",
+}
 
 
 def check_scores(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Sub-commands over MLflow: ``server``, ``register``, ``promote``, ``models``, ``predict``.
+"""Sub-commands over MLflow: ``server``, ``train``, ``register``, ``promote``, ``models``, ``predict``.
 
 Heavy imports (mlflow, torch) happen inside the run functions so ``hitsong --help`` stays fast.
 Machine-readable output (``predict``'s JSON lines, ``models``'s table) goes to stdout; logs to
@@ -14,7 +14,10 @@ import signal
 import sys
 from pathlib import Path
 
+from hitsong.metrics import METRIC_NAMES
 from hitsong.settings import DEFAULT_MLFLOW_PORT, get_settings
+from registry.models import DEFAULT_SELECTION_METRIC
+from registry.train_command import register as register_train
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +37,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
     mode.add_argument("--foreground", action="store_true", help="stay until Ctrl-C, then stop the server (the default)")
     p.set_defaults(func=run_server)
 
-    p = sub.add_parser("register", help="register a subset's best run as a new model version")
+    register_train(sub)
+
+    p = sub.add_parser("register", help="register a subset's best method (chosen on validation) as a new model version")
     p.add_argument("--subset", required=True, help="subset whose experiment to search")
-    p.add_argument("--metric", default="ndcg_at_k", help="test metric to rank by (default ndcg_at_k)")
+    p.add_argument("--metric", default=DEFAULT_SELECTION_METRIC, choices=METRIC_NAMES,
+                   help="VALIDATION metric that ranks the methods and picks the repetition (default "
+                   f"{DEFAULT_SELECTION_METRIC}: validation Spearman rho); the test split never chooses, its "
+                   "figures are recorded as held-out")
+    p.add_argument("--rank", type=int, default=1, help="1 registers the best method on validation, 2 the runner-up (default 1)")
     p.add_argument("--experiment", default=None, help="experiment name (default: the one tagged with the subset)")
     p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
     p.set_defaults(func=run_register)
@@ -123,7 +132,8 @@ def _fail_orphans(uri: str, *, auth: bool) -> None:
 def run_register(args: argparse.Namespace) -> int:
     from registry.models import register as register_best
 
-    result = register_best(args.subset, metric=args.metric, experiment=args.experiment, tracking_uri=args.tracking_uri)
+    result = register_best(args.subset, metric=args.metric, rank=args.rank - 1, experiment=args.experiment,
+                           tracking_uri=args.tracking_uri)
     print(json.dumps(result))
     return 0
 
@@ -136,7 +146,8 @@ def run_promote(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from registry.models import METRICS, list_versions
+    from hitsong.training import runlayout
+    from registry.models import list_versions
 
     rows = list_versions(args.model, tracking_uri=args.tracking_uri)
     if args.json:
@@ -146,12 +157,14 @@ def run_models(args: argparse.Namespace) -> int:
     if not rows:
         log.info("no registered hitsong models yet; `hitsong register --subset S` creates one")
         return 0
-    header = ["model", "version", "aliases", "method", *METRICS, "created"]
+    metrics = [runlayout.split_metric(runlayout.VAL, "spearman_rho"),
+               *(runlayout.split_metric(runlayout.TEST, m) for m in METRIC_NAMES)]
+    header = ["model", "version", "aliases", "method", *metrics, "created"]
     table = [header]
     for r in rows:
         table.append(
             [r["model"], r["version"], ",".join(r["aliases"]), r["method"],
-             *(f"{r['metrics'][m]:.3f}" if m in r["metrics"] else "" for m in METRICS), r["created"]]
+             *(f"{r['metrics'][m]:.3f}" if m in r["metrics"] else "" for m in metrics), r["created"]]
         )  # fmt: skip
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
@@ -162,12 +175,13 @@ def run_models(args: argparse.Namespace) -> int:
 def default_model_uri(subset: str | None, tracking_uri: str | None) -> str:
     """``models:/hitsong-<subset>@champion``; without a subset, the only model with a champion."""
     from hitsong.errors import RegistryError
-    from registry.models import CHAMPION, RegistryApi, model_name
+    from registry.api import RegistryApi
+    from registry.models import CHAMPION, MODEL_PREFIX, model_name
 
     if subset:
         return f"models:/{model_name(subset)}@{CHAMPION}"
     api = RegistryApi(tracking_uri)
-    names = [m["name"] for m in api.search_models() if m["name"].startswith("hitsong-")
+    names = [m["name"] for m in api.search_models() if m["name"].startswith(MODEL_PREFIX)
              and any(a["alias"] == CHAMPION for a in m.get("aliases", []) or [])]  # fmt: skip
     if len(names) != 1:
         found = ", ".join(names) or "none"

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 
 from hitsong.errors import RegistryError
-from registry.models import list_versions, model_name, promote, register
-from registry.tracking import client_for, experiment_name
+from hitsong.training.runlayout import experiment_name, summary_run_name
+from registry.api import RegistryApi
+from registry.models import CHALLENGER, DEFAULT_SELECTION_METRIC, list_versions, model_name, promote, register
+from registry.tracking import client_for
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +26,17 @@ def trained(dataset: str, subset: str, *, tracking_uri: str) -> bool:
         return False
     runs = client.search_runs(
         [exp.experiment_id],
-        filter_string=f"attributes.status = 'FINISHED' and attributes.run_name = '{subset} summary'",
+        filter_string=f"attributes.status = 'FINISHED' and attributes.run_name = '{summary_run_name(subset)}'",
         max_results=1,
     )
     return bool(runs)
 
 
-def ensure_champion(subset: str, *, tracking_uri: str, metric: str = "ndcg_at_k") -> str:
-    """Register and promote the subset's best model unless ``hitsong-<subset>`` has a champion.
+def ensure_champion(subset: str, *, tracking_uri: str, metric: str = DEFAULT_SELECTION_METRIC) -> str:
+    """Register the subset's two best methods on validation unless ``hitsong-<subset>`` has a champion.
+
+    The best becomes ``champion`` (through the audited promotion), the runner-up ``challenger``,
+    so the Registry page has two versions to compare from the start.
 
     Returns
     -------
@@ -47,8 +52,14 @@ def ensure_champion(subset: str, *, tracking_uri: str, metric: str = "ndcg_at_k"
         if "champion" in v["aliases"]:
             log.info("%s: version %s is already the champion; keeping it", name, v["version"])
             return str(v["version"])
-    version_id = str(register(subset, metric=metric, tracking_uri=tracking_uri)["version"])
-    promote(name, version_id, f"demo run: best method by mean test {metric}",
-            tracking_uri=tracking_uri)
-    log.info("%s: registered version %s and made it the champion", name, version_id)
-    return version_id
+    champion = str(register(subset, metric=metric, rank=0, tracking_uri=tracking_uri)["version"])
+    promote(name, champion, f"demo run: best method on validation {metric}", tracking_uri=tracking_uri)
+    try:
+        challenger = str(register(subset, metric=metric, rank=1, tracking_uri=tracking_uri)["version"])
+    except RegistryError as exc:  # a subset trained with a single method has no runner-up
+        log.info("%s: no challenger (%s)", name, exc)
+    else:
+        RegistryApi(tracking_uri).set_alias(name, CHALLENGER, challenger)
+        log.info("%s: version %s (runner-up on validation) is the challenger", name, challenger)
+    log.info("%s: registered version %s and made it the champion", name, champion)
+    return champion

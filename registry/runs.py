@@ -1,10 +1,11 @@
 """Read training's runs back from the tracking server as plain Python and pandas data.
 
-The layout is the one ``registry.tracking.MlflowRunLogger`` writes: one experiment per dataset
-and subset (tagged ``hitsong.subset``), a parent run per method, a child run per repetition
-(``mlflow.parentRunId``) with stepped ``train_loss``/``val_loss``, final ``test_<metric>`` and a
-``predictions`` table, and optionally a summary run with a ``table1`` table. The dashboard reads
-everything it shows about runs through this module.
+The layout is training's (:mod:`hitsong.training.runlayout`, written through
+``registry.tracking.MlflowRunLogger``): one experiment per dataset and subset, a summary run
+with the Table-1 tables, a method run per method and a repetition run per repetition (a child
+of its method run) with stepped losses, ``val_<metric>``/``test_<metric>`` and prediction
+tables. Every name comes from that module; nothing here guesses. The dashboard reads everything
+it shows about runs through this module.
 
 Every function checks the server first (``registry.tracking.client_for``): when it is down the
 ``RegistryError`` names the URI and ``hitsong server``; a request the server refuses becomes a
@@ -13,7 +14,6 @@ Every function checks the server first (``registry.tracking.client_for``): when 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -24,22 +24,15 @@ from typing import Any
 import pandas as pd
 
 from hitsong.errors import RegistryError
-from hitsong.metrics import METRIC_NAMES
-from hitsong.models import METHODS
-from registry.tracking import PARENT_TAG, TAG_SUBSET, client_for
+from hitsong.training import runlayout
+from registry.tracking import PARENT_TAG, client_for
 
 log = logging.getLogger(__name__)
 
 #: Seconds an anonymous probe request (``requires_auth``) may take.
 REQUEST_TIMEOUT = 3.0
-#: Artifact names tried, in order, for the Table-1 table of a summary run.
-SUMMARY_TABLES = ("table1", "results", "table_1")
-PREDICTIONS_TABLE = "predictions"
-#: Artifact file types ``run_table`` reads, in the order tried.
-TABLE_EXTENSIONS = (".csv", ".parquet", ".json")
 #: Columns of ``experiment_runs`` before the metric columns.
 RUN_COLUMNS = ("run_id", "run_name", "parent_id", "kind", "method", "repetition", "status", "start_time", "end_time")
-_METHOD_KEYS = ("hitsong.method", "method", "model.method")
 
 
 def fail_fast() -> None:
@@ -91,20 +84,8 @@ def list_experiments(uri: str) -> pd.DataFrame:
     """Experiments: ``experiment_id, name, subset`` sorted by name (MLflow's Default excluded)."""
     client = client_for(uri)
     exps = _call(uri, "list experiments", client.search_experiments)
-    rows = [(e.experiment_id, e.name, e.tags.get(TAG_SUBSET)) for e in exps if e.name != "Default"]
+    rows = [(e.experiment_id, e.name, e.tags.get(runlayout.EXPERIMENT_TAG_SUBSET)) for e in exps if e.name != "Default"]
     return pd.DataFrame(rows, columns=["experiment_id", "name", "subset"]).sort_values("name", ignore_index=True)
-
-
-def _method_of(run: Any, by_id: dict[str, Any]) -> str | None:
-    """The method (``m1``..``m6``) of a run: a ``method`` tag or param, else the parent's, else its name."""
-    for source in (run.data.tags, run.data.params):
-        for key in _METHOD_KEYS:
-            if source.get(key):
-                return source[key]
-    parent = by_id.get(run.data.tags.get(PARENT_TAG, ""))
-    if parent is not None:
-        return _method_of(parent, {})
-    return run.info.run_name if run.info.run_name in METHODS else None
 
 
 def _search_all(uri: str, client: Any, experiment_id: str) -> list[Any]:
@@ -118,71 +99,59 @@ def _search_all(uri: str, client: Any, experiment_id: str) -> list[Any]:
 
 
 def experiment_runs(uri: str, experiment_id: str) -> pd.DataFrame:
-    """Every run of one experiment, one row each, with the parent/child structure.
+    """Every run of one experiment, one row each, in training's layout.
 
     Returns
     -------
     pd.DataFrame
         ``run_id, run_name, parent_id, kind, method, repetition, status, start_time, end_time``
-        (times as naive UTC timestamps, ``NaT`` while unset) plus one column per final metric.
-        ``kind`` is ``child`` (a repetition), ``parent`` (a method) or ``other`` (e.g. the
-        summary run). Training's ``test_<metric>`` is also given as ``<metric>``.
+        (times as naive UTC timestamps, ``NaT`` while unset) plus one column per final metric
+        under its logged name (``test_spearman_rho``, ``val_ndcg_at_k``, ...). ``kind`` is the
+        run's ``runlayout.TAG_KIND`` (``summary``, ``method``, ``repetition``; ``None`` for a run
+        training did not write), ``method`` and ``repetition`` its tags.
     """
     client = client_for(uri)
     runs = _search_all(uri, client, experiment_id)
-    by_id = {r.info.run_id: r for r in runs}
-    has_children = {r.data.tags.get(PARENT_TAG) for r in runs}
     rows = []
     for r in runs:
-        parent_id = r.data.tags.get(PARENT_TAG)
-        kind = "child" if parent_id else ("parent" if r.info.run_id in has_children else "other")
-        rep = r.data.tags.get("repetition", r.data.params.get("repetition"))
+        tags = r.data.tags
+        rep = tags.get(runlayout.TAG_REPETITION)
         row = {
             "run_id": r.info.run_id,
             "run_name": r.info.run_name,
-            "parent_id": parent_id,
-            "kind": kind,
-            "method": _method_of(r, by_id),
-            "repetition": int(rep) if rep is not None and str(rep).isdigit() else None,
+            "parent_id": tags.get(PARENT_TAG),
+            "kind": tags.get(runlayout.TAG_KIND),
+            "method": tags.get(runlayout.TAG_METHOD),
+            "repetition": int(rep) if rep is not None and rep.isdigit() else None,
             "status": r.info.status,
             "start_time": pd.to_datetime(r.info.start_time, unit="ms") if r.info.start_time else pd.NaT,
             "end_time": pd.to_datetime(r.info.end_time, unit="ms") if r.info.end_time else pd.NaT,
         }
         row.update(r.data.metrics)
-        for metric in METRIC_NAMES:
-            if metric not in row and f"test_{metric}" in r.data.metrics:
-                row[metric] = r.data.metrics[f"test_{metric}"]
         rows.append(row)
     return pd.DataFrame(rows, columns=[*RUN_COLUMNS, *sorted({k for r in rows for k in r} - set(RUN_COLUMNS))])
 
 
-def run_table(uri: str, run_id: str, names: Sequence[str]) -> pd.DataFrame | None:
-    """The first of the tables ``<name>.csv|.parquet|.json`` at the run's artifact root, or ``None``."""
+def run_table(uri: str, run_id: str, name: str) -> pd.DataFrame | None:
+    """The table artifact ``<name>.csv`` at the run's artifact root (``RunLogger.log_table``), or ``None``."""
     client = client_for(uri)
+    path = f"{name}.csv"
     listing = {a.path for a in _call(uri, f"list the artifacts of run {run_id}", client.list_artifacts, run_id)}
-    for name in names:
-        for ext in TABLE_EXTENSIONS:
-            path = name + ext
-            if path not in listing:
-                continue
-            with tempfile.TemporaryDirectory(prefix="hitsong-artifact-") as tmp:
-                local = Path(_call(uri, f"download {path} of run {run_id}", client.download_artifacts, run_id, path, tmp))
-                if ext == ".csv":
-                    return pd.read_csv(local)
-                if ext == ".parquet":
-                    return pd.read_parquet(local)
-                return pd.DataFrame(json.loads(local.read_text()))
-    return None
+    if path not in listing:
+        return None
+    with tempfile.TemporaryDirectory(prefix="hitsong-artifact-") as tmp:
+        local = Path(_call(uri, f"download {path} of run {run_id}", client.download_artifacts, run_id, path, tmp))
+        return pd.read_csv(local)
 
 
 def summary_table(uri: str, run_id: str) -> pd.DataFrame | None:
-    """The Table-1 artifact of a summary run (``table1``, ``results`` or ``table_1``), or ``None``."""
-    return run_table(uri, run_id, SUMMARY_TABLES)
+    """The Table-1 artifact of a summary run (``hitsong.results.Table1.frame``), or ``None``."""
+    return run_table(uri, run_id, runlayout.TABLE1)
 
 
-def predictions(uri: str, run_id: str) -> pd.DataFrame | None:
-    """The ``predictions`` table of a repetition run (``song_id, true, predicted``), or ``None``."""
-    return run_table(uri, run_id, (PREDICTIONS_TABLE,))
+def predictions(uri: str, run_id: str, *, split: runlayout.Split = runlayout.TEST) -> pd.DataFrame | None:
+    """A repetition run's predictions on ``split`` (``song_id, true, predicted``), or ``None``."""
+    return run_table(uri, run_id, runlayout.PREDICTIONS if split == runlayout.TEST else runlayout.VAL_PREDICTIONS)
 
 
 def metric_history(uri: str, run_id: str, keys: Sequence[str] = ("train_loss", "val_loss")) -> pd.DataFrame:
@@ -197,13 +166,13 @@ def metric_history(uri: str, run_id: str, keys: Sequence[str] = ("train_loss", "
 
 
 def run_details(uri: str, run_ids: Sequence[str]) -> list[dict[str, Any]]:
-    """Per run: ``name, run_id, params`` (dict str -> str) and final ``metrics`` without ``test_``."""
+    """Per run: ``name, run_id, params`` (dict str -> str) and final ``metrics`` (logged names)."""
     client = client_for(uri)
     out = []
     for run_id in run_ids:
         r = _call(uri, f"read run {run_id}", client.get_run, run_id)
-        metrics = {k.removeprefix("test_"): v for k, v in r.data.metrics.items()}
-        out.append({"name": r.info.run_name, "run_id": run_id, "params": dict(r.data.params), "metrics": metrics})
+        out.append({"name": r.info.run_name, "run_id": run_id, "params": dict(r.data.params),
+                    "metrics": dict(r.data.metrics)})
     return out
 
 

@@ -29,26 +29,21 @@ import pandas as pd
 from hitsong.errors import ConfigError, RegistryError
 from hitsong.settings import get_settings
 from hitsong.tracking import RunHandle, RunStatus
+from hitsong.training.runlayout import (
+    EXPERIMENT_TAG_DATASET,
+    EXPERIMENT_TAG_SUBSET,
+    experiment_name,
+)
 
 log = logging.getLogger(__name__)
 
 TAG_HOST = "hitsong.host"
 TAG_PID = "hitsong.pid"
 TAG_PROC_START = "hitsong.proc_start"
-TAG_DATASET = "hitsong.dataset"
-TAG_SUBSET = "hitsong.subset"
 TAG_END_REASON = "hitsong.end_reason"
 PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_BATCH = 100
 MAX_METRIC_BATCH = 1000
-
-
-def experiment_name(dataset: str, subset: str) -> str:
-    """The experiment of one dataset and subset, e.g. ``hitsong/demo/mandarin``."""
-    for label, value in (("dataset", dataset), ("subset", subset)):
-        if not value or "/" in value:
-            raise ConfigError(f"{label} name {value!r} must be non-empty and contain no '/'")
-    return f"hitsong/{dataset}/{subset}"
 
 
 def process_start_ticks(pid: int) -> str:
@@ -182,7 +177,7 @@ class MlflowRunLogger:
         return cls(
             experiment_name(dataset, subset),
             tracking_uri=tracking_uri,
-            experiment_tags={TAG_DATASET: dataset, TAG_SUBSET: subset},
+            experiment_tags={EXPERIMENT_TAG_DATASET: dataset, EXPERIMENT_TAG_SUBSET: subset},
         )
 
     def _experiment_id(self, name: str, tags: Mapping[str, str]) -> str:

@@ -186,7 +186,9 @@ def paper_check(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, boo
     from hitsong.store.sample import sample
     from hitsong.store.schema import SPLITS
     from hitsong.tracking import LocalRunLogger
-    from hitsong.training import TrainConfig, scan_subset, train_subset
+    from hitsong.training.config import TrainConfig
+    from hitsong.training.data import scan_subset
+    from hitsong.training.experiment import train_subset
 
     root = tmp_path_factory.mktemp("paper_check")
     init_demo(root / "demo", workers=2, **CHECK_DEMO)

@@ -176,7 +176,8 @@ def trained(server):
 
     from hitsong.audio import AudioConfig
     from hitsong.models.config import ModelConfig
-    from hitsong.training import TrainConfig, train_subset
+    from hitsong.training.config import TrainConfig
+    from hitsong.training.experiment import train_subset
 
     audio = AudioConfig(n_mels=N_MELS, seconds=SECONDS)
     data = planted_splits(n_train=40, n_val=10, n_test=20, n_mels=N_MELS, n_frames=audio.n_frames, n_tags=50)

@@ -18,14 +18,9 @@ from hitsong.metrics import evaluate
 from hitsong.models import METHODS, ModelConfig
 from hitsong.results import ResultsConfig, table1
 from hitsong.tracking import LocalRunLogger
-from hitsong.training import (
-    SubsetData,
-    TrainConfig,
-    scan_subset,
-    train_method,
-    train_subset,
-)
-from hitsong.training.experiment import RunContext
+from hitsong.training.config import TrainConfig
+from hitsong.training.data import SubsetData, scan_subset
+from hitsong.training.experiment import RunContext, train_method, train_subset
 
 TINY = ModelConfig.tiny()
 # Adagrad as in the paper, with a step size that moves weights within a few tiny epochs

@@ -3,6 +3,8 @@
 import streamlit as st
 
 from dashboard import data, figures, ui
+from hitsong.metrics import METRIC_LABELS
+from hitsong.training import runlayout
 
 st.title("Experiments")
 s = ui.page_settings()
@@ -29,11 +31,11 @@ else:
         st.dataframe(paired)
 
 st.header("Per-repetition spread")
-metric = st.selectbox("Metric", list(figures.METRIC_LABELS), format_func=figures.METRIC_LABELS.get)
+metric = st.selectbox("Metric (test split)", list(METRIC_LABELS), format_func=METRIC_LABELS.get)
 st.plotly_chart(figures.repetition_spread(reps, metric=metric))
 
 st.header("Learning curves")
-trained = runs[runs["kind"] == "child"].sort_values(["method", "repetition"])
+trained = runs[runs["kind"] == runlayout.REPETITION].sort_values(["method", "repetition"])
 choices = data.run_choices(trained)  # label -> run id
 if trained.empty:
     st.info("No repetition runs in this experiment.")
@@ -57,7 +59,7 @@ st.header("All runs")
 st.dataframe(
     runs.assign(link=[data.run_url(uri, experiment_id, r) for r in runs["run_id"]])[
         ["link", "run_name", "kind", "method", "repetition", "status", "start_time",
-         *[m for m in figures.METRIC_LABELS if m in runs.columns]]
+         *[k for k in data.VERSION_METRICS if k in runs.columns]]
     ],
     column_config={"link": st.column_config.LinkColumn("MLflow UI", display_text="open")},
     hide_index=True,

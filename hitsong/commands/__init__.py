@@ -1,8 +1,12 @@
-"""The CLI's sub-commands, one module each, and the argument types they share."""
+"""The library's CLI sub-commands, one module each; the argument types and the command discovery they share."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+from hitsong.errors import ConfigError
 
 
 def positive_int(text: str) -> int:
@@ -14,3 +18,20 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
     return value
+
+
+def contributed(group: str) -> list[Callable[[argparse._SubParsersAction], object]]:  # noqa: SLF001
+    """The ``register`` functions of entry-point ``group``, sorted by entry name.
+
+    Raises
+    ------
+    ConfigError
+        The group is empty: hitsong is not installed (its entry points live in its metadata).
+    """
+    entries = sorted(entry_points(group=group), key=lambda e: e.name)
+    if not entries:
+        raise ConfigError(
+            f"no {group!r} entry points: hitsong is not installed in this environment; run `pip install -e .` "
+            "(or `make install`) in the project folder"
+        )
+    return [e.load() for e in entries]

@@ -1,27 +1,20 @@
 """The ``hitsong demo`` command group: ``demo init`` writes the synthetic demo label.
 
-``register(sub)`` creates the ``demo`` parser with its own sub-commands. Further demo
-sub-commands (``demo run``) are added with :func:`add_demo_subcommand` or by extending
-:data:`DEMO_SUBCOMMANDS`.
+``register(sub)`` creates the ``demo`` parser; its sub-commands come from the
+``hitsong.demo_commands`` entry-point group: ``init`` (here) and ``run``, the whole pipeline,
+which the top layer (``dashboard.pipeline``) contributes.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
-from hitsong.commands import positive_int
+from hitsong.commands import contributed, positive_int
 from hitsong.demo import DEFAULT_SEED, DEFAULT_SONGS_PER_SUBSET, DEFAULT_USERS
 from hitsong.settings import get_settings
 
-#: Functions that each add one sub-command to the ``demo`` group's sub-parsers.
-DEMO_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []  # noqa: SLF001
-
-
-def add_demo_subcommand(adder: Callable[[argparse._SubParsersAction], None]) -> Callable:  # noqa: SLF001
-    """Register a function that adds a sub-command to ``hitsong demo`` (usable as a decorator)."""
-    DEMO_SUBCOMMANDS.append(adder)
-    return adder
+#: The entry-point group of ``hitsong demo``'s sub-commands.
+DEMO_GROUP = "hitsong.demo_commands"
 
 
 def run_init(args: argparse.Namespace) -> int:
@@ -40,8 +33,8 @@ def run_init(args: argparse.Namespace) -> int:
     return 0
 
 
-@add_demo_subcommand
-def _add_init(demo_sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
+def add_init(demo_sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
+    """Add ``hitsong demo init`` to the ``demo`` group."""
     p = demo_sub.add_parser(
         "init",
         help="write the synthetic demo label (songs, listening events, audio, ground truth)",
@@ -65,12 +58,6 @@ def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  # 
     demo = sub.add_parser("demo", help="the embedded synthetic demo label")
     demo_sub = demo.add_subparsers(dest="demo_command", metavar="DEMO_COMMAND")
     demo.set_defaults(func=lambda _args: demo.print_help() or 2)
-    for adder in DEMO_SUBCOMMANDS:
-        adder(demo_sub)
+    for add in contributed(DEMO_GROUP):
+        add(demo_sub)
     return demo_sub
-
-
-# ``demo run`` (the whole pipeline) lives in its own module; it is added to the group here.
-from hitsong.commands.pipeline import add_run_parser  # noqa: E402
-
-add_demo_subcommand(add_run_parser)

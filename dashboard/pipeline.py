@@ -9,24 +9,21 @@ finished training summary is not trained again, and a model with a champion keep
 ``--tracking-uri URI`` uses an MLflow server that is already running (a team server) instead of
 starting the local one; training, registry and dashboard then all talk to that URI.
 
-This module is CLI glue (the composition root, see ``hitsong/cli.py``): it calls the library,
-``registry`` and ``dashboard``; the library never imports them.
+This is the top layer: it composes the library (``hitsong``), ``registry`` and the dashboard with
+explicit arguments (the tracking URI goes to the run logger, the registry and the dashboard's
+environment). ``hitsong demo run`` reaches it through the ``hitsong.demo_commands`` entry point.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
 import logging
-import os
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 
-from hitsong.settings import get_settings
+from hitsong.errors import RegistryError
+from hitsong.settings import DEFAULT_DASHBOARD_PORT, DEFAULT_MLFLOW_PORT, Settings, get_settings
+from registry import server
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +82,9 @@ def add_run_parser(demo_sub: argparse._SubParsersAction) -> None:  # noqa: SLF00
     p.add_argument("--retrain", action="store_true", help="train again even if the subsets were trained before")
     p.add_argument("--no-serve", action="store_true", help="stop after the registry step; do not start the dashboard")
     p.add_argument("--host", default="127.0.0.1", help="interface for the MLflow server and dashboard (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8501, help="dashboard port (default 8501)")
-    p.add_argument("--mlflow-port", type=int, default=5000, help="MLflow server port (default 5000)")
+    p.add_argument("--port", type=int, default=DEFAULT_DASHBOARD_PORT, help=f"dashboard port (default {DEFAULT_DASHBOARD_PORT})")
+    p.add_argument("--mlflow-port", type=int, default=DEFAULT_MLFLOW_PORT,
+                   help=f"MLflow server port (default {DEFAULT_MLFLOW_PORT})")
     p.add_argument("--tracking-uri", default=None, metavar="URI",
                    help="use the MLflow server already running at URI (e.g. a team server, "
                    "\"$MLFLOW_TRACKING_URI\") instead of starting the local one")
@@ -98,24 +96,8 @@ def _step(name: str) -> float:
     return time.monotonic()
 
 
-@contextlib.contextmanager
-def _tracking_env(uri: str) -> Iterator[None]:
-    """Set ``MLFLOW_TRACKING_URI`` for the block: ``hitsong train`` reads it through the settings."""
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = before
-
-
-def _check_tracking_uri(args: argparse.Namespace, server: ModuleType) -> None:
+def _check_tracking_uri(args: argparse.Namespace) -> None:
     """Fail before any work when ``--tracking-uri`` names a server that does not answer."""
-    from hitsong.errors import RegistryError
-
     if args.tracking_uri and not server.health_ok(args.tracking_uri, timeout=5.0):
         raise RegistryError(
             f"--tracking-uri {args.tracking_uri}: no MLflow server answers at {args.tracking_uri}/health; "
@@ -123,31 +105,32 @@ def _check_tracking_uri(args: argparse.Namespace, server: ModuleType) -> None:
         )
 
 
-def _tracking_server(args: argparse.Namespace, server: ModuleType, mlflow_dir: Path) -> str:
+def _tracking_server(args: argparse.Namespace, settings: Settings) -> str:
     """The tracking URI to use: ``--tracking-uri`` if it answers, else the local server (started or reused)."""
     if args.tracking_uri:
-        _check_tracking_uri(args, server)
+        _check_tracking_uri(args)
         log.info("using the running MLflow server at %s", args.tracking_uri)
         return str(args.tracking_uri).rstrip("/")
-    info = server.start_server(server.ServerConfig(mlflow_dir, host=args.host, port=args.mlflow_port))
+    info = server.start_server(server.ServerConfig(settings.mlflow_dir, host=args.host, port=args.mlflow_port))
     return info.uri
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo pipeline; serve unless ``--no-serve``."""
-    from hitsong.cli import main as cli_main
+    from dashboard.commands import dashboard_command, dashboard_env, wait_until_ready
     from hitsong.demo import WINDOW_END, WINDOW_START, demo_exists, init_demo
     from hitsong.errors import HitsongError
     from hitsong.features import build_features
     from hitsong.store.ingest import ingest
     from hitsong.store.read import split_frame
     from hitsong.store.sample import sample
-
-    server = importlib.import_module("registry.server")
-    reg_demo = importlib.import_module("registry.demo")
+    from hitsong.training.config import TrainConfig
+    from hitsong.training.from_store import train_from_store
+    from registry import demo as registry_demo
+    from registry.tracking import MlflowRunLogger
 
     settings = get_settings()
-    _check_tracking_uri(args, server)
+    _check_tracking_uri(args)
     started = time.monotonic()
     log.info("hitsong demo: home %s (the demo data is SYNTHETIC)", settings.home)
 
@@ -186,25 +169,24 @@ def run(args: argparse.Namespace) -> int:
              features.computed, features.skipped, features.failed, time.monotonic() - t)
 
     t = _step("5/7 MLflow server")
-    tracking_uri = _tracking_server(args, server, settings.mlflow_dir)
+    tracking_uri = _tracking_server(args, settings)
     log.info("MLflow at %s (%.0f s)", tracking_uri, time.monotonic() - t)
 
     t = _step("6/7 training m1..m6 (demo profile)")
+    train_config = TrainConfig.for_profile("demo", repeats=args.repeats)
     for subset in SUBSETS:
-        if not args.retrain and reg_demo.trained(DATASET, subset, tracking_uri=tracking_uri):
+        if not args.retrain and registry_demo.trained(DATASET, subset, tracking_uri=tracking_uri):
             log.info("subset %s was trained before; reusing it (--retrain to train again)", subset)
             continue
-        with _tracking_env(tracking_uri):  # the runs go to the server the registry step asks
-            code = cli_main(["train", "--db", str(settings.db_path), "--store", str(settings.store_dir),
-                             "--subset", subset, "--profile", "demo", "--repeats", str(args.repeats),
-                             "--dataset", DATASET])
-        if code:
-            return code
+        logger = MlflowRunLogger.for_subset(DATASET, subset, tracking_uri=tracking_uri)
+        result = train_from_store(settings.db_path, settings.store_dir, subset=subset, logger=logger,
+                                  train_config=train_config, out_dir=settings.runs_dir / subset)
+        log.info("subset %s:\n%s", subset, result.table.to_text())
     log.info("training done (%.0f s)", time.monotonic() - t)
 
     t = _step("7/7 registry: best per subset becomes champion")
     for subset in SUBSETS:
-        version = reg_demo.ensure_champion(subset, tracking_uri=tracking_uri)
+        version = registry_demo.ensure_champion(subset, tracking_uri=tracking_uri)
         log.info("hitsong-%s@champion = version %s", subset, version)
     log.info("registry done (%.0f s); whole pipeline %.0f s", time.monotonic() - t, time.monotonic() - started)
 
@@ -214,10 +196,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             log.info("MLflow UI: %s (still running; `hitsong server --stop` stops it)", tracking_uri)
         return 0
-    from dashboard.commands import dashboard_command, dashboard_env, wait_until_ready
-
-    env = dashboard_env(settings)
-    env["MLFLOW_TRACKING_URI"] = tracking_uri
+    env = dashboard_env(settings, tracking_uri=tracking_uri)
     url = f"http://{args.host}:{args.port}"
     proc = subprocess.Popen(dashboard_command(port=args.port, host=args.host), env=env)
     try:

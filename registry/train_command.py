@@ -1,4 +1,9 @@
-"""``hitsong train``: train m1..m6 with repetitions on each subset and print Table 1."""
+"""``hitsong train``: train m1..m6 with repetitions on each subset, log every run, print Table 1.
+
+It lives in ``registry`` because its default tracker is the MLflow server
+(``registry.tracking.MlflowRunLogger``); ``--tracker local`` writes plain files instead. The
+work is the library's ``hitsong.training.from_store.train_from_store``.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,11 @@ import sys
 from pathlib import Path
 
 from hitsong.commands import positive_int
-from hitsong.settings import get_settings
+from hitsong.settings import DEFAULT_TAGGER, get_settings
 
 log = logging.getLogger(__name__)
+
+PROFILE_NAMES = ("paper", "demo", "tiny")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
@@ -20,53 +27,42 @@ def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
         "train",
         help="train the six methods with repetitions and write Table 1",
         description="Train methods m1..m6 (Yang et al. 2017, section 3) on one or more subsets, "
-        "log every run, and print/write the Table-1 results with bootstrap intervals.",
+        "log every run, and print/write the Table-1 results with bootstrap intervals. The audio config "
+        "(including the tagger's window) is the one the subset's features were built with.",
     )
     p.add_argument("--db", type=Path, default=settings.db_path, help=f"DuckDB file (default {settings.db_path})")
     p.add_argument("--store", type=Path, default=settings.store_dir, help=f"feature store (default {settings.store_dir})")
     p.add_argument("--subset", required=True, help="subset name, or several separated by commas")
     p.add_argument("--methods", default="m1,m2,m3,m4,m5,m6", help="comma-separated methods (default all six)")
     p.add_argument("--repeats", type=positive_int, default=None, help="repetitions per method (default: the profile's)")
-    p.add_argument("--profile", choices=["paper", "demo", "tiny"], default="paper",
+    p.add_argument("--profile", choices=PROFILE_NAMES, default="paper",
                    help="training preset: paper (lab defaults, 150 epochs), demo (CPU minutes), tiny (smoke test)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads while training (default: the profile's; demo uses 1, paper torch's default)")
-    p.add_argument("--tagger", default="MTT_musicnn", help="tagger whose tag vectors m4-m6 use (default MTT_musicnn)")
+    p.add_argument("--tagger", default=DEFAULT_TAGGER,
+                   help=f"tagger whose tag vectors m4-m6 use (default {DEFAULT_TAGGER}; none for mel-only methods)")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="train even when more than 1 %% of a split has no features (they are left out and counted)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates for intervals/tests (0: none)")
     p.add_argument("--shuffle-targets", action="store_true",
                    help="negative control: train on permuted hit scores (test scores stay true)")
     p.add_argument("--out", type=Path, default=None, help="results folder (default <runs_dir>/<subset>)")
     p.add_argument("--tracker", choices=["mlflow", "local"], default="mlflow",
                    help="where runs go: the MLflow server (default) or plain files under --out")
+    p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
     p.add_argument("--dataset", default=None, help="dataset name for the MLflow experiment (default: the DB file name)")
     p.set_defaults(func=run)
 
 
-def _logger(args: argparse.Namespace, subset: str, out_dir: Path):
-    from hitsong.tracking import LocalRunLogger
-
-    if args.tracker == "local":
-        return LocalRunLogger(out_dir / "runs", experiment=subset)
-    # The CLI is the composition root (see hitsong/cli.py): the MLflow implementation of the
-    # RunLogger protocol lives in registry/, which the library itself never imports.
-    import importlib
-
-    tracking = importlib.import_module("registry.tracking")
-    dataset = args.dataset or args.db.stem
-    return tracking.MlflowRunLogger.for_subset(dataset, subset, tracking_uri=get_settings().tracking_uri)
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``hitsong train``."""
-    from hitsong.audio import AudioConfig
-    from hitsong.errors import ConfigError
-    from hitsong.features import MelDataset
     from hitsong.models import get_method
     from hitsong.results import ResultsConfig
-    from hitsong.store import connect, featureindex
-    from hitsong.store.schema import SPLITS
-    from hitsong.training import TrainConfig, scan_subset, train_subset
+    from hitsong.tracking import LocalRunLogger, RunLogger
+    from hitsong.training.config import TrainConfig
+    from hitsong.training.from_store import train_from_store
+    from registry.tracking import MlflowRunLogger
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for method in methods:
@@ -78,33 +74,19 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         overrides["cpu_threads"] = args.threads
     train_config = TrainConfig.for_profile(args.profile, **overrides)
-    results_config = ResultsConfig(n_bootstrap=args.bootstrap)
-    audio = AudioConfig()
     settings = get_settings()
+    tracking_uri = args.tracking_uri or settings.tracking_uri
     for subset in subsets:
-        with connect(args.db, read_only=True) as con:
-            meta = featureindex.subset_meta_readonly(con, subset)
-        if meta is not None and meta.config_hash != audio.config_hash():
-            raise ConfigError(
-                f"{args.db}: the features of subset {subset!r} were computed with another audio config "
-                f"(hash {meta.config_hash}, this hitsong uses {audio.config_hash()}); recompute them with "
-                f"`hitsong features --subset {subset}`"
-            )
         out_dir = args.out / subset if args.out and len(subsets) > 1 else (args.out or settings.runs_dir / subset)
-        datasets = {s: MelDataset(args.db, args.store, subset, s, tagger=args.tagger) for s in SPLITS}
-        data = scan_subset(datasets, subset=subset)
-        result = train_subset(
-            data,
-            subset=subset,
-            logger=_logger(args, subset, out_dir),
-            methods=methods,
-            train_config=train_config,
-            results_config=results_config,
-            device=args.device,
-            audio_config=audio.to_dict(),
-            tagger=None if args.tagger == "none" else args.tagger,
-            shuffle_targets=args.shuffle_targets,
-            out_dir=out_dir,
+        logger: RunLogger
+        if args.tracker == "local":
+            logger = LocalRunLogger(out_dir / "runs", experiment=subset)
+        else:
+            logger = MlflowRunLogger.for_subset(args.dataset or args.db.stem, subset, tracking_uri=tracking_uri)
+        result = train_from_store(
+            args.db, args.store, subset=subset, logger=logger, methods=methods, train_config=train_config,
+            results_config=ResultsConfig(n_bootstrap=args.bootstrap), device=args.device, tagger=args.tagger,
+            shuffle_targets=args.shuffle_targets, allow_missing=args.allow_missing, out_dir=out_dir,
         )
         sys.stdout.write(result.table.to_text() + "\n\n")
         log.info("subset %s: results written to %s", subset, out_dir)
