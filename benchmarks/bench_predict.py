@@ -71,7 +71,7 @@ def make_bundle(directory: Path, method: str) -> Path:
     return save_bundle(
         directory / method, build_model(method, config), method=method, model_config=config,
         target_mean=10.0, target_std=3.0, catalog=np.linspace(0, 20, 8000), subset="bench",
-        audio_config=AudioConfig().to_dict(), tagger="MTT_musicnn",
+        audio_config=AudioConfig(), tagger="MTT_musicnn",
     )  # fmt: skip
 
 

@@ -153,7 +153,8 @@ def log_bundle_model(bundle_dir: Path, *, run_id: str, tracking_uri: str) -> str
     """
     import json as _json
 
-    from hitsong.settings import DEFAULT_TAGGER, WEIGHTS_DIR
+    from hitsong.settings import DEFAULT_TAGGER
+    from hitsong.tagger.files import WEIGHTS_DIR
 
     bundle_dir = Path(bundle_dir)
     meta_path = bundle_dir / "bundle.json"

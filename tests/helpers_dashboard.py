@@ -1,9 +1,9 @@
 """Seed a real MLflow server with tiny runs shaped exactly like training's output.
 
-Layout (registry.tracking.MlflowRunLogger): experiment ``hitsong/<dataset>/<subset>``;
-a parent run per method (named after it) with mean/std metrics; a child run per repetition with
-params, stepped ``train_loss``/``val_loss``, the four final metrics and a ``predictions`` table
-(song_id, true, predicted).
+Layout (``hitsong.training.runlayout``, written through registry.tracking.MlflowRunLogger):
+experiment ``hitsong/<dataset>/<subset>``; a method run per method with mean/std metrics; a
+repetition run per repetition with params, stepped ``train_loss``/``val_loss``, the final
+``val_<metric>``/``test_<metric>`` and a ``predictions`` table (song_id, true, predicted).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from hitsong.store.ingest import ingest
 from hitsong.store.read import split_frame
 from hitsong.store.sample import sample
 from hitsong.tagger import GENRE_TAGS
+from hitsong.training import runlayout
 from registry.tracking import MlflowRunLogger
 
 N_TAGS = 50
@@ -42,12 +43,14 @@ def seed_runs(
     finals: dict[str, dict[str, float]] = {}
     predictions: dict[str, np.ndarray] = {}
     for method in methods:
-        parent = logger.start_run(f"{method} {METHODS[method].label}", tags={"hitsong.kind": "method", "method": method})
+        parent = logger.start_run(runlayout.method_run_name(method, METHODS[method].label),
+                                  tags={runlayout.TAG_KIND: runlayout.METHOD, runlayout.TAG_METHOD: method})
         logger.log_params(parent, {"method": method, "training.epochs": 3})
         per_rep, preds = [], []
         for rep in range(repeats):
-            child = logger.start_run(f"{method} rep {rep}", parent=parent,
-                                     tags={"hitsong.kind": "repetition", "method": method, "repetition": str(rep)})
+            child = logger.start_run(runlayout.repetition_run_name(method, rep), parent=parent,
+                                     tags={runlayout.TAG_KIND: runlayout.REPETITION, runlayout.TAG_METHOD: method,
+                                           runlayout.TAG_REPETITION: str(rep)})
             logger.log_params(child, {"method": method, "seed": rep, "training.epochs": 3})
             for epoch in range(3):
                 logger.log_metrics(child, {"train_loss": 1.0 / (epoch + 1), "val_loss": 1.2 / (epoch + 1) + 0.1 * rep},
@@ -55,21 +58,23 @@ def seed_runs(
             noise = 0.0 if method == "m2" else 3.0 * float(np.std(truth))
             predicted = truth + rng.normal(0.0, noise, size=truth.shape)
             metrics = evaluate(truth, predicted)
-            logger.log_metrics(child, {f"test_{k}": v for k, v in metrics.items()})
-            logger.log_table(child, "predictions", pd.DataFrame({"song_id": song_ids, "true": truth, "predicted": predicted}))
+            logger.log_metrics(child, {runlayout.split_metric(split, k): v for k, v in metrics.items()
+                                       for split in (runlayout.VAL, runlayout.TEST)})
+            logger.log_table(child, runlayout.PREDICTIONS,
+                             pd.DataFrame({"song_id": song_ids, "true": truth, "predicted": predicted}))
             logger.end_run(child)
             finals[f"{method} rep {rep}"] = metrics
             per_rep.append(metrics)
             preds.append(predicted)
         frame = pd.DataFrame(per_rep)
-        logger.log_metrics(parent, {f"test_{k}_mean": float(frame[k].mean()) for k in frame}
-                           | {f"test_{k}_std": float(frame[k].std(ddof=1)) for k in frame})
+        logger.log_metrics(parent, {runlayout.method_metric(runlayout.TEST, k): float(frame[k].mean()) for k in frame}
+                           | {runlayout.method_metric(runlayout.TEST, k, "std"): float(frame[k].std(ddof=1)) for k in frame})
         logger.end_run(parent)
         predictions[method] = np.stack(preds)
     if summary:
-        run = logger.start_run(f"{subset} summary", tags={"hitsong.kind": "summary"})
+        run = logger.start_run(runlayout.summary_run_name(subset), tags={runlayout.TAG_KIND: runlayout.SUMMARY})
         table = table1(truth, predictions, subset=subset, config=ResultsConfig(n_bootstrap=200, baseline=methods[0]))
-        logger.log_table(run, "table1", table.frame)
+        logger.log_table(run, runlayout.TABLE1, table.frame)
         logger.end_run(run)
     return finals
 
@@ -129,12 +134,15 @@ def log_champion(uri: str, bundle_root, *, dataset: str = "champion", subset: st
         target_mean=20.0, target_std=5.0, catalog=np.linspace(5.0, 35.0, 101), subset=subset, tagger=DEFAULT_TAGGER,
     )
     logger = MlflowRunLogger.for_subset(dataset, subset, tracking_uri=uri)
-    parent = logger.start_run(f"{method} {METHODS[method].label}", tags={"hitsong.kind": "method", "method": method})
-    child = logger.start_run(f"{method} rep 0", parent=parent,
-                             tags={"hitsong.kind": "repetition", "method": method, "repetition": "0"})
+    parent = logger.start_run(runlayout.method_run_name(method, METHODS[method].label),
+                              tags={runlayout.TAG_KIND: runlayout.METHOD, runlayout.TAG_METHOD: method})
+    child = logger.start_run(runlayout.repetition_run_name(method, 0), parent=parent,
+                             tags={runlayout.TAG_KIND: runlayout.REPETITION, runlayout.TAG_METHOD: method,
+                                   runlayout.TAG_REPETITION: "0"})
     logger.log_params(child, {"method": method, "seed": 0})
     logger.log_metrics(child, {"test_recall_at_k": 0.5, "test_ndcg_at_k": 0.5, "test_kendall_tau": 0.3,
-                               "test_spearman_rho": 0.4})
+                               "test_spearman_rho": 0.4, "val_recall_at_k": 0.4, "val_ndcg_at_k": 0.45,
+                               "val_kendall_tau": 0.25, "val_spearman_rho": 0.35})
     # registry.pyfunc.log_bundle_model logs the LoggedModel into MLflow's *active* experiment
     # (Default unless set), where registry.models.register does not look: point it at ours.
     import mlflow

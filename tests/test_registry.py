@@ -186,7 +186,7 @@ def trained(server):
         data, subset="delta", logger=logger, methods=["m1", "m4"],
         model_config=ModelConfig.tiny(n_mels=N_MELS, n_tags=50),
         train_config=TrainConfig.for_profile("tiny", repeats=2), device="cpu",
-        audio_config=audio.to_dict(), tagger="MTT_musicnn",
+        audio_config=audio, tagger="MTT_musicnn",
     )  # fmt: skip
     return result
 

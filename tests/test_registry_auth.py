@@ -42,7 +42,7 @@ def model(server, tmp_path_factory):
     bundle = save_bundle(
         tmp_path_factory.mktemp("bundle") / "model", build_model("m4", config), method="m4", model_config=config,
         target_mean=10.0, target_std=2.0, catalog=np.linspace(5, 15, 11), subset="auth",
-        audio_config=AudioConfig(n_mels=16, seconds=4.0).to_dict(), tagger="MTT_musicnn",
+        audio_config=AudioConfig(n_mels=16, seconds=4.0), tagger="MTT_musicnn",
     )  # fmt: skip
     with server.as_user(*server.admin):
         logger = MlflowRunLogger.for_subset("unit", "auth", tracking_uri=server.uri)

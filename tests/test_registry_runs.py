@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +9,7 @@ from helpers_dashboard import seed_runs
 from helpers_mlflow import mlflow_server
 
 from hitsong.errors import RegistryError
+from hitsong.training import runlayout
 from registry import runs
 from registry.server import free_port
 from registry.tracking import MlflowRunLogger
@@ -22,8 +21,8 @@ METRICS = ("recall_at_k", "ndcg_at_k", "kendall_tau", "spearman_rho")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """One server: experiment ``hitsong/test/western`` with m1, m2 x two repetitions and a summary
-    run (``helpers_dashboard.seed_runs``), plus ``hitsong/test/extra`` holding one run with a
-    ``results.json`` and a ``table_1.parquet`` artifact."""
+    run (``helpers_dashboard.seed_runs``), plus ``hitsong/test/extra`` holding one run that is not
+    training's (no kind tag) with a ``table1`` artifact of another name and format."""
     rng = np.random.default_rng(7)
     song_ids = [f"s{i:02d}" for i in range(N_SONGS)]
     truth = rng.gamma(2.0, 5.0, size=N_SONGS)
@@ -32,10 +31,8 @@ def server(tmp_path_factory):
         logger = MlflowRunLogger.for_subset("test", "extra", tracking_uri=srv.uri)
         run = logger.start_run("extra summary")
         tmp = tmp_path_factory.mktemp("artifacts")
-        (tmp / "results.json").write_text(json.dumps({"method": ["m9"], "score": [0.25]}))
-        pd.DataFrame({"method": ["m8"], "score": [0.5]}).to_parquet(tmp / "table_1.parquet")
-        logger.client.log_artifact(run.run_id, str(tmp / "results.json"))
-        logger.client.log_artifact(run.run_id, str(tmp / "table_1.parquet"))
+        pd.DataFrame({"method": ["m8"], "score": [0.5]}).to_parquet(tmp / "table1.parquet")
+        logger.client.log_artifact(run.run_id, str(tmp / "table1.parquet"))
         logger.end_run(run)
         yield {"uri": srv.uri, "finals": finals, "song_ids": song_ids, "truth": truth}
 
@@ -53,23 +50,23 @@ def test_list_experiments_names_and_subsets(server):
     assert exps["experiment_id"].is_unique
 
 
-def test_experiment_runs_parent_child_structure_and_metrics(server, western):
+def test_experiment_runs_follow_the_run_layout(server, western):
     assert list(western.columns[:9]) == list(runs.RUN_COLUMNS)
-    assert sorted(western["kind"]) == ["child"] * 4 + ["other"] + ["parent"] * 2
-    parents = western[western["kind"] == "parent"].set_index("method")
-    children = western[western["kind"] == "child"].set_index("run_name")
+    assert sorted(western["kind"]) == [runlayout.METHOD] * 2 + [runlayout.REPETITION] * 4 + [runlayout.SUMMARY]
+    parents = western[western["kind"] == runlayout.METHOD].set_index("method")
+    children = western[western["kind"] == runlayout.REPETITION].set_index("run_name")
     for name, child in children.iterrows():
         method, _, rep = name.split()
         assert child["method"] == method
         assert child["parent_id"] == parents.at[method, "run_id"]
         assert child["repetition"] == int(rep)
-        for metric in METRICS:  # training's test_<metric>, also given without the prefix
-            assert child[metric] == pytest.approx(server["finals"][name][metric], abs=1e-12)
-            assert child[f"test_{metric}"] == child[metric]
+        for metric in METRICS:  # the logged names, no renaming
+            assert child[runlayout.split_metric(runlayout.TEST, metric)] == pytest.approx(
+                server["finals"][name][metric], abs=1e-12)
     assert (western["status"] == "FINISHED").all()
     assert (western["end_time"] >= western["start_time"]).all()
-    summary = western[western["kind"] == "other"].iloc[0]
-    assert summary["run_name"] == "western summary" and pd.isna(summary["method"])
+    summary = western[western["kind"] == runlayout.SUMMARY].iloc[0]
+    assert summary["run_name"] == runlayout.summary_run_name("western") and pd.isna(summary["method"])
     assert pd.isna(summary["parent_id"])
 
 
@@ -100,14 +97,12 @@ def test_predictions_and_summary_artifacts(server, western):
     assert runs.summary_table(server["uri"], by_name["m1 rep 0"]) is None
 
 
-def test_run_table_prefers_the_name_order_then_reads_json_and_parquet(server):
+def test_runs_outside_the_layout_are_not_guessed(server):
     uri = server["uri"]
     exps = runs.list_experiments(uri).set_index("name")
     extra = runs.experiment_runs(uri, exps.at["hitsong/test/extra", "experiment_id"])
-    run_id = extra.at[0, "run_id"]
-    assert runs.summary_table(uri, run_id).to_dict("list") == {"method": ["m9"], "score": [0.25]}  # results.json
-    assert runs.run_table(uri, run_id, ["table_1"]).to_dict("list") == {"method": ["m8"], "score": [0.5]}
-    assert runs.run_table(uri, run_id, ["table1"]) is None
+    assert extra.at[0, "kind"] is None or pd.isna(extra.at[0, "kind"])
+    assert runs.summary_table(uri, extra.at[0, "run_id"]) is None  # a parquet table1 is not training's table1.csv
 
 
 def test_run_details_and_url(server, western):
@@ -116,8 +111,7 @@ def test_run_details_and_url(server, western):
     assert [d["name"] for d in details] == ["m1 rep 0", "m2 rep 1"]
     assert [d["params"]["seed"] for d in details] == ["0", "1"]
     for d in details:
-        assert d["metrics"]["spearman_rho"] == pytest.approx(server["finals"][d["name"]]["spearman_rho"])
-        assert "test_spearman_rho" not in d["metrics"]
+        assert d["metrics"]["test_spearman_rho"] == pytest.approx(server["finals"][d["name"]]["spearman_rho"])
     assert runs.run_url(server["uri"] + "/", "7", "abc") == f"{server['uri']}/#/experiments/7/runs/abc"
 
 

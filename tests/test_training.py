@@ -161,4 +161,4 @@ def test_cli_parses_train() -> None:
     args = parse_args(["train", "--subset", "mandarin,western", "--methods", "m1,m6", "--profile", "demo",
                        "--repeats", "3", "--tracker", "local"])
     assert (args.subset, args.methods, args.profile, args.repeats) == ("mandarin,western", "m1,m6", "demo", 3)
-    assert args.func.__module__ == "hitsong.commands.train"
+    assert args.func.__module__ == "registry.train_command"
