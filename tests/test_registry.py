@@ -221,21 +221,25 @@ def test_training_run_structure(server, client, trained):
 def registered(server, trained):
     from registry.models import register
 
-    first = register("delta", metric="ndcg_at_k", tracking_uri=server.uri)
+    first = register("delta", tracking_uri=server.uri)  # validation Spearman rho, the default
     second = register("delta", metric="kendall_tau", tracking_uri=server.uri)
     return first, second
 
 
-def test_register_picks_best_method_then_best_repetition(server, trained, registered):
+def test_register_picks_best_method_then_best_repetition_on_validation(server, trained, registered):
+    from registry.models import list_versions
+
     first, _ = registered
-    means = {m: trained.metric(m, "ndcg_at_k").mean() for m in ("m1", "m4")}
+    means = {m: np.mean([r.val_metrics["spearman_rho"] for r in trained.reps if r.method == m]) for m in ("m1", "m4")}
     best_method = max(means, key=means.get)
     assert first["method"] == best_method
-    # ... and within it the repetition chosen on validation data (lowest best validation loss)
-    reps = [r for r in trained.reps if r.method == best_method]
-    chosen = min(reps, key=lambda r: r.fit.best_val_loss)
-    assert first["value"] == pytest.approx(chosen.metrics["ndcg_at_k"])
+    # ... and within it the repetition with the best validation figure
+    chosen = max((r for r in trained.reps if r.method == best_method), key=lambda r: r.val_metrics["spearman_rho"])
+    assert first["value"] == pytest.approx(chosen.val_metrics["spearman_rho"])
     assert first["model"] == "hitsong-delta" and first["version"] == "1"
+    tags = {r["version"]: r for r in list_versions("hitsong-delta", tracking_uri=server.uri)}["1"]["tags"]
+    assert float(tags["metric.test_ndcg_at_k"]) == pytest.approx(chosen.metrics["ndcg_at_k"], abs=1e-5)
+    assert "held-out" in tags["hitsong.selected_by"] and "validation spearman_rho" in tags["hitsong.selected_by"]
 
 
 def test_promote_moves_aliases_and_writes_audit_tags(server, registered):
@@ -255,9 +259,10 @@ def test_promote_moves_aliases_and_writes_audit_tags(server, registered):
     assert tags["hitsong.promotion_reason"] == "better tau"
     assert tags["hitsong.promoted_by"] == (os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser())
     assert tags["hitsong.promoted_at"].endswith("+00:00")
-    assert json.loads(tags["hitsong.promotion_metrics"]).keys() >= {"metric.ndcg_at_k", "metric.kendall_tau"}
+    assert json.loads(tags["hitsong.promotion_metrics"]).keys() >= {"metric.test_ndcg_at_k", "metric.val_kendall_tau"}
     assert "hitsong.demoted_at" in rows["1"]["tags"]
-    assert set(rows["2"]["metrics"]) == {"recall_at_k", "ndcg_at_k", "kendall_tau", "spearman_rho"}
+    assert set(rows["2"]["metrics"]) == {f"{s}_{m}" for s in ("val", "test")
+                                         for m in ("recall_at_k", "ndcg_at_k", "kendall_tau", "spearman_rho")}
     assert rows["2"]["method"] in ("m1", "m4") and rows["2"]["run_id"]
 
 
