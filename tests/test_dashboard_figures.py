@@ -49,16 +49,6 @@ def test_table1_missing_cell_and_bad_frame():
         figures.table1_frame(summary.drop(columns="std"))
 
 
-def test_summarise_repetitions_against_hand_computed_values():
-    reps = pd.DataFrame({"method": ["m1"] * 3 + ["m2"], "recall_at_k": [0.1, 0.2, 0.3, 0.5]})
-    out = figures.summarise_repetitions(reps).set_index("method")
-    assert out.at["m1", "mean"] == pytest.approx(0.2)
-    assert out.at["m1", "std"] == pytest.approx(0.1)  # sqrt(((.1)^2 + 0 + (.1)^2) / 2)
-    assert out.at["m1", "ci_low"] == pytest.approx(0.2 - 1.96 * 0.1 / np.sqrt(3))
-    assert out.at["m2", "std"] == 0.0 and out.at["m2", "n"] == 1
-    assert set(out["metric"]) == {"recall_at_k"}
-
-
 def test_repetition_spread_has_a_box_per_method_with_every_point():
     reps = pd.DataFrame({"method": ["m1", "m1", "m2"], "repetition": [0, 1, 0], "ndcg_at_k": [0.1, 0.2, 0.4]})
     fig = figures.repetition_spread(reps, metric="ndcg_at_k")
@@ -80,15 +70,16 @@ def test_learning_curves_one_line_per_key():
 
 def test_run_comparison_marks_differing_rows():
     runs = [
-        {"name": "m2-rep0", "params": {"lr": "0.005", "seed": "0"}, "metrics": {"ndcg_at_k": 0.3}},
-        {"name": "m2-rep1", "params": {"lr": "0.005", "seed": "1"}, "metrics": {"ndcg_at_k": 0.2}},
+        {"name": "m2-rep0", "params": {"lr": "0.005", "seed": "0"}, "metrics": {"test_ndcg_at_k": 0.3, "val_ndcg_at_k": 0.4}},
+        {"name": "m2-rep1", "params": {"lr": "0.005", "seed": "1"}, "metrics": {"test_ndcg_at_k": 0.2, "val_ndcg_at_k": 0.4}},
     ]
     table = figures.run_comparison_table(runs)
     assert list(table.columns) == ["m2-rep0", "m2-rep1", "differs"]
-    assert list(table.index) == ["params.lr", "params.seed", "metrics.ndcg_at_k"]
-    assert table["differs"].tolist() == [False, True, True]
+    assert list(table.index) == ["params.lr", "params.seed", "metrics.test_ndcg_at_k", "metrics.val_ndcg_at_k"]
+    assert table["differs"].tolist() == [False, True, True, False]
     fig = figures.run_comparison_figure(runs)
     assert [t.name for t in fig.data] == ["m2-rep0", "m2-rep1"]
+    assert list(fig.data[0].x) == ["val nDCG@k", "test nDCG@k"]
 
 
 def test_quarter_figure_log_axis_and_quarter_order():

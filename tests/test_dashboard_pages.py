@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard import data, figures
 from hitsong.errors import StoreError
 from hitsong.store.read import split_frame
+from hitsong.training import runlayout
 from registry.models import list_versions, register
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
@@ -102,7 +103,7 @@ def test_plain_loaders_against_the_server(server):
     exps = data.list_experiments(uri).set_index("name")
     assert exps["subset"].to_dict() == {"hitsong/champion/western": "western", "hitsong/test/western": "western"}
     runs = data.experiment_runs(uri, exps.at["hitsong/test/western", "experiment_id"])
-    assert sorted(runs[runs["kind"] == "parent"]["method"]) == ["m1", "m2"]
+    assert sorted(runs[runs["kind"] == runlayout.METHOD]["method"]) == ["m1", "m2"]
     reps = data.repetitions(runs)
     assert sorted(reps["run_name"]) == ["m1 rep 0", "m1 rep 1", "m2 rep 0", "m2 rep 1"]
     history = data.metric_history(uri, reps.at[0, "run_id"])
@@ -219,7 +220,7 @@ def test_registry_page_lists_versions_and_promotes_with_a_reason(app, server):
     assert "no authentication" in _markdown(at)
     table = at.dataframe[0].value
     assert table["version"].tolist() == ["2", "1"] and table["aliases"].tolist() == ["", "champion"]
-    assert table.at[1, "promotion_reason"] == "first champion" and table.at[1, "ndcg_at_k"] == 0.5
+    assert table.at[1, "promotion_reason"] == "first champion" and table.at[1, "test_ndcg_at_k"] == 0.5
     _promote_in_page(at, version="2", reason="better on the new data")
     assert "version 2 is now champion" in at.success[0].value
     after = {v["version"]: v for v in list_versions("hitsong-western", tracking_uri=uri)}
