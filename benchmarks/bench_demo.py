@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     config = DemoConfig()
-    songs, plans = build_catalogue(config)
+    _songs, plans = build_catalogue(config)
     total_audio = sum(p.duration_s for p in plans)
     rng = np.random.default_rng(0)
     picked = rng.choice(len(plans), size=min(args.sample, len(plans)), replace=False)
@@ -47,8 +47,13 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.process_time()
             y = render_song(plan)
             t1 = time.process_time()
-            write_audio(y, Path(tmp) / f"s.{plan.audio_format}", sr=plan.sample_rate,
-                        audio_format=plan.audio_format, subtype=plan.subtype)
+            write_audio(
+                y,
+                Path(tmp) / f"s.{plan.audio_format}",
+                sr=plan.sample_rate,
+                audio_format=plan.audio_format,
+                subtype=plan.subtype,
+            )
             t2 = time.process_time()
             write_audio(y, Path(tmp) / "s.wav", sr=plan.sample_rate, audio_format="wav", subtype="PCM_16")
             t3 = time.process_time()
@@ -58,12 +63,16 @@ def main(argv: list[str] | None = None) -> None:
             audio += y.shape[0] / plan.sample_rate
     per_s = (render_cpu + encode_cpu) / audio
     projected = per_s * total_audio
-    print(f"defaults: {len(plans)} songs, {total_audio / 60:.0f} min of audio "
-          f"(mean {total_audio / len(plans):.0f} s), {config.users} users per market")
+    print(
+        f"defaults: {len(plans)} songs, {total_audio / 60:.0f} min of audio "
+        f"(mean {total_audio / len(plans):.0f} s), {config.users} users per market"
+    )
     print(f"sample: {len(picked)} songs, {audio / 60:.1f} min of audio")
     print(f"| render | {audio / render_cpu:.0f}x real time per core |")
-    print(f"| encode (format mix) | {audio / encode_cpu:.0f}x real time per core "
-          f"({encode_cpu / wav_cpu:.1f}x the cost of WAV) |")
+    print(
+        f"| encode (format mix) | {audio / encode_cpu:.0f}x real time per core "
+        f"({encode_cpu / wav_cpu:.1f}x the cost of WAV) |"
+    )
     print(f"| render + encode | {audio / (render_cpu + encode_cpu):.0f}x real time per core |")
     print(f"| projected CPU for the defaults | {projected:.0f} s -> {projected / 2:.0f} s wall on 2 idle cores |")
     if args.full:

@@ -9,8 +9,8 @@ On generated 4-minute 44.1 kHz stereo MP3 files (written in blocks), per song, o
 (c) floor: seek + decode the middle 60 s with soundfile, nothing else.
 
 Each method runs over all files in a block (as a worker does), the block order rotated per
-round so that the busy shared machine slows all alike; per-song times are medians. (a) and (b) must agree within ``PATH_ATOL``. Then ours with a
-process pool of 1 and 2 workers (warmed up) gives the scaling.
+round so that the busy shared machine slows all alike; per-song times are medians. (a) and (b)
+must agree within ``PATH_ATOL``. Then ours with a process pool of 1 and 2 workers (warmed up) gives the scaling.
 
 Command: ``.venv/bin/python -m benchmarks.bench_features [--songs 4 --rounds 3 --pool-songs 16]``
 """
@@ -130,7 +130,7 @@ def run(n_songs: int, rounds: int, pool_songs: int, workdir: Path) -> str:
     for r in range(rounds):
         # each method over all files in a block (as a worker runs: song after song), the block
         # order rotated per round so that drifts in machine load hit every method alike
-        for name in order[r % len(order):] + order[: r % len(order)]:
+        for name in order[r % len(order) :] + order[: r % len(order)]:
             for path in paths:
                 dt, outs[name][path] = _timed(methods[name], path, cfg)
                 times[name].append(dt)
@@ -143,39 +143,45 @@ def run(n_songs: int, rounds: int, pool_songs: int, workdir: Path) -> str:
     pool2 = _pool_rate(paths, cfg, 2, pool_songs)
     load = os.getloadavg()[0]
     ok = "yes" if max_diff <= PATH_ATOL else "NO"
-    return "\n".join([
-        SECTION,
-        "",
-        "Feature extraction per song on generated 4-minute 44.1 kHz stereo MP3 files (LAME via",
-        "libsndfile), paper config (middle 60 s, 22,050 Hz, 128 x 646 log-mel), tagger off.",
-        "(a) naive: `librosa.load(path, sr=22050)` whole file, cut the middle 60 s,",
-        "`librosa.feature.melspectrogram`; (b) ours: `compute_song_features` (seek + decode the",
-        "middle only, soxr_hq resample, numpy STFT + mel); (c) floor: seek + decode the middle 60 s.",
-        "Each method runs over all files in a block, block order rotated per round; per-song medians.",
-        "",
-        f"Command: `.venv/bin/python -m benchmarks.bench_features --songs {n_songs} --rounds {rounds} "
-        f"--pool-songs {pool_songs}`",
-        "",
-        f"Run {date.today().isoformat()}, {os.cpu_count()}-core {platform.machine()} shared with other jobs "
-        f"(load average {load:.1f} at the end), one process, {n_songs} files x {rounds} rounds:",
-        "",
-        "| path | s/song | songs/s | vs naive | vs floor |",
-        "|---|---|---|---|---|",
-        *(
-            f"| {label} | {med[m]:.3f} | {rate[m]:.2f} | {rate[m] / rate['naive']:.1f}x | "
-            f"{med[m] / med['floor']:.2f}x the floor's time |"
-            for m, label in (("naive", "(a) naive librosa"), ("ours", "(b) ours"), ("floor", "(c) decode-only floor"))
-        ),
-        "",
-        f"Agreement (a) vs (b): max |difference| {max_diff:.2e} (log10 units) over all files; "
-        f"stated tolerance {PATH_ATOL:g}: {ok}.",
-        "",
-        f"Scaling, ours in a spawn process pool (warmed up), {pool_songs} songs: 1 worker "
-        f"{pool1:.2f} songs/s, 2 workers {pool2:.2f} songs/s ({pool2 / pool1:.2f}x).",
-        "",
-        "Targets: ours >= 5x naive per core; ours within 1.5x of the floor; near-linear scaling.",
-        "",
-    ])
+    return "\n".join(
+        [
+            SECTION,
+            "",
+            "Feature extraction per song on generated 4-minute 44.1 kHz stereo MP3 files (LAME via",
+            "libsndfile), paper config (middle 60 s, 22,050 Hz, 128 x 646 log-mel), tagger off.",
+            "(a) naive: `librosa.load(path, sr=22050)` whole file, cut the middle 60 s,",
+            "`librosa.feature.melspectrogram`; (b) ours: `compute_song_features` (seek + decode the",
+            "middle only, soxr_hq resample, numpy STFT + mel); (c) floor: seek + decode the middle 60 s.",
+            "Each method runs over all files in a block, block order rotated per round; per-song medians.",
+            "",
+            f"Command: `.venv/bin/python -m benchmarks.bench_features --songs {n_songs} --rounds {rounds} "
+            f"--pool-songs {pool_songs}`",
+            "",
+            f"Run {date.today().isoformat()}, {os.cpu_count()}-core {platform.machine()} shared with other jobs "
+            f"(load average {load:.1f} at the end), one process, {n_songs} files x {rounds} rounds:",
+            "",
+            "| path | s/song | songs/s | vs naive | vs floor |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {label} | {med[m]:.3f} | {rate[m]:.2f} | {rate[m] / rate['naive']:.1f}x | "
+                f"{med[m] / med['floor']:.2f}x the floor's time |"
+                for m, label in (
+                    ("naive", "(a) naive librosa"),
+                    ("ours", "(b) ours"),
+                    ("floor", "(c) decode-only floor"),
+                )
+            ),
+            "",
+            f"Agreement (a) vs (b): max |difference| {max_diff:.2e} (log10 units) over all files; "
+            f"stated tolerance {PATH_ATOL:g}: {ok}.",
+            "",
+            f"Scaling, ours in a spawn process pool (warmed up), {pool_songs} songs: 1 worker "
+            f"{pool1:.2f} songs/s, 2 workers {pool2:.2f} songs/s ({pool2 / pool1:.2f}x).",
+            "",
+            "Targets: ours >= 5x naive per core; ours within 1.5x of the floor; near-linear scaling.",
+            "",
+        ]
+    )
 
 
 def write_section(text: str, path: Path) -> None:

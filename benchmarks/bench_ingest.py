@@ -91,8 +91,9 @@ def _rows_per_user(cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
     return rows
 
 
-def _chunk(users: np.ndarray, need: np.ndarray, cdf: np.ndarray, n_songs: int,
-           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _chunk(
+    users: np.ndarray, need: np.ndarray, cdf: np.ndarray, n_songs: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Distinct songs for each user in ``users`` (``need[i]`` of them), drawn by popularity.
 
     Draws with replacement, keeps the distinct (user, song) keys, trims each user to its
@@ -188,8 +189,10 @@ def run_ours(events: Path, songs: Path, db: Path, out: Path) -> dict:
     seconds = time.perf_counter() - t0
     peak = _peak_mb()
     with connect(db, read_only=True) as con:
-        con.execute("COPY (SELECT song_id, playcount, listeners, hit_score FROM song_stats) TO $o (FORMAT parquet)",
-                    {"o": str(out)})
+        con.execute(
+            "COPY (SELECT song_id, playcount, listeners, hit_score FROM song_stats) TO $o (FORMAT parquet)",
+            {"o": str(out)},
+        )
     return {"seconds": seconds, "peak_mb": peak, "rows": report.event_rows, "plays": report.plays}
 
 
@@ -216,8 +219,21 @@ def _child(args: argparse.Namespace) -> None:
 
 
 def _spawn(kind: str, events: Path, songs: Path, db: Path, out: Path) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.bench_ingest", "--child", kind, "--events-file", str(events),
-           "--songs-file", str(songs), "--db", str(db), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_ingest",
+        "--child",
+        kind,
+        "--events-file",
+        str(events),
+        "--songs-file",
+        str(songs),
+        "--db",
+        str(db),
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -251,8 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--songs", type=int, default=125_000)
     parser.add_argument("--seed", type=int, default=2017)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each, alternating; the best counts")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="where the generated files and the database go (default $HITSONG_HOME/bench)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where the generated files and the database go (default $HITSONG_HOME/bench)",
+    )
     parser.add_argument("--child", choices=["ours", "pandas"], help=argparse.SUPPRESS)
     parser.add_argument("--events-file", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--songs-file", type=Path, help=argparse.SUPPRESS)
@@ -289,12 +309,17 @@ def main(argv: list[str] | None = None) -> int:
     b = pd.read_parquet(work / "pandas.parquet")
     merged = a.merge(b, on="song_id", suffixes=("_ours", "_pandas"))
     played = a[a["playcount"] > 0]
-    same = (len(merged) == len(played) == len(b)
-            and (merged["playcount_ours"] == merged["playcount_pandas"]).all()
-            and (merged["listeners_ours"] == merged["listeners_pandas"]).all())
+    same = (
+        len(merged) == len(played) == len(b)
+        and (merged["playcount_ours"] == merged["playcount_pandas"]).all()
+        and (merged["listeners_ours"] == merged["listeners_pandas"]).all()
+    )
     result = {
-        "events": ours["rows"], "users": cfg.n_users, "songs": cfg.n_songs,
-        "ours_s": round(ours["seconds"], 2), "pandas_s": round(pandas["seconds"], 2),
+        "events": ours["rows"],
+        "users": cfg.n_users,
+        "songs": cfg.n_songs,
+        "ours_s": round(ours["seconds"], 2),
+        "pandas_s": round(pandas["seconds"], 2),
         "speedup": round(pandas["seconds"] / ours["seconds"], 2),
         "ours_peak_mb": round(max(r["peak_mb"] for r in runs["ours"])),
         "pandas_peak_mb": round(max(r["peak_mb"] for r in runs["pandas"])),

@@ -29,7 +29,10 @@ UPLOAD_ENV = "HITSONG_MAX_UPLOAD_MB"
 
 
 def dashboard_command(
-    *, port: int = DEFAULT_DASHBOARD_PORT, host: str = "127.0.0.1", headless: bool = True,
+    *,
+    port: int = DEFAULT_DASHBOARD_PORT,
+    host: str = "127.0.0.1",
+    headless: bool = True,
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
 ) -> list[str]:
     """The ``streamlit run`` command line (file watcher off: it trips on torch modules)."""
@@ -80,17 +83,29 @@ def run(args: argparse.Namespace) -> int:
     """Start the app in the foreground until Ctrl-C."""
     settings = get_settings()
     cmd = dashboard_command(port=args.port, host=args.host, headless=args.headless, max_upload_mb=args.max_upload_mb)
-    log.info("dashboard at http://%s:%d (home %s, tracking %s)", args.host, args.port, settings.home, settings.tracking_uri)
+    log.info(
+        "dashboard at http://%s:%d (home %s, tracking %s)", args.host, args.port, settings.home, settings.tracking_uri
+    )
     return subprocess.call(cmd, env=dashboard_env(settings, max_upload_mb=args.max_upload_mb))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``hitsong dashboard``."""
     p = sub.add_parser("dashboard", help="start the Streamlit dashboard (experiments, data, genres, predict, registry)")
-    p.add_argument("--port", type=int, default=DEFAULT_DASHBOARD_PORT, help=f"TCP port (default {DEFAULT_DASHBOARD_PORT})")
+    p.add_argument(
+        "--port", type=int, default=DEFAULT_DASHBOARD_PORT, help=f"TCP port (default {DEFAULT_DASHBOARD_PORT})"
+    )
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, local only)")
-    p.add_argument("--headless", action=argparse.BooleanOptionalAction, default=True,
-                   help="do not open a browser (default); --no-headless opens one")
-    p.add_argument("--max-upload-mb", type=int, default=DEFAULT_MAX_UPLOAD_MB,
-                   help=f"largest audio upload on the Predict page, MB (default {DEFAULT_MAX_UPLOAD_MB})")
+    p.add_argument(
+        "--headless",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="do not open a browser (default); --no-headless opens one",
+    )
+    p.add_argument(
+        "--max-upload-mb",
+        type=int,
+        default=DEFAULT_MAX_UPLOAD_MB,
+        help=f"largest audio upload on the Predict page, MB (default {DEFAULT_MAX_UPLOAD_MB})",
+    )
     p.set_defaults(func=run)

@@ -22,11 +22,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from hitsong.metrics import METRIC_NAMES
-from hitsong.training import runlayout
 from hitsong.errors import StoreError
+from hitsong.metrics import METRIC_NAMES
 from hitsong.settings import DEFAULT_TAGGER, Settings, get_settings
 from hitsong.store.read import hit_score_frame, quarter_playcounts, stats
+from hitsong.training import runlayout
 from registry import runs as registry_runs
 from registry.runs import (  # noqa: F401 - re-exported for the pages and tests
     check_server,
@@ -43,7 +43,9 @@ log = logging.getLogger(__name__)
 DB_HINT = "Create it with `hitsong demo run`, or `hitsong ingest --events FILE --songs FILE` then `hitsong sample`."
 #: Metrics of a registered version shown in its row: the validation figures that chose it, then
 #: its held-out test figures.
-VERSION_METRICS = tuple(runlayout.split_metric(split, m) for split in (runlayout.VAL, runlayout.TEST) for m in METRIC_NAMES)
+VERSION_METRICS = tuple(
+    runlayout.split_metric(split, m) for split in (runlayout.VAL, runlayout.TEST) for m in METRIC_NAMES
+)
 
 # A dashboard must answer quickly: no minutes of MLflow's default retry back-off.
 registry_runs.fail_fast()
@@ -100,8 +102,10 @@ def table1(uri: str, runs: pd.DataFrame) -> Table1:
         if table is not None and not table.empty:
             return Table1(table, f"summary run “{run['run_name']}”")
     n = len(repetitions(runs))
-    return Table1(pd.DataFrame(columns=["method", "metric", "mean", "std"]),
-                  f"no finished training summary yet ({n} repetitions finished); Table 1 appears when training ends")
+    return Table1(
+        pd.DataFrame(columns=["method", "metric", "mean", "std"]),
+        f"no finished training summary yet ({n} repetitions finished); Table 1 appears when training ends",
+    )
 
 
 def chosen_repetitions(runs: pd.DataFrame, *, metric: str = "spearman_rho") -> pd.DataFrame:
@@ -268,17 +272,36 @@ def versions(uri: str, *, username: str | None = None, password: str | None = No
     rows = []
     for v in list_versions(tracking_uri=uri, username=username or None, password=password or None):
         row = {
-            "model": v["model"], "subset": v["model"].removeprefix(MODEL_PREFIX), "version": v["version"],
-            "aliases": ", ".join(v["aliases"]), "method": v["method"],
+            "model": v["model"],
+            "subset": v["model"].removeprefix(MODEL_PREFIX),
+            "version": v["version"],
+            "aliases": ", ".join(v["aliases"]),
+            "method": v["method"],
         }
         row.update({k: v["metrics"].get(k) for k in VERSION_METRICS})
-        row.update({
-            "run_id": v["run_id"], "created": v["created"],
-            **{k: v["tags"].get(f"{TAG_PREFIX}{k}", "") for k in ("promoted_by", "promoted_at", "promotion_reason")},
-        })
+        row.update(
+            {
+                "run_id": v["run_id"],
+                "created": v["created"],
+                **{
+                    k: v["tags"].get(f"{TAG_PREFIX}{k}", "") for k in ("promoted_by", "promoted_at", "promotion_reason")
+                },
+            }
+        )
         rows.append(row)
-    columns = ["model", "subset", "version", "aliases", "method", *VERSION_METRICS, "run_id", "created",
-               "promoted_by", "promoted_at", "promotion_reason"]
+    columns = [
+        "model",
+        "subset",
+        "version",
+        "aliases",
+        "method",
+        *VERSION_METRICS,
+        "run_id",
+        "created",
+        "promoted_by",
+        "promoted_at",
+        "promotion_reason",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -305,7 +328,9 @@ def promote(uri: str, model: str, version: str, reason: str, *, username: str | 
     """Promote ``model`` ``version`` to champion as this user (``registry.models.promote``)."""
     from registry.models import promote as registry_promote
 
-    return registry_promote(model, version, reason, tracking_uri=uri, username=username or None, password=password or None)
+    return registry_promote(
+        model, version, reason, tracking_uri=uri, username=username or None, password=password or None
+    )
 
 
 def load_scorer(uri: str, model: str, version: str, device: str):

@@ -27,9 +27,7 @@ TRUTH = "ground truth"
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise InputError(
-            f"{what}: the frame lacks column(s) {missing}; it has {list(frame.columns)}."
-        )
+        raise InputError(f"{what}: the frame lacks column(s) {missing}; it has {list(frame.columns)}.")
 
 
 def _empty_figure(message: str) -> go.Figure:
@@ -119,8 +117,10 @@ def paired_test_frame(summary: pd.DataFrame) -> pd.DataFrame | None:
                 continue
             r = cells.loc[method]
             real = r["diff_low"] > 0 or r["diff_high"] < 0
-            texts.append(f"{r['diff']:+.3f} [{r['diff_low']:+.3f}, {r['diff_high']:+.3f}] p={r['p_value']:.3f}"
-                         + (" *" if real else ""))
+            texts.append(
+                f"{r['diff']:+.3f} [{r['diff_low']:+.3f}, {r['diff_high']:+.3f}] p={r['p_value']:.3f}"
+                + (" *" if real else "")
+            )
         out[METRIC_LABELS[metric]] = texts
     return out
 
@@ -147,7 +147,10 @@ def repetition_spread(reps: pd.DataFrame, *, metric: str) -> go.Figure:
     if data.empty:
         return _empty_figure(f"no finished repetitions with {METRIC_LABELS[metric]}")
     fig = px.box(
-        data, x="method", y=metric, points="all",
+        data,
+        x="method",
+        y=metric,
+        points="all",
         hover_data=[c for c in ("repetition", "run_name") if c in data],
         labels={metric: METRIC_LABELS[metric]},
     )
@@ -193,7 +196,7 @@ def run_comparison_table(runs: Sequence[Mapping]) -> pd.DataFrame:
         name = str(run["name"])
         if name in columns:
             name = f"{name} ({i + 1})"
-        cells = {f"params.{k}": str(v) for k, v in sorted(run.get("params", {}).items())}
+        cells: dict[str, object] = {f"params.{k}": str(v) for k, v in sorted(run.get("params", {}).items())}
         cells.update({f"metrics.{k}": f"{float(v):.4g}" for k, v in sorted(run.get("metrics", {}).items())})
         columns[name] = cells
     table = pd.DataFrame(columns).fillna("")
@@ -229,16 +232,20 @@ def quarter_playcount_figure(frame: pd.DataFrame) -> go.Figure:
         ``subset, release_quarter, quarter_index, scope, mean_playcount``; ``scope`` is
         ``whole`` or ``sampled``; ``quarter_index`` orders the quarters (-2, -1, 1, 2, ...).
     """
-    _require_columns(
-        frame, ["subset", "release_quarter", "quarter_index", "scope", "mean_playcount"], "Fig. 1"
-    )
+    _require_columns(frame, ["subset", "release_quarter", "quarter_index", "scope", "mean_playcount"], "Fig. 1")
     if frame.empty:
         return _empty_figure("no songs with a release date")
     data = frame.sort_values(["subset", "quarter_index"])
     order = list(dict.fromkeys(data.sort_values("quarter_index")["release_quarter"]))
     fig = px.line(
-        data, x="release_quarter", y="mean_playcount", color="scope", facet_col="subset",
-        markers=True, log_y=True, color_discrete_map=SCOPE_COLORS,
+        data,
+        x="release_quarter",
+        y="mean_playcount",
+        color="scope",
+        facet_col="subset",
+        markers=True,
+        log_y=True,
+        color_discrete_map=SCOPE_COLORS,
         category_orders={"release_quarter": order},
         labels={"mean_playcount": "mean playcount (log)", "release_quarter": "release quarter"},
     )
@@ -260,8 +267,15 @@ def hit_score_histogram(frame: pd.DataFrame, *, bins: int = 40) -> go.Figure:
     if frame.empty:
         return _empty_figure("no hit scores")
     fig = px.histogram(
-        frame, x="hit_score", color="scope", facet_col="subset", histnorm="probability density",
-        barmode="overlay", nbins=bins, opacity=0.6, color_discrete_map=SCOPE_COLORS,
+        frame,
+        x="hit_score",
+        color="scope",
+        facet_col="subset",
+        histnorm="probability density",
+        barmode="overlay",
+        nbins=bins,
+        opacity=0.6,
+        color_discrete_map=SCOPE_COLORS,
         labels={"hit_score": "hit score = ln(1+playcount)·ln(1+listeners)"},
     )
     fig.update_layout(title="Hit-score distribution, whole vs test (paper Fig. 2)")
@@ -269,9 +283,7 @@ def hit_score_histogram(frame: pd.DataFrame, *, bins: int = 40) -> go.Figure:
 
 
 # --------------------------------------------------------------------------- genres
-def top_genre_counts(
-    predictions: pd.DataFrame, genres: pd.DataFrame, *, top: int = 50
-) -> pd.DataFrame:
+def top_genre_counts(predictions: pd.DataFrame, genres: pd.DataFrame, *, top: int = 50) -> pd.DataFrame:
     """Count predominant genres among the top songs by each method and by the ground truth.
 
     Parameters
@@ -324,7 +336,12 @@ def genre_counts_figure(counts: pd.DataFrame) -> go.Figure:
     genre_order = list(truth["genre"]) + sorted(set(counts["genre"]) - set(truth["genre"]))
     sources = [TRUTH] + sorted(s for s in counts["source"].unique() if s != TRUTH)
     fig = px.bar(
-        counts, x="count", y="genre", facet_col="source", orientation="h", color="source",
+        counts,
+        x="count",
+        y="genre",
+        facet_col="source",
+        orientation="h",
+        color="source",
         category_orders={"genre": genre_order, "source": sources},
     )
     fig.update_layout(title="Predominant genre of the top songs (paper Fig. 4)", showlegend=False)
@@ -333,7 +350,11 @@ def genre_counts_figure(counts: pd.DataFrame) -> go.Figure:
 
 # --------------------------------------------------------------------------- predict
 def taggram_heatmap(
-    taggram: np.ndarray, tags: Sequence[str], *, seconds_per_row: float, offset: float = 0.0,
+    taggram: np.ndarray,
+    tags: Sequence[str],
+    *,
+    seconds_per_row: float,
+    offset: float = 0.0,
     top: int | None = None,
 ) -> go.Figure:
     """The tagger's activations over time.
@@ -354,18 +375,25 @@ def taggram_heatmap(
     """
     taggram = np.asarray(taggram, dtype=float)
     if taggram.ndim != 2 or taggram.shape[1] != len(tags):
-        raise InputError(
-            f"taggram must have shape (n_patches, {len(tags)}); got {taggram.shape}."
-        )
+        raise InputError(f"taggram must have shape (n_patches, {len(tags)}); got {taggram.shape}.")
     order = np.argsort(-taggram.mean(axis=0), kind="stable")[: top or len(tags)]
     times = offset + seconds_per_row * (np.arange(taggram.shape[0]) + 0.5)
-    fig = go.Figure(go.Heatmap(
-        z=taggram[:, order].T, x=times, y=[tags[i] for i in order], colorscale="Viridis", zmin=0.0, zmax=1.0,
-        colorbar={"title": "p"},
-    ))
+    fig = go.Figure(
+        go.Heatmap(
+            z=taggram[:, order].T,
+            x=times,
+            y=[tags[i] for i in order],
+            colorscale="Viridis",
+            zmin=0.0,
+            zmax=1.0,
+            colorbar={"title": "p"},
+        )
+    )
     title = "Taggram" if top is None or top >= len(tags) else f"Taggram: the {len(order)} strongest of {len(tags)} tags"
     fig.update_layout(
-        title=title, xaxis_title="time (s)", height=max(400, 18 * len(order)),
+        title=title,
+        xaxis_title="time (s)",
+        height=max(400, 18 * len(order)),
         yaxis={"autorange": "reversed", "dtick": 1},
     )
     return fig

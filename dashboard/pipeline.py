@@ -54,7 +54,7 @@ def _share(text: str) -> float:
     return value
 
 
-def add_run_parser(demo_sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
+def add_run_parser(demo_sub: argparse._SubParsersAction) -> None:
     """Add ``hitsong demo run`` to the ``demo`` group."""
     from hitsong.demo import DEFAULT_SEED, DEFAULT_SONGS_PER_SUBSET, DEFAULT_USERS
 
@@ -65,29 +65,64 @@ def add_run_parser(demo_sub: argparse._SubParsersAction) -> None:  # noqa: SLF00
         "profile) -> registry (best per subset becomes champion) -> MLflow server + dashboard. "
         "Re-running reuses what exists.",
     )
-    p.add_argument("--songs-per-subset", type=int, default=DEFAULT_SONGS_PER_SUBSET,
-                   help=f"demo songs per market when the demo is created (default {DEFAULT_SONGS_PER_SUBSET})")
-    p.add_argument("--users", type=int, default=DEFAULT_USERS, help=f"simulated users per market (default {DEFAULT_USERS})")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the demo and the split (default {DEFAULT_SEED})")
-    p.add_argument("--song-seconds", type=_seconds_range, default=None, metavar="MIN,MAX",
-                   help="range of demo song lengths in seconds when the demo is created, e.g. 40,70 for a "
-                   "quick try (default: the demo's own, minutes-long songs)")
-    p.add_argument("--short-share", type=_share, default=None,
-                   help="share of demo songs shorter than the models' 60-s window, when the demo is "
-                   "created (default: the demo's own)")
-    p.add_argument("--sample", type=float, default=0.9,
-                   help="share of each market's catalogue in the experiment sample, the top by playcount (default 0.9)")
+    p.add_argument(
+        "--songs-per-subset",
+        type=int,
+        default=DEFAULT_SONGS_PER_SUBSET,
+        help=f"demo songs per market when the demo is created (default {DEFAULT_SONGS_PER_SUBSET})",
+    )
+    p.add_argument(
+        "--users", type=int, default=DEFAULT_USERS, help=f"simulated users per market (default {DEFAULT_USERS})"
+    )
+    p.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"seed of the demo and the split (default {DEFAULT_SEED})"
+    )
+    p.add_argument(
+        "--song-seconds",
+        type=_seconds_range,
+        default=None,
+        metavar="MIN,MAX",
+        help="range of demo song lengths in seconds when the demo is created, e.g. 40,70 for a "
+        "quick try (default: the demo's own, minutes-long songs)",
+    )
+    p.add_argument(
+        "--short-share",
+        type=_share,
+        default=None,
+        help="share of demo songs shorter than the models' 60-s window, when the demo is "
+        "created (default: the demo's own)",
+    )
+    p.add_argument(
+        "--sample",
+        type=float,
+        default=0.9,
+        help="share of each market's catalogue in the experiment sample, the top by playcount (default 0.9)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="repetitions per method (default 3)")
-    p.add_argument("--workers", type=int, default=None, help="processes for synthesis and features (default: all cores)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="processes for synthesis and features (default: all cores)"
+    )
     p.add_argument("--retrain", action="store_true", help="train again even if the subsets were trained before")
     p.add_argument("--no-serve", action="store_true", help="stop after the registry step; do not start the dashboard")
-    p.add_argument("--host", default="127.0.0.1", help="interface for the MLflow server and dashboard (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=DEFAULT_DASHBOARD_PORT, help=f"dashboard port (default {DEFAULT_DASHBOARD_PORT})")
-    p.add_argument("--mlflow-port", type=int, default=DEFAULT_MLFLOW_PORT,
-                   help=f"MLflow server port (default {DEFAULT_MLFLOW_PORT})")
-    p.add_argument("--tracking-uri", default=None, metavar="URI",
-                   help="use the MLflow server already running at URI (e.g. a team server, "
-                   "\"$MLFLOW_TRACKING_URI\") instead of starting the local one")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="interface for the MLflow server and dashboard (default 127.0.0.1)"
+    )
+    p.add_argument(
+        "--port", type=int, default=DEFAULT_DASHBOARD_PORT, help=f"dashboard port (default {DEFAULT_DASHBOARD_PORT})"
+    )
+    p.add_argument(
+        "--mlflow-port",
+        type=int,
+        default=DEFAULT_MLFLOW_PORT,
+        help=f"MLflow server port (default {DEFAULT_MLFLOW_PORT})",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        metavar="URI",
+        help="use the MLflow server already running at URI (e.g. a team server, "
+        '"$MLFLOW_TRACKING_URI") instead of starting the local one',
+    )
     p.set_defaults(func=run)
 
 
@@ -139,14 +174,21 @@ def run(args: argparse.Namespace) -> int:
         log.info("reusing the demo label in %s", settings.demo_dir)
     else:
         sizes = {"song_seconds": args.song_seconds, "short_share": args.short_share}
-        init_demo(settings.demo_dir, songs_per_subset=args.songs_per_subset, users=args.users,
-                  seed=args.seed, workers=args.workers, **{k: v for k, v in sizes.items() if v is not None})
+        init_demo(
+            settings.demo_dir,
+            songs_per_subset=args.songs_per_subset,
+            users=args.users,
+            seed=args.seed,
+            workers=args.workers,
+            **{k: v for k, v in sizes.items() if v is not None},
+        )
     demo = settings.demo_dir
     log.info("demo data ready in %.0f s", time.monotonic() - t)
 
     t = _step("2/7 ingest")
-    report = ingest(settings.db_path, demo / "events.parquet", demo / "songs.csv",
-                              window_start=WINDOW_START, window_end=WINDOW_END)
+    report = ingest(
+        settings.db_path, demo / "events.parquet", demo / "songs.csv", window_start=WINDOW_START, window_end=WINDOW_END
+    )
     log.info("%s (%.0f s)", report, time.monotonic() - t)
 
     t = _step("3/7 sample and split")
@@ -165,8 +207,13 @@ def run(args: argparse.Namespace) -> int:
 
     t = _step("4/7 features (log-mel + tags)")
     features = build_features(settings.db_path, settings.store_dir, workers=args.workers)
-    log.info("features: %d computed, %d reused, %d failed (%.0f s)",
-             features.computed, features.skipped, features.failed, time.monotonic() - t)
+    log.info(
+        "features: %d computed, %d reused, %d failed (%.0f s)",
+        features.computed,
+        features.skipped,
+        features.failed,
+        time.monotonic() - t,
+    )
 
     t = _step("5/7 MLflow server")
     tracking_uri = _tracking_server(args, settings)
@@ -179,8 +226,14 @@ def run(args: argparse.Namespace) -> int:
             log.info("subset %s was trained before; reusing it (--retrain to train again)", subset)
             continue
         logger = MlflowRunLogger.for_subset(DATASET, subset, tracking_uri=tracking_uri)
-        result = train_from_store(settings.db_path, settings.store_dir, subset=subset, logger=logger,
-                                  train_config=train_config, out_dir=settings.runs_dir / subset)
+        result = train_from_store(
+            settings.db_path,
+            settings.store_dir,
+            subset=subset,
+            logger=logger,
+            train_config=train_config,
+            out_dir=settings.runs_dir / subset,
+        )
         log.info("subset %s:\n%s", subset, result.table.to_text())
     log.info("training done (%.0f s)", time.monotonic() - t)
 

@@ -50,13 +50,14 @@ def pick_experiment(experiments: pd.DataFrame) -> pd.Series:
     """A select box of experiments that remembers the choice across pages."""
     names = experiments["name"].tolist()
     remembered = st.session_state.get(_EXPERIMENT_KEY)
-    name = st.selectbox("Experiment (dataset / subset)", names,
-                        index=names.index(remembered) if remembered in names else 0)
+    name = st.selectbox(
+        "Experiment (dataset / subset)", names, index=names.index(remembered) if remembered in names else 0
+    )
     st.session_state[_EXPERIMENT_KEY] = name
     return experiments.set_index("name").loc[name]
 
 
-def choose_experiment(uri: str, *, spinner: str = "Reading experiments…") -> tuple[pd.Series, object]:
+def choose_experiment(uri: str, *, spinner: str = "Reading experiments…") -> tuple[pd.Series, tuple[int, int, int]]:
     """Read the experiments (cached), stop the page with a hint when there are none, pick one.
 
     Returns the chosen experiment row and the runs version (the cache key of later reads).

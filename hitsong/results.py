@@ -209,7 +209,7 @@ def table1(
         vals = point[m]
         std = vals.std(axis=0, ddof=1) if vals.shape[0] > 1 else np.zeros(len(METRIC_NAMES))
         for j, metric in enumerate(METRIC_NAMES):
-            row: dict[str, Any] = {
+            cells: dict[str, Any] = {
                 "method": m,
                 "label": (labels or {}).get(m, m),
                 "metric": metric,
@@ -224,14 +224,14 @@ def table1(
                 "p_value": math.nan,
             }
             if boot:
-                row["ci_low"], row["ci_high"] = (float(q) for q in np.quantile(boot[m][:, j], [alpha, 1 - alpha]))
+                cells["ci_low"], cells["ci_high"] = (float(q) for q in np.quantile(boot[m][:, j], [alpha, 1 - alpha]))
             if base is not None:
-                row["diff"] = float(means[m][j] - means[base][j])
+                cells["diff"] = float(means[m][j] - means[base][j])
                 if boot and m != base:
                     d = boot[m][:, j] - boot[base][:, j]
-                    row["diff_low"], row["diff_high"] = (float(q) for q in np.quantile(d, [alpha, 1 - alpha]))
-                    row["p_value"] = float(min(1.0, 2.0 * min(np.mean(d <= 0), np.mean(d >= 0))))
-            rows.append(row)
+                    cells["diff_low"], cells["diff_high"] = (float(q) for q in np.quantile(d, [alpha, 1 - alpha]))
+                    cells["p_value"] = float(min(1.0, 2.0 * min(np.mean(d <= 0), np.mean(d >= 0))))
+            rows.append(cells)
     return Table1(
         subset=subset,
         frame=pd.DataFrame(rows),

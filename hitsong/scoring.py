@@ -266,7 +266,8 @@ class SongScorer:
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            wave, wave16, _flags = decode_for_features(path, config=self.audio_config)
+            wave, wave16, _flags = decode_for_features(path, config=self.audio_config, tagger_sr=TAGGER_SR)
+        assert wave16 is not None  # asked for with tagger_sr
         t1 = time.perf_counter()
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(wave)).to(self.device)

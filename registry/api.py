@@ -107,7 +107,9 @@ class RegistryApi:
         return resp.json() if resp.content else {}
 
     # --- reads ------------------------------------------------------------------------------
-    def _get_or_none(self, endpoint: str, key: str, *, action: str, resource: str, **payload: Any) -> dict[str, Any] | None:
+    def _get_or_none(
+        self, endpoint: str, key: str, *, action: str, resource: str, **payload: Any
+    ) -> dict[str, Any] | None:
         """GET one entity; ``None`` when the server says it does not exist."""
         try:
             return self.call("GET", endpoint, action=action, resource=resource, **payload)[key]
@@ -121,7 +123,9 @@ class RegistryApi:
                                  experiment_name=name)  # fmt: skip
 
     def search_experiments(self) -> list[dict[str, Any]]:
-        return self.call("POST", "experiments/search", action="list experiments", max_results=1000).get("experiments", [])
+        return self.call("POST", "experiments/search", action="list experiments", max_results=1000).get(
+            "experiments", []
+        )
 
     def search_runs(self, experiment_id: str, filter_string: str = "") -> list[dict[str, Any]]:
         runs: list[dict[str, Any]] = []
@@ -130,7 +134,9 @@ class RegistryApi:
             payload: dict[str, Any] = {"experiment_ids": [experiment_id], "filter": filter_string, "max_results": 1000}
             if token:
                 payload["page_token"] = token
-            body = self.call("POST", "runs/search", action="search runs in experiment", resource=experiment_id, **payload)
+            body = self.call(
+                "POST", "runs/search", action="search runs in experiment", resource=experiment_id, **payload
+            )
             runs.extend(body.get("runs", []))
             token = body.get("next_page_token")
             if not token:

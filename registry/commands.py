@@ -22,13 +22,17 @@ from registry.train_command import register as register_train
 log = logging.getLogger(__name__)
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
+def register(sub: argparse._SubParsersAction) -> None:
     """Register the MLflow sub-commands."""
     p = sub.add_parser("server", help="start (or stop) the local MLflow tracking server")
     p.add_argument("--port", type=int, default=DEFAULT_MLFLOW_PORT, help=f"TCP port (default {DEFAULT_MLFLOW_PORT})")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
-    p.add_argument("--backend-store-uri", default=None, help="SQL store URI (default: SQLite under HITSONG_HOME/mlflow)")
-    p.add_argument("--mlflow-dir", type=Path, default=None, help="artifacts, log and pid file (default HITSONG_HOME/mlflow)")
+    p.add_argument(
+        "--backend-store-uri", default=None, help="SQL store URI (default: SQLite under HITSONG_HOME/mlflow)"
+    )
+    p.add_argument(
+        "--mlflow-dir", type=Path, default=None, help="artifacts, log and pid file (default HITSONG_HOME/mlflow)"
+    )
     p.add_argument("--auth", action="store_true", help="run MLflow's basic-auth app (needs MLFLOW_AUTH_ADMIN_PASSWORD)")
     p.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
     p.add_argument("--stop", action="store_true", help="stop the server recorded in the mlflow dir")
@@ -41,11 +45,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
 
     p = sub.add_parser("register", help="register a subset's best method (chosen on validation) as a new model version")
     p.add_argument("--subset", required=True, help="subset whose experiment to search")
-    p.add_argument("--metric", default=DEFAULT_SELECTION_METRIC, choices=METRIC_NAMES,
-                   help="VALIDATION metric that ranks the methods and picks the repetition (default "
-                   f"{DEFAULT_SELECTION_METRIC}: validation Spearman rho); the test split never chooses, its "
-                   "figures are recorded as held-out")
-    p.add_argument("--rank", type=int, default=1, help="1 registers the best method on validation, 2 the runner-up (default 1)")
+    p.add_argument(
+        "--metric",
+        default=DEFAULT_SELECTION_METRIC,
+        choices=METRIC_NAMES,
+        help="VALIDATION metric that ranks the methods and picks the repetition (default "
+        f"{DEFAULT_SELECTION_METRIC}: validation Spearman rho); the test split never chooses, its "
+        "figures are recorded as held-out",
+    )
+    p.add_argument(
+        "--rank", type=int, default=1, help="1 registers the best method on validation, 2 the runner-up (default 1)"
+    )
     p.add_argument("--experiment", default=None, help="experiment name (default: the one tagged with the subset)")
     p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
     p.set_defaults(func=run_register)
@@ -132,8 +142,9 @@ def _fail_orphans(uri: str, *, auth: bool) -> None:
 def run_register(args: argparse.Namespace) -> int:
     from registry.models import register as register_best
 
-    result = register_best(args.subset, metric=args.metric, rank=args.rank - 1, experiment=args.experiment,
-                           tracking_uri=args.tracking_uri)
+    result = register_best(
+        args.subset, metric=args.metric, rank=args.rank - 1, experiment=args.experiment, tracking_uri=args.tracking_uri
+    )
     print(json.dumps(result))
     return 0
 
@@ -157,8 +168,10 @@ def run_models(args: argparse.Namespace) -> int:
     if not rows:
         log.info("no registered hitsong models yet; `hitsong register --subset S` creates one")
         return 0
-    metrics = [runlayout.split_metric(runlayout.VAL, "spearman_rho"),
-               *(runlayout.split_metric(runlayout.TEST, m) for m in METRIC_NAMES)]
+    metrics = [
+        runlayout.split_metric(runlayout.VAL, "spearman_rho"),
+        *(runlayout.split_metric(runlayout.TEST, m) for m in METRIC_NAMES),
+    ]
     header = ["model", "version", "aliases", "method", *metrics, "created"]
     table = [header]
     for r in rows:
@@ -166,9 +179,9 @@ def run_models(args: argparse.Namespace) -> int:
             [r["model"], r["version"], ",".join(r["aliases"]), r["method"],
              *(f"{r['metrics'][m]:.3f}" if m in r["metrics"] else "" for m in metrics), r["created"]]
         )  # fmt: skip
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for line in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
     return 0
 
 
@@ -227,4 +240,3 @@ def run_predict(args: argparse.Namespace) -> int:
         print(json.dumps(line))
     sys.stdout.flush()
     return 1 if failed else 0
-

@@ -89,7 +89,9 @@ def _find_experiment(api: RegistryApi, subset: str, experiment: str | None) -> d
     if experiment:
         found = api.get_experiment_by_name(experiment)
         if found is None:
-            raise RegistryError(f"experiment {experiment!r} does not exist on {api.uri}; train first or check --experiment")
+            raise RegistryError(
+                f"experiment {experiment!r} does not exist on {api.uri}; train first or check --experiment"
+            )
         return found
     matches = [e for e in api.search_experiments() if _tags(e).get(runlayout.EXPERIMENT_TAG_SUBSET) == subset]
     if not matches:
@@ -122,19 +124,32 @@ def rank_candidates(
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for run in api.search_runs(exp["experiment_id"]):
         tags = _run_tags(run)
-        if (tags.get(runlayout.TAG_KIND) == runlayout.REPETITION and run["info"].get("status") == "FINISHED"
-                and key in _run_metrics(run) and api.logged_model_id(run) is not None):
+        if (
+            tags.get(runlayout.TAG_KIND) == runlayout.REPETITION
+            and run["info"].get("status") == "FINISHED"
+            and key in _run_metrics(run)
+            and api.logged_model_id(run) is not None
+        ):
             groups[tags[runlayout.TAG_METHOD]].append(run)
     out = []
     for method, reps in groups.items():
         mean = statistics.fmean(_run_metrics(r)[key] for r in reps)
         best = max(reps, key=lambda r: (_run_metrics(r)[key], -_run_metrics(r).get("best_val_loss", math.inf)))
         tags = _run_tags(best)
-        out.append(Candidate(
-            run_id=best["info"]["run_id"], parent_run_id=tags.get(PARENT_TAG, ""), method=method, metric=key,
-            value=_run_metrics(best)[key], method_mean=mean, metrics=_run_metrics(best), tags=tags,
-            model_id=api.logged_model_id(best), experiment_id=exp["experiment_id"],
-        ))
+        out.append(
+            Candidate(
+                run_id=best["info"]["run_id"],
+                parent_run_id=tags.get(PARENT_TAG, ""),
+                method=method,
+                metric=key,
+                value=_run_metrics(best)[key],
+                method_mean=mean,
+                metrics=_run_metrics(best),
+                tags=tags,
+                model_id=api.logged_model_id(best),
+                experiment_id=exp["experiment_id"],
+            )
+        )
     if not out:
         raise RegistryError(
             f"experiment {exp['name']!r} has no finished repetition run with {key!r} and a logged model; "
@@ -198,14 +213,28 @@ def register(
             tags[f"{METRIC_TAG_PREFIX}{key}"] = f"{value:.6g}"
     source = f"models:/{cand.model_id}" if cand.model_id else f"runs:/{cand.run_id}/model"
     version = api.create_version(name, source=source, run_id=cand.run_id, model_id=cand.model_id, tags=tags)
-    log.info("registered %s version %s: method %s (validation rank %d), run %s, %s=%.4f",
-             name, version, cand.method, rank + 1, cand.run_id, cand.metric, cand.value)
-    return {"model": name, "version": version, "run_id": cand.run_id, "method": cand.method, "metric": cand.metric,
-            "value": cand.value}
+    log.info(
+        "registered %s version %s: method %s (validation rank %d), run %s, %s=%.4f",
+        name,
+        version,
+        cand.method,
+        rank + 1,
+        cand.run_id,
+        cand.metric,
+        cand.value,
+    )
+    return {
+        "model": name,
+        "version": version,
+        "run_id": cand.run_id,
+        "method": cand.method,
+        "metric": cand.metric,
+        "value": cand.value,
+    }
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
 
 
 def promote(
@@ -294,7 +323,9 @@ def list_versions(
     if model:
         registered = api.get_model(model)
         if registered is None:
-            raise RegistryError(f"registered model {model!r} does not exist on {api.uri}; `hitsong register` creates it")
+            raise RegistryError(
+                f"registered model {model!r} does not exist on {api.uri}; `hitsong register` creates it"
+            )
         models = [registered]
     else:
         models = [m for m in api.search_models() if m["name"].startswith(MODEL_PREFIX)]
@@ -306,15 +337,18 @@ def list_versions(
         versions = sorted(api.search_versions(reg["name"]), key=lambda v: int(v["version"]), reverse=True)
         for v in versions:
             tags = _tags(v)
-            created = dt.datetime.fromtimestamp(int(v.get("creation_timestamp", 0)) / 1000, tz=dt.timezone.utc)
+            created = dt.datetime.fromtimestamp(int(v.get("creation_timestamp", 0)) / 1000, tz=dt.UTC)
             out.append(
                 {
                     "model": reg["name"],
                     "version": str(v["version"]),
                     "aliases": sorted(aliases.get(str(v["version"]), [])),
                     "method": tags.get(f"{TAG_PREFIX}method", ""),
-                    "metrics": {k.removeprefix(METRIC_TAG_PREFIX): float(val) for k, val in tags.items()
-                                if k.startswith(METRIC_TAG_PREFIX)},
+                    "metrics": {
+                        k.removeprefix(METRIC_TAG_PREFIX): float(val)
+                        for k, val in tags.items()
+                        if k.startswith(METRIC_TAG_PREFIX)
+                    },
                     "run_id": v.get("run_id", ""),
                     "created": created.replace(microsecond=0).isoformat(),
                     "tags": tags,

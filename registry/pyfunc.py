@@ -25,6 +25,7 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from hitsong.errors import InputError, ModelError
 
@@ -118,7 +119,7 @@ def results_frame(results: list[dict[str, Any]], *, include_tags: bool) -> pd.Da
     return pd.DataFrame(rows, columns=list(OUTPUT_COLUMNS))
 
 
-class HitsongAudioModel(mlflow.pyfunc.PythonModel):
+class HitsongAudioModel(PythonModel):
     """Pyfunc around ``SongScorer``: audio in, hit score, percentile and tags out."""
 
     def load_context(self, context) -> None:
@@ -129,7 +130,9 @@ class HitsongAudioModel(mlflow.pyfunc.PythonModel):
         warm_up = str(config.get("warm_up", "true")).lower() in ("true", "1", "yes")
         bundle = context.artifacts.get("bundle")
         if not bundle:
-            raise ModelError("the logged model has no 'bundle' artifact; re-log it with registry.pyfunc.log_bundle_model")
+            raise ModelError(
+                "the logged model has no 'bundle' artifact; re-log it with registry.pyfunc.log_bundle_model"
+            )
         self.bundle_dir = Path(bundle)
         self.tagger_weights = context.artifacts.get("tagger")
         self.scorer = SongScorer.from_bundle(
@@ -159,7 +162,9 @@ def log_bundle_model(bundle_dir: Path, *, run_id: str, tracking_uri: str) -> str
     bundle_dir = Path(bundle_dir)
     meta_path = bundle_dir / "bundle.json"
     if not meta_path.is_file():
-        raise ModelError(f"{bundle_dir} is not a model bundle (no bundle.json); write it with hitsong.bundle.save_bundle")
+        raise ModelError(
+            f"{bundle_dir} is not a model bundle (no bundle.json); write it with hitsong.bundle.save_bundle"
+        )
     tagger = _json.loads(meta_path.read_text()).get("tagger") or DEFAULT_TAGGER
     tagger_weights = WEIGHTS_DIR / f"{tagger}.safetensors"
     if not tagger_weights.is_file():

@@ -171,8 +171,9 @@ def run_details(uri: str, run_ids: Sequence[str]) -> list[dict[str, Any]]:
     out = []
     for run_id in run_ids:
         r = _call(uri, f"read run {run_id}", client.get_run, run_id)
-        out.append({"name": r.info.run_name, "run_id": run_id, "params": dict(r.data.params),
-                    "metrics": dict(r.data.metrics)})
+        out.append(
+            {"name": r.info.run_name, "run_id": run_id, "params": dict(r.data.params), "metrics": dict(r.data.metrics)}
+        )
     return out
 
 

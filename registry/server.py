@@ -275,8 +275,7 @@ def start_server(config: ServerConfig, *, reuse: bool = True, extra_env: Mapping
         return info
     if _port_in_use(config.host, config.port):
         raise RegistryError(
-            f"port {config.port} on {config.host} is already in use by another process; "
-            "stop it or pass another --port"
+            f"port {config.port} on {config.host} is already in use by another process; stop it or pass another --port"
         )
     env = _server_env(config, extra_env)
     log_path = mlflow_dir / LOG_FILE

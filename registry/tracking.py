@@ -279,7 +279,7 @@ class MlflowRunLogger:
             try:
                 self.client.set_tag(handle.run_id, TAG_END_REASON, reason)
                 self.client.set_terminated(handle.run_id, status="KILLED")
-            except Exception as exc:  # noqa: BLE001 - best effort while shutting down
+            except Exception as exc:
                 log.warning("could not mark run %s KILLED: %s", handle.run_id, exc)
         self._open.clear()
         self._restore_sigterm()

@@ -89,10 +89,18 @@ def make_library(folder: Path, specs: list[tuple[str, str, float, int, int]]) ->
             path = folder / f"{song_id}.mp3"
             path.write_text("not audio at all\n" * 50)
         else:
-            path = write_audio(folder / f"{song_id}{suffix}", song(seconds=seconds, sr=sr, seed=i, channels=channels), sr)
+            path = write_audio(
+                folder / f"{song_id}{suffix}", song(seconds=seconds, sr=sr, seed=i, channels=channels), sr
+            )
         rows.append(
-            {"song_id": song_id, "title": f"Song {i}", "artist": f"Artist {i % 2}", "subset": "western",
-             "release_date": f"2016-0{1 + i % 9}-15", "audio_path": path.name}
+            {
+                "song_id": song_id,
+                "title": f"Song {i}",
+                "artist": f"Artist {i % 2}",
+                "subset": "western",
+                "release_date": f"2016-0{1 + i % 9}-15",
+                "audio_path": path.name,
+            }
         )
     return pd.DataFrame(rows)
 

@@ -26,8 +26,16 @@ N_TAGS = 50
 
 
 def seed_runs(
-    uri: str, *, dataset: str = "test", subset: str = "western", methods=("m1", "m2"), repeats: int = 2,
-    song_ids: list[str], truth: np.ndarray, seed: int = 0, summary: bool = True,
+    uri: str,
+    *,
+    dataset: str = "test",
+    subset: str = "western",
+    methods=("m1", "m2"),
+    repeats: int = 2,
+    song_ids: list[str],
+    truth: np.ndarray,
+    seed: int = 0,
+    summary: bool = True,
 ) -> dict[str, dict[str, float]]:
     """Log runs the way ``hitsong.training`` does; return each child's final metrics by run name.
 
@@ -43,32 +51,51 @@ def seed_runs(
     finals: dict[str, dict[str, float]] = {}
     predictions: dict[str, np.ndarray] = {}
     for method in methods:
-        parent = logger.start_run(runlayout.method_run_name(method, METHODS[method].label),
-                                  tags={runlayout.TAG_KIND: runlayout.METHOD, runlayout.TAG_METHOD: method})
+        parent = logger.start_run(
+            runlayout.method_run_name(method, METHODS[method].label),
+            tags={runlayout.TAG_KIND: runlayout.METHOD, runlayout.TAG_METHOD: method},
+        )
         logger.log_params(parent, {"method": method, "training.epochs": 3})
         per_rep, preds = [], []
         for rep in range(repeats):
-            child = logger.start_run(runlayout.repetition_run_name(method, rep), parent=parent,
-                                     tags={runlayout.TAG_KIND: runlayout.REPETITION, runlayout.TAG_METHOD: method,
-                                           runlayout.TAG_REPETITION: str(rep)})
+            child = logger.start_run(
+                runlayout.repetition_run_name(method, rep),
+                parent=parent,
+                tags={
+                    runlayout.TAG_KIND: runlayout.REPETITION,
+                    runlayout.TAG_METHOD: method,
+                    runlayout.TAG_REPETITION: str(rep),
+                },
+            )
             logger.log_params(child, {"method": method, "seed": rep, "training.epochs": 3})
             for epoch in range(3):
-                logger.log_metrics(child, {"train_loss": 1.0 / (epoch + 1), "val_loss": 1.2 / (epoch + 1) + 0.1 * rep},
-                                   step=epoch)
+                logger.log_metrics(
+                    child, {"train_loss": 1.0 / (epoch + 1), "val_loss": 1.2 / (epoch + 1) + 0.1 * rep}, step=epoch
+                )
             noise = 0.0 if method == "m2" else 3.0 * float(np.std(truth))
             predicted = truth + rng.normal(0.0, noise, size=truth.shape)
             metrics = evaluate(truth, predicted)
-            logger.log_metrics(child, {runlayout.split_metric(split, k): v for k, v in metrics.items()
-                                       for split in (runlayout.VAL, runlayout.TEST)})
-            logger.log_table(child, runlayout.PREDICTIONS,
-                             pd.DataFrame({"song_id": song_ids, "true": truth, "predicted": predicted}))
+            logger.log_metrics(
+                child,
+                {
+                    runlayout.split_metric(split, k): v
+                    for k, v in metrics.items()
+                    for split in (runlayout.VAL, runlayout.TEST)
+                },
+            )
+            logger.log_table(
+                child, runlayout.PREDICTIONS, pd.DataFrame({"song_id": song_ids, "true": truth, "predicted": predicted})
+            )
             logger.end_run(child)
             finals[f"{method} rep {rep}"] = metrics
             per_rep.append(metrics)
             preds.append(predicted)
         frame = pd.DataFrame(per_rep)
-        logger.log_metrics(parent, {runlayout.method_metric(runlayout.TEST, k): float(frame[k].mean()) for k in frame}
-                           | {runlayout.method_metric(runlayout.TEST, k, "std"): float(frame[k].std(ddof=1)) for k in frame})
+        logger.log_metrics(
+            parent,
+            {runlayout.method_metric(runlayout.TEST, k): float(frame[k].mean()) for k in frame}
+            | {runlayout.method_metric(runlayout.TEST, k, "std"): float(frame[k].std(ddof=1)) for k in frame},
+        )
         logger.end_run(parent)
         predictions[method] = np.stack(preds)
     if summary:
@@ -91,11 +118,16 @@ def seed_store(home, *, n_songs: int = 60, per_subset: int = 40, seed: int = 0) 
     ids = [f"s{i:03d}" for i in range(n_songs)]
     months = np.arange(n_songs) % 18 - 6  # released from six months before to a year after the start
     release = [pd.Timestamp("2016-01-15") + pd.DateOffset(months=int(m)) for m in months]
-    pd.DataFrame({
-        "song_id": ids, "title": [f"Song {i}" for i in ids], "artist": [f"Artist {i % 7}" for i in range(n_songs)],
-        "subset": "western", "release_date": [d.date().isoformat() for d in release],
-        "audio_path": [f"audio/{i}.wav" for i in ids],
-    }).to_csv(home / "songs.csv", index=False)
+    pd.DataFrame(
+        {
+            "song_id": ids,
+            "title": [f"Song {i}" for i in ids],
+            "artist": [f"Artist {i % 7}" for i in range(n_songs)],
+            "subset": "western",
+            "release_date": [d.date().isoformat() for d in release],
+            "audio_path": [f"audio/{i}.wav" for i in ids],
+        }
+    ).to_csv(home / "songs.csv", index=False)
     rows = []
     for i, song in enumerate(ids):
         for user in range(1 + (n_songs - i) // 4):
@@ -107,16 +139,29 @@ def seed_store(home, *, n_songs: int = 60, per_subset: int = 40, seed: int = 0) 
     genres = list(GENRE_TAGS)[:3]
     with connect(db) as con:
         featureindex.ensure_schema(con)
-        featureindex.commit_batch(con, computed=[], failures=[], tags=[
-            featureindex.TagRow(song, "western", "MTT_musicnn", tuple([0.1] * N_TAGS), genres[i % 3])
-            for i, song in enumerate(ids)
-        ])
+        featureindex.commit_batch(
+            con,
+            computed=[],
+            failures=[],
+            tags=[
+                featureindex.TagRow(song, "western", "MTT_musicnn", tuple([0.1] * N_TAGS), genres[i % 3])
+                for i, song in enumerate(ids)
+            ],
+        )
     test = split_frame(db, "western", "test")
     return test["song_id"].tolist()
 
 
-def log_champion(uri: str, bundle_root, *, dataset: str = "champion", subset: str = "western", method: str = "m6",
-                 username: str | None = None, password: str | None = None) -> dict:
+def log_champion(
+    uri: str,
+    bundle_root,
+    *,
+    dataset: str = "champion",
+    subset: str = "western",
+    method: str = "m6",
+    username: str | None = None,
+    password: str | None = None,
+) -> dict:
     """Train nothing: save a tiny ``method`` model as a bundle, log it as a child run with metrics,
     register it as ``hitsong-<subset>`` and promote it to champion. Returns the registration."""
     import torch
@@ -130,19 +175,40 @@ def log_champion(uri: str, bundle_root, *, dataset: str = "champion", subset: st
     torch.manual_seed(0)
     config = ModelConfig.tiny(n_mels=128, n_tags=N_TAGS)
     bundle = save_bundle(
-        bundle_root / f"{method}-bundle", build_model(method, config), method=method, model_config=config,
-        target_mean=20.0, target_std=5.0, catalog=np.linspace(5.0, 35.0, 101), subset=subset, tagger=DEFAULT_TAGGER,
+        bundle_root / f"{method}-bundle",
+        build_model(method, config),
+        method=method,
+        model_config=config,
+        target_mean=20.0,
+        target_std=5.0,
+        catalog=np.linspace(5.0, 35.0, 101),
+        subset=subset,
+        tagger=DEFAULT_TAGGER,
     )
     logger = MlflowRunLogger.for_subset(dataset, subset, tracking_uri=uri)
-    parent = logger.start_run(runlayout.method_run_name(method, METHODS[method].label),
-                              tags={runlayout.TAG_KIND: runlayout.METHOD, runlayout.TAG_METHOD: method})
-    child = logger.start_run(runlayout.repetition_run_name(method, 0), parent=parent,
-                             tags={runlayout.TAG_KIND: runlayout.REPETITION, runlayout.TAG_METHOD: method,
-                                   runlayout.TAG_REPETITION: "0"})
+    parent = logger.start_run(
+        runlayout.method_run_name(method, METHODS[method].label),
+        tags={runlayout.TAG_KIND: runlayout.METHOD, runlayout.TAG_METHOD: method},
+    )
+    child = logger.start_run(
+        runlayout.repetition_run_name(method, 0),
+        parent=parent,
+        tags={runlayout.TAG_KIND: runlayout.REPETITION, runlayout.TAG_METHOD: method, runlayout.TAG_REPETITION: "0"},
+    )
     logger.log_params(child, {"method": method, "seed": 0})
-    logger.log_metrics(child, {"test_recall_at_k": 0.5, "test_ndcg_at_k": 0.5, "test_kendall_tau": 0.3,
-                               "test_spearman_rho": 0.4, "val_recall_at_k": 0.4, "val_ndcg_at_k": 0.45,
-                               "val_kendall_tau": 0.25, "val_spearman_rho": 0.35})
+    logger.log_metrics(
+        child,
+        {
+            "test_recall_at_k": 0.5,
+            "test_ndcg_at_k": 0.5,
+            "test_kendall_tau": 0.3,
+            "test_spearman_rho": 0.4,
+            "val_recall_at_k": 0.4,
+            "val_ndcg_at_k": 0.45,
+            "val_kendall_tau": 0.25,
+            "val_spearman_rho": 0.35,
+        },
+    )
     # registry.pyfunc.log_bundle_model logs the LoggedModel into MLflow's *active* experiment
     # (Default unless set), where registry.models.register does not look: point it at ours.
     import mlflow

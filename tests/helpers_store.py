@@ -39,8 +39,9 @@ EXPECTED = {
 def write_songs(folder: Path, rows=SONGS, name: str = "songs.csv") -> Path:
     """The catalogue as CSV (the expected-quarter columns are left out)."""
     path = folder / name
-    frame = pd.DataFrame([r[:6] for r in rows],
-                         columns=["song_id", "title", "artist", "subset", "release_date", "audio_path"])
+    frame = pd.DataFrame(
+        [r[:6] for r in rows], columns=["song_id", "title", "artist", "subset", "release_date", "audio_path"]
+    )
     frame.to_csv(path, index=False)
     return path
 
@@ -71,8 +72,15 @@ def write_plays(folder: Path, rows=EVENTS, name: str = "plays.csv", start: date 
     return path
 
 
-def random_dataset(folder: Path, rng: np.random.Generator, *, subsets=("m", "w", "k"), per_subset: int = 50,
-                   users: int = 40, rows: int = 3000) -> tuple[Path, Path, pd.DataFrame]:
+def random_dataset(
+    folder: Path,
+    rng: np.random.Generator,
+    *,
+    subsets=("m", "w", "k"),
+    per_subset: int = 50,
+    users: int = 40,
+    rows: int = 3000,
+) -> tuple[Path, Path, pd.DataFrame]:
     """A random catalogue with heavy-tailed plays; returns (songs, events, events frame)."""
     songs = []
     for s in subsets:
@@ -83,8 +91,11 @@ def random_dataset(folder: Path, rng: np.random.Generator, *, subsets=("m", "w",
     pop = rng.pareto(1.2, size=ids.size) + 0.01
     song = rng.choice(ids, size=rows, p=pop / pop.sum())
     user = np.array([f"u{u}" for u in rng.integers(0, users, size=rows)])
-    frame = (pd.DataFrame({"user_id": user, "song_id": song, "play_count": rng.integers(1, 6, size=rows)})
-             .groupby(["user_id", "song_id"], as_index=False)["play_count"].sum())
+    frame = (
+        pd.DataFrame({"user_id": user, "song_id": song, "play_count": rng.integers(1, 6, size=rows)})
+        .groupby(["user_id", "song_id"], as_index=False)["play_count"]
+        .sum()
+    )
     return write_songs(folder, songs), write_events(folder, list(frame.itertuples(index=False)), "ev.parquet"), frame
 
 
@@ -94,8 +105,12 @@ def snapshot(db: Path) -> dict[str, list[tuple]] | None:
         return None
     con = duckdb.connect(str(db), read_only=True)
     try:
-        names = [r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1").fetchall()]
+        names = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1"
+            ).fetchall()
+        ]
         return {n: sorted(con.execute(f'SELECT * FROM "{n}"').fetchall(), key=repr) for n in names}
     finally:
         con.close()

@@ -32,7 +32,9 @@ CHART = "[data-testid='stPlotlyChart']"
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium (`make deps-browser`)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium (`make deps-browser`)"
+    ),
 ]
 
 
@@ -52,7 +54,10 @@ def stack(tmp_path_factory):
         with log_path.open("wb") as log_fh:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "hitsong", "dashboard", "--port", str(port), "--max-upload-mb", "50"],
-                env=env, stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True,
+                env=env,
+                stdout=log_fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -101,7 +106,9 @@ def _shot(page, name: str) -> Path:
 
 
 def _no_traceback(page) -> None:
-    assert page.locator("[data-testid='stException']").count() == 0, page.locator("[data-testid='stException']").first.inner_text()
+    assert page.locator("[data-testid='stException']").count() == 0, page.locator(
+        "[data-testid='stException']"
+    ).first.inner_text()
 
 
 def test_every_page_in_chromium_and_scoring_an_uploaded_mp3(stack, browser, tmp_path):
@@ -149,7 +156,13 @@ def test_every_page_in_chromium_and_scoring_an_uploaded_mp3(stack, browser, tmp_
     _shot(page, "4-predict")
     values = page.get_by_test_id("stMetricValue").all_inner_texts()  # per card: score, percentile, scored in
     scoring = {label: float(values[3 * i + 2].removesuffix(" s")) for i, label in enumerate(("cold", "warm"))}
-    record = {"seconds_to_score_on_screen": timings, "seconds_in_scorer": scoring, "file": "4-minute 44.1 kHz stereo MP3", "device": "cpu",
-              "method": "m6 (tiny config)", "load_average": os.getloadavg()}
+    record = {
+        "seconds_to_score_on_screen": timings,
+        "seconds_in_scorer": scoring,
+        "file": "4-minute 44.1 kHz stereo MP3",
+        "device": "cpu",
+        "method": "m6 (tiny config)",
+        "load_average": os.getloadavg(),
+    }
     (ARTIFACTS / "predict_timing.json").write_text(json.dumps(record, indent=1))
     assert set(timings) == {"cold", "warm"}

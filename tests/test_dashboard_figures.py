@@ -59,8 +59,9 @@ def test_repetition_spread_has_a_box_per_method_with_every_point():
 
 
 def test_learning_curves_one_line_per_key():
-    history = pd.DataFrame({"key": ["train_loss"] * 3 + ["val_loss"] * 3, "step": [0, 1, 2] * 2,
-                            "value": [1.0, 0.5, 0.2, 1.1, 0.8, 0.7]})
+    history = pd.DataFrame(
+        {"key": ["train_loss"] * 3 + ["val_loss"] * 3, "step": [0, 1, 2] * 2, "value": [1.0, 0.5, 0.2, 1.1, 0.8, 0.7]}
+    )
     fig = figures.learning_curves(history)
     assert sorted(t.name for t in fig.data) == ["train_loss", "val_loss"]
     val = next(t for t in fig.data if t.name == "val_loss")
@@ -70,8 +71,16 @@ def test_learning_curves_one_line_per_key():
 
 def test_run_comparison_marks_differing_rows():
     runs = [
-        {"name": "m2-rep0", "params": {"lr": "0.005", "seed": "0"}, "metrics": {"test_ndcg_at_k": 0.3, "val_ndcg_at_k": 0.4}},
-        {"name": "m2-rep1", "params": {"lr": "0.005", "seed": "1"}, "metrics": {"test_ndcg_at_k": 0.2, "val_ndcg_at_k": 0.4}},
+        {
+            "name": "m2-rep0",
+            "params": {"lr": "0.005", "seed": "0"},
+            "metrics": {"test_ndcg_at_k": 0.3, "val_ndcg_at_k": 0.4},
+        },
+        {
+            "name": "m2-rep1",
+            "params": {"lr": "0.005", "seed": "1"},
+            "metrics": {"test_ndcg_at_k": 0.2, "val_ndcg_at_k": 0.4},
+        },
     ]
     table = figures.run_comparison_table(runs)
     assert list(table.columns) == ["m2-rep0", "m2-rep1", "differs"]
@@ -83,13 +92,15 @@ def test_run_comparison_marks_differing_rows():
 
 
 def test_quarter_figure_log_axis_and_quarter_order():
-    frame = pd.DataFrame({
-        "subset": ["western"] * 4,
-        "release_quarter": ["Q1", "-Q1", "Q1", "-Q1"],
-        "quarter_index": [1, -1, 1, -1],
-        "scope": ["whole", "whole", "sampled", "sampled"],
-        "mean_playcount": [10.0, 100.0, 50.0, 500.0],
-    })
+    frame = pd.DataFrame(
+        {
+            "subset": ["western"] * 4,
+            "release_quarter": ["Q1", "-Q1", "Q1", "-Q1"],
+            "quarter_index": [1, -1, 1, -1],
+            "scope": ["whole", "whole", "sampled", "sampled"],
+            "mean_playcount": [10.0, 100.0, 50.0, 500.0],
+        }
+    )
     fig = figures.quarter_playcount_figure(frame)
     assert fig.layout.yaxis.type == "log"
     assert {t.name for t in fig.data} == {"whole", "sampled"}
@@ -105,18 +116,26 @@ def test_hit_score_histogram_is_density_per_scope():
 
 
 def test_top_genre_counts_against_a_hand_counted_case():
-    predictions = pd.DataFrame({
-        "method": ["m1"] * 4 + ["m2"] * 4,
-        "song_id": list("abcd") * 2,
-        "true": [4.0, 3.0, 2.0, 1.0] * 2,
-        "predicted": [1.0, 2.0, 3.0, 4.0, 4.0, 3.0, 1.0, 2.0],
-    })
+    predictions = pd.DataFrame(
+        {
+            "method": ["m1"] * 4 + ["m2"] * 4,
+            "song_id": list("abcd") * 2,
+            "true": [4.0, 3.0, 2.0, 1.0] * 2,
+            "predicted": [1.0, 2.0, 3.0, 4.0, 4.0, 3.0, 1.0, 2.0],
+        }
+    )
     genres = pd.DataFrame({"song_id": list("abc"), "genre": ["pop", "rock", "pop"]})
     counts = figures.top_genre_counts(predictions, genres, top=2)
     got = {(r.source, r.genre): r.count for r in counts.itertuples()}
     # m1's top 2 by prediction: d (no genre), c (pop); m2's: a (pop), b (rock); truth: a, b
-    assert got == {("m1", "unknown"): 1, ("m1", "pop"): 1, ("m2", "pop"): 1, ("m2", "rock"): 1,
-                   (figures.TRUTH, "pop"): 1, (figures.TRUTH, "rock"): 1}
+    assert got == {
+        ("m1", "unknown"): 1,
+        ("m1", "pop"): 1,
+        ("m2", "pop"): 1,
+        ("m2", "rock"): 1,
+        (figures.TRUTH, "pop"): 1,
+        (figures.TRUTH, "rock"): 1,
+    }
     assert set(counts["n"]) == {2}
     fig = figures.genre_counts_figure(counts)
     assert fig.layout.annotations[0].text in {figures.TRUTH, "m1", "m2"}
@@ -141,11 +160,18 @@ def test_taggram_and_score_over_time_axes():
 
 
 def test_paired_test_frame_marks_intervals_that_exclude_zero():
-    summary = pd.DataFrame({
-        "method": ["m1", "m2", "m3"], "metric": ["ndcg_at_k"] * 3, "mean": [0.2, 0.3, 0.21], "std": [0.0] * 3,
-        "diff": [0.0, 0.1, 0.01], "diff_low": [np.nan, 0.05, -0.02], "diff_high": [np.nan, 0.15, 0.04],
-        "p_value": [np.nan, 0.004, 0.6],
-    })
+    summary = pd.DataFrame(
+        {
+            "method": ["m1", "m2", "m3"],
+            "metric": ["ndcg_at_k"] * 3,
+            "mean": [0.2, 0.3, 0.21],
+            "std": [0.0] * 3,
+            "diff": [0.0, 0.1, 0.01],
+            "diff_low": [np.nan, 0.05, -0.02],
+            "diff_high": [np.nan, 0.15, 0.04],
+            "p_value": [np.nan, 0.004, 0.6],
+        }
+    )
     table = figures.paired_test_frame(summary)
     assert list(table.index) == ["m2", "m3"]  # the baseline has no interval
     assert table.at["m2", "nDCG@k"] == "+0.100 [+0.050, +0.150] p=0.004 *"

@@ -31,8 +31,14 @@ def server(tmp_path_factory):
         song_ids, truth = test["song_id"].tolist(), test["hit_score"].to_numpy()
         finals = seed_runs(srv.uri, song_ids=song_ids, truth=truth)
         champion = log_champion(srv.uri, tmp_path_factory.mktemp("bundles"))
-        yield {"uri": srv.uri, "home": home, "finals": finals, "song_ids": song_ids, "truth": truth,
-               "champion": champion}
+        yield {
+            "uri": srv.uri,
+            "home": home,
+            "finals": finals,
+            "song_ids": song_ids,
+            "truth": truth,
+            "champion": champion,
+        }
 
 
 @pytest.fixture
@@ -185,7 +191,9 @@ def test_predict_page_scores_uploads_and_reports_a_bad_file(app, server, tmp_pat
     assert "at most 7 MB each" in at.file_uploader[0].label
     assert at.file_uploader[0].proto.max_upload_size_mb == 7
     good = mp3_bytes(tmp_path / "song.mp3", seconds=20.0)
-    at.file_uploader[0].set_value([("song.mp3", good, "audio/mpeg"), ("broken.mp3", b"not audio at all" * 100, "audio/mpeg")])
+    at.file_uploader[0].set_value(
+        [("song.mp3", good, "audio/mpeg"), ("broken.mp3", b"not audio at all" * 100, "audio/mpeg")]
+    )
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert "hitsong-western v1 (m6) on CPU" in at.header[0].value

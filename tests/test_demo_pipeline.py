@@ -193,8 +193,13 @@ def paper_check(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, boo
     root = tmp_path_factory.mktemp("paper_check")
     init_demo(root / "demo", workers=2, **CHECK_DEMO)
     db, store = root / "check.duckdb", root / "features"
-    ingest(db, root / "demo" / "events.parquet", root / "demo" / "songs.csv",
-                     window_start=WINDOW_START, window_end=WINDOW_END)
+    ingest(
+        db,
+        root / "demo" / "events.parquet",
+        root / "demo" / "songs.csv",
+        window_start=WINDOW_START,
+        window_end=WINDOW_END,
+    )
     sample(db, per_subset=CHECK_DEMO["songs_per_subset"], seed=CHECK_DEMO["seed"], split=CHECK_SPLIT)
     report = build_features(db, store, workers=2)
     assert report.failed == 0
@@ -205,16 +210,22 @@ def paper_check(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, boo
         assert (len(data.train), len(data.val), len(data.test)) == (90, 15, 45), subset
         for shuffled in (False, True):
             result = train_subset(
-                data, subset=subset, logger=LocalRunLogger(root / "runs" / f"{subset}-{shuffled}", experiment=subset),
-                train_config=config, results_config=ResultsConfig(n_bootstrap=0), tagger="MTT_musicnn",
+                data,
+                subset=subset,
+                logger=LocalRunLogger(root / "runs" / f"{subset}-{shuffled}", experiment=subset),
+                train_config=config,
+                results_config=ResultsConfig(n_bootstrap=0),
+                tagger="MTT_musicnn",
                 shuffle_targets=shuffled,
             )
             for method in METHODS:
                 rho.setdefault((method, shuffled), []).append(result.metric(method, "spearman_rho"))
     table = {key: np.stack(values) for key, values in rho.items()}
     for (method, shuffled), values in sorted(table.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        print(f"{'shuffled' if shuffled else 'true'} {method}: rho {np.round(values, 3).tolist()} "
-              f"mean {values.mean():+.3f}")
+        print(
+            f"{'shuffled' if shuffled else 'true'} {method}: rho {np.round(values, 3).tolist()} "
+            f"mean {values.mean():+.3f}"
+        )
     return table
 
 

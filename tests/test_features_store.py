@@ -119,8 +119,20 @@ def test_store_resume_failures_and_loader(tmp_path, library, caplog) -> None:
 
 def _cli(db: Path, store: Path, log_file: Path) -> subprocess.Popen:
     """``hitsong features`` in a subprocess, logging to a file (a pipe could be held open by orphans)."""
-    cmd = [sys.executable, "-m", "hitsong", "features", "--db", str(db), "--store", str(store),
-           "--workers", "1", "--tagger", "none"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "hitsong",
+        "features",
+        "--db",
+        str(db),
+        "--store",
+        str(store),
+        "--workers",
+        "1",
+        "--tagger",
+        "none",
+    ]
     with log_file.open("w") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 

@@ -52,4 +52,3 @@ def test_store_keeps_each_songs_tag_vector_and_genre(tmp_path) -> None:
     by_id = {r[0]: np.asarray(r[2], dtype=np.float32) for r in rows}
     for item in items:
         np.testing.assert_array_equal(item["tags"], by_id[item["song_id"]])
-

@@ -55,7 +55,7 @@ def test_inception_branches_have_equal_lengths(frames: int) -> None:
 
 def test_joint_w_limits_equal_parts() -> None:
     mel, tags = _inputs()
-    for name, cnn_name in (("m5", "m2"), ("m6", "m3")):
+    for name in ("m5", "m6"):
         for w, part in ((1.0, "cnn"), (0.0, "tag")):
             torch.manual_seed(0)
             joint = build_model(name, ModelConfig(**{**TINY.to_dict(), "joint_w_fixed": w}))
@@ -122,8 +122,13 @@ def test_unknown_method_lists_valid_names() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("conv1_channels", 0), ("dropout", 1.0), ("joint_w_fixed", 1.5), ("joint_w_init", 0.0),
-     ("inception_branches", ((16, 7),))],
+    [
+        ("conv1_channels", 0),
+        ("dropout", 1.0),
+        ("joint_w_fixed", 1.5),
+        ("joint_w_init", 0.0),
+        ("inception_branches", ((16, 7),)),
+    ],
 )
 def test_bad_model_config(field: str, value: object) -> None:
     with pytest.raises(ConfigError, match=field):
@@ -150,9 +155,18 @@ def _save(tmp_path: Path, name: str = "m6") -> tuple[Path, torch.nn.Module]:
     model = build_model(name, TINY)
     model.fit_input_stats(torch.randn(10, 2 * TINY.n_mels) + 3, torch.rand(10, TINY.n_tags) + 1)
     path = save_bundle(
-        tmp_path / "bundle", model, method=name, model_config=TINY, target_mean=12.5, target_std=2.0,
-        catalog=[3.0, 1.0, 2.0, 4.0], subset="western", audio_config=AudioConfig(tagger_seconds=15.0), tagger="MTT_musicnn",
-        data_version="abc", metrics={"spearman_rho": 0.3, "kendall_tau": float("nan")},
+        tmp_path / "bundle",
+        model,
+        method=name,
+        model_config=TINY,
+        target_mean=12.5,
+        target_std=2.0,
+        catalog=[3.0, 1.0, 2.0, 4.0],
+        subset="western",
+        audio_config=AudioConfig(tagger_seconds=15.0),
+        tagger="MTT_musicnn",
+        data_version="abc",
+        metrics={"spearman_rho": 0.3, "kendall_tau": float("nan")},
     )
     return path, model
 
@@ -167,7 +181,12 @@ def test_bundle_round_trip(tmp_path: Path, name: str) -> None:
     model.eval()
     torch.testing.assert_close(bundle.model(mel, tags), model(mel, tags))
     meta = bundle.meta
-    assert (meta.method, meta.subset, meta.tagger, meta.catalog) == (name, "western", "MTT_musicnn", (1.0, 2.0, 3.0, 4.0))
+    assert (meta.method, meta.subset, meta.tagger, meta.catalog) == (
+        name,
+        "western",
+        "MTT_musicnn",
+        (1.0, 2.0, 3.0, 4.0),
+    )
     assert meta.model_config == TINY
     assert meta.audio_config == AudioConfig(tagger_seconds=15.0)
     assert np.isnan(meta.metrics["kendall_tau"])

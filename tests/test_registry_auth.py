@@ -48,8 +48,12 @@ def model(server, tmp_path_factory):
     with server.as_user(*server.admin):
         logger = MlflowRunLogger.for_subset("unit", "auth", tracking_uri=server.uri)
         with run_scope(logger, "m4 tag+LR", tags={runlayout.TAG_KIND: runlayout.METHOD, "method": "m4"}) as parent:
-            with run_scope(logger, "m4 rep 0", parent=parent,
-                           tags={runlayout.TAG_KIND: runlayout.REPETITION, "method": "m4", "repetition": "0"}) as child:
+            with run_scope(
+                logger,
+                "m4 rep 0",
+                parent=parent,
+                tags={runlayout.TAG_KIND: runlayout.REPETITION, "method": "m4", "repetition": "0"},
+            ) as child:
                 logger.log_metrics(child, {"test_ndcg_at_k": 0.5, "test_kendall_tau": 0.2, "val_spearman_rho": 0.3})
                 logger.log_bundle(child, Path(bundle))
     admin_user, admin_pw = server.admin

@@ -62,7 +62,8 @@ def test_experiment_runs_follow_the_run_layout(server, western):
         assert child["repetition"] == int(rep)
         for metric in METRICS:  # the logged names, no renaming
             assert child[runlayout.split_metric(runlayout.TEST, metric)] == pytest.approx(
-                server["finals"][name][metric], abs=1e-12)
+                server["finals"][name][metric], abs=1e-12
+            )
     assert (western["status"] == "FINISHED").all()
     assert (western["end_time"] >= western["start_time"]).all()
     summary = western[western["kind"] == runlayout.SUMMARY].iloc[0]
@@ -86,7 +87,9 @@ def test_predictions_and_summary_artifacts(server, western):
     assert preds["song_id"].tolist() == server["song_ids"]
     assert preds["true"].to_numpy() == pytest.approx(server["truth"])
     assert preds["predicted"].to_numpy() == pytest.approx(server["truth"])  # m2 predicts the truth
-    assert runs.predictions(server["uri"], by_name["m1 rep 0"])["predicted"].to_numpy() != pytest.approx(server["truth"])
+    assert runs.predictions(server["uri"], by_name["m1 rep 0"])["predicted"].to_numpy() != pytest.approx(
+        server["truth"]
+    )
     assert runs.predictions(server["uri"], by_name["western summary"]) is None
     table = runs.summary_table(server["uri"], by_name["western summary"]).set_index(["method", "metric"])
     finals = server["finals"]
@@ -143,12 +146,19 @@ def test_refusals_name_the_server_and_the_request(server):
         runs.run_details(server["uri"], [bogus])
 
 
-@pytest.mark.parametrize("call", [
-    runs.runs_version, runs.list_experiments, runs.requires_auth,
-    lambda uri: runs.experiment_runs(uri, "1"), lambda uri: runs.metric_history(uri, "r"),
-    lambda uri: runs.run_details(uri, ["r"]), lambda uri: runs.predictions(uri, "r"),
-    lambda uri: runs.summary_table(uri, "r"),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        runs.runs_version,
+        runs.list_experiments,
+        runs.requires_auth,
+        lambda uri: runs.experiment_runs(uri, "1"),
+        lambda uri: runs.metric_history(uri, "r"),
+        lambda uri: runs.run_details(uri, ["r"]),
+        lambda uri: runs.predictions(uri, "r"),
+        lambda uri: runs.summary_table(uri, "r"),
+    ],
+)
 def test_a_down_server_names_the_uri_and_hitsong_server(call):
     uri = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(RegistryError, match=rf"{uri}.*`hitsong server`"):

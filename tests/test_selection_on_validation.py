@@ -45,15 +45,21 @@ class TwoSignals(Dataset):
         tags = rng.uniform(0.0, 0.3, size=(n, N_TAGS))
         tags[:, 0] = 1.0 / (1.0 + np.exp(-b))
         self.tags = tags.astype(np.float32)
-        self.target = (10.0 + 2.0 * (mel_weight * a + tag_weight * b) + rng.normal(scale=0.1, size=n)).astype(np.float32)
+        self.target = (10.0 + 2.0 * (mel_weight * a + tag_weight * b) + rng.normal(scale=0.1, size=n)).astype(
+            np.float32
+        )
         self.ids = [f"{prefix}{i:03d}" for i in range(n)]
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, i: int) -> dict:
-        return {"mel": torch.from_numpy(self.mel[i]), "tags": torch.from_numpy(self.tags[i]),
-                "target": float(self.target[i]), "song_id": self.ids[i]}
+        return {
+            "mel": torch.from_numpy(self.mel[i]),
+            "tags": torch.from_numpy(self.tags[i]),
+            "target": float(self.target[i]),
+            "song_id": self.ids[i],
+        }
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +72,15 @@ def trained(tmp_path_factory):
     with mlflow_server(tmp_path_factory.mktemp("selection")) as server:
         logger = MlflowRunLogger.for_subset("unit", "twosig", tracking_uri=server.uri)
         result = train_subset(
-            splits, subset="twosig", logger=logger, methods=["m1", "m4"],
+            splits,
+            subset="twosig",
+            logger=logger,
+            methods=["m1", "m4"],
             model_config=ModelConfig.tiny(n_mels=N_MELS, n_tags=N_TAGS),
             train_config=TrainConfig.for_profile("tiny", lr=0.05, max_epochs=8, early_stop_patience=8, repeats=2),
-            audio_config=AudioConfig(n_mels=N_MELS), tagger="MTT_musicnn", device="cpu",
+            audio_config=AudioConfig(n_mels=N_MELS),
+            tagger="MTT_musicnn",
+            device="cpu",
         )
         yield server.uri, result, logger.experiment_id
 
@@ -103,15 +114,23 @@ def test_genre_figure_takes_the_repetition_chosen_on_validation(trained):
         assert chosen.set_index("method").at[method, "repetition"] == want
     predictions = dashboard_data.test_predictions(uri, runs)
     shown = predictions.groupby("method")["run_name"].first().to_dict()
-    assert shown == {m: runlayout.repetition_run_name(m, int(chosen.set_index("method").at[m, "repetition"]))
-                     for m in ("m1", "m4")}
+    assert shown == {
+        m: runlayout.repetition_run_name(m, int(chosen.set_index("method").at[m, "repetition"])) for m in ("m1", "m4")
+    }
 
 
 def test_repetition_choice_ignores_test_figures() -> None:
     """A repetition that is best on test but worse on validation is never the one shown."""
-    runs = pd.DataFrame({
-        "run_id": ["a", "b"], "run_name": ["m2 rep 0", "m2 rep 1"], "kind": runlayout.REPETITION, "method": "m2",
-        "repetition": [0, 1], "status": "FINISHED",
-        "val_spearman_rho": [0.4, 0.2], "test_spearman_rho": [0.1, 0.9],
-    })
+    runs = pd.DataFrame(
+        {
+            "run_id": ["a", "b"],
+            "run_name": ["m2 rep 0", "m2 rep 1"],
+            "kind": runlayout.REPETITION,
+            "method": "m2",
+            "repetition": [0, 1],
+            "status": "FINISHED",
+            "val_spearman_rho": [0.4, 0.2],
+            "test_spearman_rho": [0.1, 0.9],
+        }
+    )
     assert dashboard_data.chosen_repetitions(runs)["run_name"].tolist() == ["m2 rep 0"]

@@ -34,31 +34,41 @@ def _write(folder: Path, name: str, content: str | bytes) -> Path:
 
 # (events content or None for the good one, songs content or None, expected message fragments)
 CASES = {
-    "events missing column": (
-        "user_id,song_id,plays\nu1,a,3\n", None, ["missing column", "'play_count'", "'plays'"]),
+    "events missing column": ("user_id,song_id,plays\nu1,a,3\n", None, ["missing column", "'play_count'", "'plays'"]),
     "songs misnamed column": (
-        None, GOOD_SONGS.replace("release_date", "release"), ["songs file", "'release_date'", "'release'"]),
+        None,
+        GOOD_SONGS.replace("release_date", "release"),
+        ["songs file", "'release_date'", "'release'"],
+    ),
     "play count not a number": (
-        HEADER + "u1,a,3\nu2,a,three\nu1,b,2\nu3,c,x\n", None,
-        ["'play_count'", "2 value(s) is not a number", "rows 2, 4", "lines 3, 5"]),
-    "negative play count": (
-        HEADER + "u1,a,-3\nu2,a,1\nu1,b,-2\n", None, ["'play_count'", "negative", "rows 1, 3"]),
-    "fractional play count": (
-        HEADER + "u1,a,3\nu2,a,1.5\n", None, ["'play_count'", "not a whole number", "row 2"]),
-    "empty user id": (
-        HEADER + "u1,a,3\n,a,1\n", None, ["'user_id'", "is empty", "row 2"]),
+        HEADER + "u1,a,3\nu2,a,three\nu1,b,2\nu3,c,x\n",
+        None,
+        ["'play_count'", "2 value(s) is not a number", "rows 2, 4", "lines 3, 5"],
+    ),
+    "negative play count": (HEADER + "u1,a,-3\nu2,a,1\nu1,b,-2\n", None, ["'play_count'", "negative", "rows 1, 3"]),
+    "fractional play count": (HEADER + "u1,a,3\nu2,a,1.5\n", None, ["'play_count'", "not a whole number", "row 2"]),
+    "empty user id": (HEADER + "u1,a,3\n,a,1\n", None, ["'user_id'", "is empty", "row 2"]),
     "unknown song": (
-        HEADER + "u1,a,3\nu2,zz,1\nu3,zz,4\n", None,
-        ["'song_id'", "not in the songs file", "'zz'", "rows 2, 3", "--drop-unknown"]),
+        HEADER + "u1,a,3\nu2,zz,1\nu3,zz,4\n",
+        None,
+        ["'song_id'", "not in the songs file", "'zz'", "rows 2, 3", "--drop-unknown"],
+    ),
     "bad release date": (
-        None, GOOD_SONGS.replace("2013-01-01", "2013-13-45"), ["'release_date'", "not a date", "row 3"]),
+        None,
+        GOOD_SONGS.replace("2013-01-01", "2013-13-45"),
+        ["'release_date'", "not a date", "row 3"],
+    ),
     "duplicate song id": (
-        None, GOOD_SONGS + "a,A2,X,m,2012-10-01,audio/a2.mp3\n", ["duplicate song id", "'a'", "rows 1, 7"]),
-    "empty subset": (
-        None, GOOD_SONGS.replace(",m,2013-12-31", ",,2013-12-31"), ["'subset'", "is empty", "row 6"]),
+        None,
+        GOOD_SONGS + "a,A2,X,m,2012-10-01,audio/a2.mp3\n",
+        ["duplicate song id", "'a'", "rows 1, 7"],
+    ),
+    "empty subset": (None, GOOD_SONGS.replace(",m,2013-12-31", ",,2013-12-31"), ["'subset'", "is empty", "row 6"]),
     "bad played_at": (
-        "user_id,song_id,played_at\nu1,a,2012-10-01 10:00\nu1,a,yesterday\n", None,
-        ["'played_at'", "not a date", "row 2"]),
+        "user_id,song_id,played_at\nu1,a,2012-10-01 10:00\nu1,a,yesterday\n",
+        None,
+        ["'played_at'", "not a date", "row 2"],
+    ),
     "empty events file": ("", None, ["is empty"]),
     "header only": (HEADER, None, ["no rows"]),
     "png named csv": (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, None, ["PNG image"]),
@@ -140,8 +150,20 @@ def test_changed_earlier_file_is_an_error(tmp_path, ingested):
 def test_cli_reports_bad_input_with_exit_code_1(tmp_path, ingested, capsys):
     bad = _write(tmp_path, "bad.csv", HEADER + "u1,a,-3\n")
     before = snapshot(ingested)
-    code = main(["ingest", "--db", str(ingested), "--events", str(bad), "--songs", str(tmp_path / "songs.csv"),
-                 "--replace", "--window-start", "2012-10-01"])
+    code = main(
+        [
+            "ingest",
+            "--db",
+            str(ingested),
+            "--events",
+            str(bad),
+            "--songs",
+            str(tmp_path / "songs.csv"),
+            "--replace",
+            "--window-start",
+            "2012-10-01",
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "negative" in err and "bad.csv" in err

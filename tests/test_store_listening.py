@@ -85,12 +85,17 @@ def test_release_quarter_rule(release, start, label):
 def test_sql_quarters_agree_with_python_rule(tmp_path, rng):
     days = rng.integers(-800, 800, size=200)
     start = date(2013, 1, 31)
-    rows = [(f"s{i}", "t", "a", "m", (start + pd.Timedelta(days=int(d))).isoformat(), "x.mp3", "", 0)
-            for i, d in enumerate(days)]
+    rows = [
+        (f"s{i}", "t", "a", "m", (start + pd.Timedelta(days=int(d))).isoformat(), "x.mp3", "", 0)
+        for i, d in enumerate(days)
+    ]
     db = tmp_path / "q.duckdb"
     ingest(db, write_events(tmp_path, [("u", "s0", 1)]), write_songs(tmp_path, rows), window_start=start)
-    got = _table(db, "SELECT s.song_id, s.release_date, st.release_quarter, st.quarter_index "
-                     "FROM songs s JOIN song_stats st USING (song_id)")
+    got = _table(
+        db,
+        "SELECT s.song_id, s.release_date, st.release_quarter, st.quarter_index "
+        "FROM songs s JOIN song_stats st USING (song_id)",
+    )
     for r in got.itertuples():
         assert (r.release_quarter, r.quarter_index) == release_quarter(pd.Timestamp(r.release_date).date(), start)
 
@@ -114,8 +119,9 @@ def test_both_event_shapes_give_the_same_song_stats(tmp_path):
 def test_window_flags_drop_plays_outside(tmp_path):
     db = tmp_path / "db.duckdb"
     # plays fall on 2012-10-01 (a x3), 10-02 (a), 10-03 (b x2), 10-04 (c x5)
-    report = ingest(db, write_plays(tmp_path), write_songs(tmp_path),
-                      window_start=date(2012, 10, 2), window_end=date(2012, 10, 3))
+    report = ingest(
+        db, write_plays(tmp_path), write_songs(tmp_path), window_start=date(2012, 10, 2), window_end=date(2012, 10, 3)
+    )
     assert report.outside_window_rows == 3 + 5
     got = _table(db, "SELECT song_id, playcount FROM song_stats").set_index("song_id")["playcount"]
     assert (got["a"], got["b"], got["c"]) == (1, 2, 0)
@@ -181,8 +187,9 @@ def test_stats_match_a_pandas_computation(tmp_path, rng):
     got = stats(db).set_index("subset")
     cat = pd.read_csv(songs)[["song_id", "subset"]]
     ev = frame.merge(cat, on="song_id")
-    per_song = (cat.merge(ev.groupby("song_id").agg(pc=("play_count", "sum"), li=("user_id", "nunique")),
-                          on="song_id", how="left").fillna(0))
+    per_song = cat.merge(
+        ev.groupby("song_id").agg(pc=("play_count", "sum"), li=("user_id", "nunique")), on="song_id", how="left"
+    ).fillna(0)
     per_song["hit"] = np.log1p(per_song.pc) * np.log1p(per_song.li)
     for subset, grp in per_song.groupby("subset"):
         row = got.loc[subset]
@@ -218,11 +225,23 @@ def test_sample_is_deterministic_disjoint_and_sized(sampled_db):
     assert (sizes[["train", "val", "test"]].to_numpy() == [[32, 4, 4]] * 3).all()
     # the sample is the top 40 by playcount, ties by song_id
     stats = _table(db, "SELECT song_id, subset, playcount FROM song_stats")
-    top = (stats.sort_values(["subset", "playcount", "song_id"], ascending=[True, False, True])
-           .groupby("subset").head(40))
+    top = (
+        stats.sort_values(["subset", "playcount", "song_id"], ascending=[True, False, True]).groupby("subset").head(40)
+    )
     assert set(top.song_id) == set(first.song_id)
-    assert set(first.columns) >= {"song_id", "subset", "split", "hit_score", "playcount", "listeners",
-                                  "audio_path", "release_date", "title", "artist", "release_quarter"}
+    assert set(first.columns) >= {
+        "song_id",
+        "subset",
+        "split",
+        "hit_score",
+        "playcount",
+        "listeners",
+        "audio_path",
+        "release_date",
+        "title",
+        "artist",
+        "release_quarter",
+    }
     assert len(split_frame(db, subset="w", split="test")) == 4
 
 
@@ -272,8 +291,10 @@ def test_ingest_clears_stale_splits_and_readers_explain(tmp_path, sampled_db):
 def test_cli_end_to_end(tmp_path, capsys, rng):
     songs, events, _ = random_dataset(tmp_path, rng)
     db = str(tmp_path / "cli.duckdb")
-    assert main(["ingest", "--db", db, "--events", str(events), "--songs", str(songs),
-                 "--window-start", "2012-10-01"]) == 0
+    assert (
+        main(["ingest", "--db", db, "--events", str(events), "--songs", str(songs), "--window-start", "2012-10-01"])
+        == 0
+    )
     assert "150 songs" in capsys.readouterr().out
     assert main(["sample", "--db", db, "--per-subset", "20", "--seed", "3", "--split", "0.5,0.25,0.25"]) == 0
     out = capsys.readouterr().out
@@ -292,8 +313,20 @@ def test_cli_end_to_end(tmp_path, capsys, rng):
 
 def test_cli_db_defaults_to_the_data_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HITSONG_HOME", str(tmp_path / "home"))
-    assert main(["ingest", "--events", str(write_events(tmp_path)), "--songs", str(write_songs(tmp_path)),
-                 "--window-start", "2012-10-01"]) == 0
+    assert (
+        main(
+            [
+                "ingest",
+                "--events",
+                str(write_events(tmp_path)),
+                "--songs",
+                str(write_songs(tmp_path)),
+                "--window-start",
+                "2012-10-01",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "home" / "hitsong.duckdb").exists()
     assert math.isclose(stats(tmp_path / "home" / "hitsong.duckdb").plays.sum(), 11)
 

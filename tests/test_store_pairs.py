@@ -38,7 +38,7 @@ def test_count_pairs_matches_pandas_with_duplicates_unknowns_and_many_buckets(rn
     catalogue = np.sort(rng.choice(10_000, size=300, replace=False)) + 5_000  # ids with gaps
     subset_of = rng.integers(0, 3, size=catalogue.size)
     pool = np.concatenate([[-7, 2**20 - 8], rng.choice(2**20, size=150, replace=False) - 7])  # 20 user bits:
-    n = 20_000                                                   # 8 songs per bucket, 38 buckets
+    n = 20_000  # 8 songs per bucket, 38 buckets
     users = rng.choice(pool, size=n)
     songs = np.where(rng.random(n) < 0.02, rng.choice([1, 4_999, 99_999], size=n), rng.choice(catalogue, size=n))
     counts = rng.integers(0, 4, size=n)  # zeros included; (user, song) pairs repeat often
@@ -47,8 +47,17 @@ def test_count_pairs_matches_pandas_with_duplicates_unknowns_and_many_buckets(rn
     lut[catalogue - catalogue[0]] = np.arange(catalogue.size)
     cuts = [0, 1, 1_000, 7_777, n]
     batches = [(users[a:b], songs[a:b].astype(np.int32), counts[a:b].astype(np.int32)) for a, b in zip(cuts, cuts[1:])]
-    got = count_pairs(iter(batches), song_lut=lut, song_lo=int(catalogue[0]), subset_of=subset_of, n_subsets=3,
-                      user_lo=int(pool.min()), user_hi=int(pool.max()), capacity=n, threads=threads)
+    got = count_pairs(
+        iter(batches),
+        song_lut=lut,
+        song_lo=int(catalogue[0]),
+        subset_of=subset_of,
+        n_subsets=3,
+        user_lo=int(pool.min()),
+        user_hi=int(pool.max()),
+        capacity=n,
+        threads=threads,
+    )
     per, subset_users, unknown = _expected(users, songs, counts, catalogue, subset_of)
     np.testing.assert_array_equal(got.plays, per.plays.to_numpy())
     np.testing.assert_array_equal(got.events, per.events.to_numpy())
@@ -62,23 +71,38 @@ def test_count_pairs_matches_pandas_with_duplicates_unknowns_and_many_buckets(rn
 
 def _songs_csv(folder: Path, ids, subsets) -> Path:
     path = folder / "songs.csv"
-    pd.DataFrame({"song_id": [str(i) for i in ids], "title": "t", "artist": "a", "subset": subsets,
-                  "release_date": "2012-10-01", "audio_path": "x.mp3"}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "song_id": [str(i) for i in ids],
+            "title": "t",
+            "artist": "a",
+            "subset": subsets,
+            "release_date": "2012-10-01",
+            "audio_path": "x.mp3",
+        }
+    ).to_csv(path, index=False)
     return path
 
 
 def _events_parquet(folder: Path, users, songs, counts, name: str = "events.parquet") -> Path:
     path = folder / name
-    pd.DataFrame({"user_id": np.asarray(users, np.int32), "song_id": np.asarray(songs, np.int32),
-                  "play_count": np.asarray(counts, np.int32)}).to_parquet(path, index=False)
+    pd.DataFrame(
+        {
+            "user_id": np.asarray(users, np.int32),
+            "song_id": np.asarray(songs, np.int32),
+            "play_count": np.asarray(counts, np.int32),
+        }
+    ).to_parquet(path, index=False)
     return path
 
 
 def _stats(db: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return (con.execute("SELECT * FROM song_stats ORDER BY song_id").df(),
-                con.execute("SELECT * FROM subset_stats ORDER BY subset").df())
+        return (
+            con.execute("SELECT * FROM song_stats ORDER BY song_id").df(),
+            con.execute("SELECT * FROM subset_stats ORDER BY subset").df(),
+        )
     finally:
         con.close()
 
@@ -96,10 +120,15 @@ def _ingest_both(tmp_path, monkeypatch, caplog, events, songs, **kw):
 
 def test_duplicate_pairs_are_summed_into_one_listener_on_both_paths(tmp_path, monkeypatch, caplog):
     songs = _songs_csv(tmp_path, [7, 8, 9], ["m", "m", "w"])
-    rows = [(1, 7, 2), (1, 7, 3),   # a repeated pair: 5 plays, 2 events, one listener
-            (2, 7, 0), (2, 7, 0),   # a repeated pair without plays: 2 events, no listener
-            (3, 8, 0), (3, 8, 4),   # zero plus plays: one listener
-            (1, 9, 1)]
+    rows = [
+        (1, 7, 2),
+        (1, 7, 3),  # a repeated pair: 5 plays, 2 events, one listener
+        (2, 7, 0),
+        (2, 7, 0),  # a repeated pair without plays: 2 events, no listener
+        (3, 8, 0),
+        (3, 8, 4),  # zero plus plays: one listener
+        (1, 9, 1),
+    ]
     events = _events_parquet(tmp_path, *zip(*rows))
     sql, fast = _ingest_both(tmp_path, monkeypatch, caplog, events, songs)
     for db in (tmp_path / "sql.duckdb", tmp_path / "fast.duckdb"):
@@ -107,7 +136,10 @@ def test_duplicate_pairs_are_summed_into_one_listener_on_both_paths(tmp_path, mo
         got = {r.song_id: (r.playcount, r.listeners, r.events) for r in per_song.itertuples()}
         assert got == {"7": (5, 1, 4), "8": (4, 1, 2), "9": (1, 1, 1)}
         assert per_song.set_index("song_id").hit_score["7"] == pytest.approx(np.log(6) * np.log(2), rel=1e-12)
-        assert per_subset[["subset", "listeners", "events", "plays"]].values.tolist() == [["m", 2, 6, 9], ["w", 1, 1, 1]]
+        assert per_subset[["subset", "listeners", "events", "plays"]].values.tolist() == [
+            ["m", 2, 6, 9],
+            ["w", 1, 1, 1],
+        ]
     assert (sql.plays, sql.listeners, sql.event_rows) == (fast.plays, fast.listeners, fast.event_rows) == (10, 2, 7)
 
 
@@ -115,8 +147,9 @@ def test_random_data_gives_identical_tables_on_both_paths(tmp_path, monkeypatch,
     ids = np.arange(100, 400)
     songs = _songs_csv(tmp_path, ids, rng.choice(["m", "w", "k"], size=ids.size))
     n = 5_000
-    events = _events_parquet(tmp_path, rng.integers(1_000, 1_500, size=n), rng.choice(ids[:250], size=n),
-                             rng.integers(0, 9, size=n))
+    events = _events_parquet(
+        tmp_path, rng.integers(1_000, 1_500, size=n), rng.choice(ids[:250], size=n), rng.integers(0, 9, size=n)
+    )
     _ingest_both(tmp_path, monkeypatch, caplog, events, songs)
     for a, b in zip(_stats(tmp_path / "sql.duckdb"), _stats(tmp_path / "fast.duckdb")):
         pd.testing.assert_frame_equal(a, b)

@@ -175,7 +175,9 @@ def test_content_check_sees_one_changed_bit_and_changed_metadata() -> None:
     flipped["b"].view(np.uint32)[1] ^= 1  # one bit of one float
     assert not same_content(data, save(flipped, metadata={"z": "1", "a": "2"}))
     assert not same_content(data, save(tensors, metadata={"z": "1", "a": "3"}))
-    assert not same_content(data, save({**tensors, "b": tensors["b"].astype(np.float64)}, metadata={"z": "1", "a": "2"}))
+    assert not same_content(
+        data, save({**tensors, "b": tensors["b"].astype(np.float64)}, metadata={"z": "1", "a": "2"})
+    )
 
 
 @pytest.mark.parametrize("model", ["MTT_musicnn", "MTT_vgg"])
@@ -183,7 +185,7 @@ def test_committed_weights_have_expected_names_and_shapes(model: str) -> None:
     net = build_net(model)
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     with safe_open(str(weights_path(model)), "np") as f:
-        got = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        got = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict
         meta = f.metadata()
     assert got == expected
     assert len(got) == N_MODEL_TENSORS[model]
@@ -195,6 +197,7 @@ def test_committed_weights_have_expected_names_and_shapes(model: str) -> None:
         torch_name, fn = transforms[tf_name]
         assert source[torch_name] == tf_name
         assert got[torch_name] == fn(np.zeros(tf_shape, np.float32)).shape
+
 
 def test_provenance_lists_the_committed_hashes() -> None:
     text = (WEIGHTS_DIR / "PROVENANCE.md").read_text()
@@ -210,4 +213,6 @@ def test_committed_weights_reproduce_from_the_wheel() -> None:
     wheel = os.environ.get("HITSONG_MUSICNN_WHEEL")
     built = build_all(Path(wheel) if wheel else None)
     for model, data in built.items():
-        assert same_content(data, weights_path(model).read_bytes()), f"{model}: conversion differs from the committed file"
+        assert same_content(data, weights_path(model).read_bytes()), (
+            f"{model}: conversion differs from the committed file"
+        )

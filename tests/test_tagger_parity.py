@@ -35,7 +35,7 @@ def tagger(request: pytest.FixtureRequest) -> Tagger:
 
 
 def test_tag_names_match_the_original() -> None:
-    assert MTT_TAGS == tuple(json.loads((DATA / "tags.json").read_text()))
+    assert tuple(json.loads((DATA / "tags.json").read_text())) == MTT_TAGS
 
 
 @pytest.mark.parametrize("clip", CLIPS)

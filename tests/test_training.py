@@ -89,8 +89,9 @@ def test_repetition_is_reproducible(planted: SubsetData, tmp_path: Path) -> None
     config = TrainConfig.for_profile("tiny", lr=0.05, max_epochs=2)
 
     def once(rep: int) -> np.ndarray:
-        return train_method("m5", planted, repetition=rep, model_config=TINY, train_config=config, ctx=ctx,
-                            logger=logger).predictions
+        return train_method(
+            "m5", planted, repetition=rep, model_config=TINY, train_config=config, ctx=ctx, logger=logger
+        ).predictions
 
     first, again, other = once(0), once(0), once(1)
     np.testing.assert_array_equal(first, again)
@@ -158,7 +159,20 @@ def test_bad_arguments() -> None:
 
 
 def test_cli_parses_train() -> None:
-    args = parse_args(["train", "--subset", "mandarin,western", "--methods", "m1,m6", "--profile", "demo",
-                       "--repeats", "3", "--tracker", "local"])
+    args = parse_args(
+        [
+            "train",
+            "--subset",
+            "mandarin,western",
+            "--methods",
+            "m1,m6",
+            "--profile",
+            "demo",
+            "--repeats",
+            "3",
+            "--tracker",
+            "local",
+        ]
+    )
     assert (args.subset, args.methods, args.profile, args.repeats) == ("mandarin,western", "m1,m6", "demo", 3)
     assert args.func.__module__ == "registry.train_command"

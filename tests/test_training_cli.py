@@ -47,11 +47,31 @@ def mel_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Pat
 def test_train_command_writes_table_and_runs(mel_store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, db, store = mel_store
     out = tmp_path / "results"
-    code = main([
-        "train", "--db", str(db), "--store", str(store), "--subset", "western", "--methods", "m1,m2",
-        "--profile", "tiny", "--threads", "1", "--tagger", "none", "--tracker", "local", "--bootstrap", "20",
-        "--out", str(out),
-    ])
+    code = main(
+        [
+            "train",
+            "--db",
+            str(db),
+            "--store",
+            str(store),
+            "--subset",
+            "western",
+            "--methods",
+            "m1,m2",
+            "--profile",
+            "tiny",
+            "--threads",
+            "1",
+            "--tagger",
+            "none",
+            "--tracker",
+            "local",
+            "--bootstrap",
+            "20",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     assert "Table 1 - subset western" in capsys.readouterr().out
     table = pd.read_csv(out / "table1.csv")
@@ -74,29 +94,44 @@ def test_train_command_unknown_method_exits_1(tmp_path: Path, capsys: pytest.Cap
 def test_tag_methods_refuse_a_store_without_tags(mel_store, tmp_path: Path, method: str) -> None:
     _, db, store = mel_store
     logger = LocalRunLogger(tmp_path)
-    with pytest.raises(ConfigError, match=rf"{method} use tag vectors but the tagger is 'none'.*hitsong features "
-                                          r"--subset western --tagger MTT_musicnn"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"{method} use tag vectors but the tagger is 'none'.*hitsong features "
+        r"--subset western --tagger MTT_musicnn",
+    ):
         train_from_store(db, store, subset="western", logger=logger, methods=[method], tagger="none")
-    with pytest.raises(ConfigError, match=r"subset 'western', train split: 4 of 4 songs have no MTT_musicnn tag "
-                                          r"vector.*hitsong features --subset western --tagger MTT_musicnn"):
+    with pytest.raises(
+        ConfigError,
+        match=r"subset 'western', train split: 4 of 4 songs have no MTT_musicnn tag "
+        r"vector.*hitsong features --subset western --tagger MTT_musicnn",
+    ):
         train_from_store(db, store, subset="western", logger=logger, methods=["m1", method])
     assert not list(tmp_path.rglob("run.json"))  # refused before any run starts
 
 
 def test_songs_without_features_are_counted_and_too_many_refused(mel_store, tmp_path: Path) -> None:
-    root, db, store = mel_store
+    _, db, store = mel_store
     db_copy = tmp_path / "copy.duckdb"
     shutil.copy(db, db_copy)
     with connect(db_copy) as con:
         dropped = con.execute(
             "SELECT f.song_id FROM feature_index f JOIN splits s USING (song_id) WHERE s.split = 'train' "
-            "ORDER BY f.song_id LIMIT 1").fetchall()[0][0]
+            "ORDER BY f.song_id LIMIT 1"
+        ).fetchall()[0][0]
         con.execute("DELETE FROM feature_index WHERE song_id = ?", [dropped])
     logger = LocalRunLogger(tmp_path / "runs", experiment="western")
     with pytest.raises(InputError, match=rf"train split: 1 of 4 songs \(25.0 %.*\(e.g. {dropped}\).*--allow-missing"):
         train_from_store(db_copy, store, subset="western", logger=logger, methods=["m1"], tagger="none")
-    train_from_store(db_copy, store, subset="western", logger=logger, methods=["m1"], tagger="none",
-                     train_config=TINY, allow_missing=True)
+    train_from_store(
+        db_copy,
+        store,
+        subset="western",
+        logger=logger,
+        methods=["m1"],
+        tagger="none",
+        train_config=TINY,
+        allow_missing=True,
+    )
     params = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("params.json")]
     assert params and all(p["data.missing_train"] == "1" and p["data.n_train"] == "3" for p in params)
 

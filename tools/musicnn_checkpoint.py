@@ -252,8 +252,7 @@ def read_table(path: str | Path) -> list[tuple[bytes, bytes]]:
     (magic,) = struct.unpack_from("<Q", data, len(data) - 8)
     if magic != TABLE_MAGIC:
         raise ModelError(
-            f"{where}: not a TensorFlow checkpoint index (no LevelDB table magic at the end; "
-            "truncated or foreign file)"
+            f"{where}: not a TensorFlow checkpoint index (no LevelDB table magic at the end; truncated or foreign file)"
         )
     footer = data[len(data) - FOOTER_SIZE :]
     pos = 0

@@ -17,7 +17,10 @@ st.header("Songs per subset")
 st.dataframe(counts, hide_index=True)
 
 st.header("Mean playcount by release quarter")
-st.caption("Whole subset vs the sampled top-N songs; `Q1` is the first quarter of the observation window, `-Q1` the quarter before it.")
+st.caption(
+    "Whole subset vs the sampled top-N songs; `Q1` is the first quarter of the observation window, "
+    "`-Q1` the quarter before it."
+)
 st.plotly_chart(figures.quarter_playcount_figure(quarters))
 
 st.header("Hit-score distribution")

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from dashboard import data, figures, ui
-from hitsong.metrics import METRIC_LABELS
+from hitsong.metrics import METRIC_LABELS, METRIC_NAMES
 from hitsong.training import runlayout
 
 st.title("Experiments")
@@ -26,12 +26,14 @@ else:
     paired = figures.paired_test_frame(table.summary)
     if paired is not None:
         st.subheader("Gaps to the baseline")
-        st.caption("Each method minus the baseline (the method missing from this table), paired bootstrap "
-                   "interval over test songs and p-value; * marks an interval that excludes 0: a real gap.")
+        st.caption(
+            "Each method minus the baseline (the method missing from this table), paired bootstrap "
+            "interval over test songs and p-value; * marks an interval that excludes 0: a real gap."
+        )
         st.dataframe(paired)
 
 st.header("Per-repetition spread")
-metric = st.selectbox("Metric (test split)", list(METRIC_LABELS), format_func=METRIC_LABELS.get)
+metric = st.selectbox("Metric (test split)", METRIC_NAMES, format_func=lambda m: METRIC_LABELS[m]) or METRIC_NAMES[0]
 st.plotly_chart(figures.repetition_spread(reps, metric=metric))
 
 st.header("Learning curves")
@@ -58,8 +60,16 @@ else:
 st.header("All runs")
 st.dataframe(
     runs.assign(link=[data.run_url(uri, experiment_id, r) for r in runs["run_id"]])[
-        ["link", "run_name", "kind", "method", "repetition", "status", "start_time",
-         *[k for k in data.VERSION_METRICS if k in runs.columns]]
+        [
+            "link",
+            "run_name",
+            "kind",
+            "method",
+            "repetition",
+            "status",
+            "start_time",
+            *[k for k in data.VERSION_METRICS if k in runs.columns],
+        ]
     ],
     column_config={"link": st.column_config.LinkColumn("MLflow UI", display_text="open")},
     hide_index=True,

@@ -22,11 +22,13 @@ if predictions.empty:
 n_test = int(predictions.groupby("method").size().min())
 # The paper counts the top 50 of 1,000 test songs; on a small test split a top 50 would hold
 # every song and every column would be the same, so the default is about a third of the split.
-top = st.slider("Top songs per ranking", min_value=5, max_value=100, step=5,
-                value=min(50, max(5, 5 * round(n_test / 15))))
+top = st.slider(
+    "Top songs per ranking", min_value=5, max_value=100, step=5, value=min(50, max(5, 5 * round(n_test / 15)))
+)
 counts = figures.top_genre_counts(predictions, genres, top=top)
 st.caption(
-    f"Each method's repetition chosen on validation Spearman ρ ({', '.join(sorted(predictions['run_name'].unique()))}); "
+    "Each method's repetition chosen on validation Spearman ρ "
+    f"({', '.join(sorted(predictions['run_name'].unique()))}); "
     f"top {min(top, n_test)} of {n_test} test songs by prediction, and by the true hit score. "
     "Genre = the tagger's strongest genre tag for the song."
 )

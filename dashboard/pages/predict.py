@@ -26,17 +26,25 @@ if champions.empty:
 left, right = st.columns(2)
 subset = left.selectbox("Champion of subset", ["all", *champions["subset"]], index=1)
 gpu = data.cuda_available()
-use_gpu = right.toggle("Score on GPU", value=False, disabled=not gpu,
-                       help=None if gpu else "torch.cuda.is_available() is False on the dashboard's machine")
+use_gpu = right.toggle(
+    "Score on GPU",
+    value=False,
+    disabled=not gpu,
+    help=None if gpu else "torch.cuda.is_available() is False on the dashboard's machine",
+)
 device = "cuda" if use_gpu else "cpu"
 right.caption(f"Scoring on **{device.upper()}**" + ("" if gpu else " (no GPU available here)"))
 
 limit = data.max_upload_mb()
 files = st.file_uploader(
-    f"Audio files: WAV, FLAC, OGG or MP3, at most {limit} MB each", type=AUDIO_TYPES,
-    accept_multiple_files=True, max_upload_size=limit,
+    f"Audio files: WAV, FLAC, OGG or MP3, at most {limit} MB each",
+    type=AUDIO_TYPES,
+    accept_multiple_files=True,
+    max_upload_size=limit,
 )
-st.caption(f"Upload limit: {limit} MB per file (`hitsong dashboard --max-upload-mb N`). The middle of each track is analysed.")
+st.caption(
+    f"Upload limit: {limit} MB per file (`hitsong dashboard --max-upload-mb N`). The middle of each track is analysed."
+)
 if not files:
     st.stop()
 
@@ -44,8 +52,9 @@ chosen = champions if subset == "all" else champions[champions["subset"] == subs
 results_cache = st.session_state.setdefault("predict_results", {})
 for champion in chosen.itertuples():
     st.header(f"{champion.subset}: {champion.model} v{champion.version} ({champion.method}) on {device.upper()}")
-    with ui.problems(f"Cannot load {champion.model} v{champion.version}"), st.spinner(
-        f"Loading {champion.model} v{champion.version} on {device}…"
+    with (
+        ui.problems(f"Cannot load {champion.model} v{champion.version}"),
+        st.spinner(f"Loading {champion.model} v{champion.version} on {device}…"),
     ):
         scorer = data.cached_scorer(uri, champion.model, champion.version, device)
     for upload in files:
@@ -72,21 +81,32 @@ for champion in chosen.itertuples():
             if result["taggram"] is not None:
                 audio = scorer.audio_config
                 st.plotly_chart(
-                    figures.taggram_heatmap(np.asarray(result["taggram"]), list(result["tags"]),
-                                            seconds_per_row=scorer.patch_seconds, offset=scorer.taggram_offset,
-                                            top=TAGGRAM_ROWS),
+                    figures.taggram_heatmap(
+                        np.asarray(result["taggram"]),
+                        list(result["tags"]),
+                        seconds_per_row=scorer.patch_seconds,
+                        offset=scorer.taggram_offset,
+                        top=TAGGRAM_ROWS,
+                    ),
                     key=f"taggram-{key}",
                 )
-                st.caption(f"The tagger hears the middle {audio.tagger_span:.0f} s of the analysed {audio.seconds:.0f} s.")
+                st.caption(
+                    f"The tagger hears the middle {audio.tagger_span:.0f} s of the analysed {audio.seconds:.0f} s."
+                )
             else:
                 st.caption(f"{champion.method} does not use tags: no taggram.")
             if result["frame_scores"] is not None:
                 st.plotly_chart(
-                    figures.score_over_time(np.asarray(result["frame_scores"]), seconds=float(scorer.audio_config.seconds),
-                                            score=result["score"]),
+                    figures.score_over_time(
+                        np.asarray(result["frame_scores"]),
+                        seconds=float(scorer.audio_config.seconds),
+                        score=result["score"],
+                    ),
                     key=f"frames-{key}",
                 )
-                st.caption(f"Time axis: seconds into the analysed middle {scorer.audio_config.seconds:.0f} s of the track.")
+                st.caption(
+                    f"Time axis: seconds into the analysed middle {scorer.audio_config.seconds:.0f} s of the track."
+                )
             else:
                 st.caption(f"{champion.method} scores the whole track at once: no score over time.")
             st.caption("Stage timings (s): " + ", ".join(f"{k} {v:.3f}" for k, v in result["timings"].items()))

@@ -25,14 +25,19 @@ with ui.problems(), st.spinner("Reading the model registry…"):
 
 who = data.signed_in_as(username, password)
 if auth:
-    st.caption(f"The server requires sign-in. Signed in as **{username}**." if username else
-               "The server requires sign-in: enter a user and password in the sidebar.")
+    st.caption(
+        f"The server requires sign-in. Signed in as **{username}**."
+        if username
+        else "The server requires sign-in: enter a user and password in the sidebar."
+    )
 else:
     st.caption(f"The server has no authentication; actions are recorded as **{who}**.")
 
 if table.empty:
-    st.info("No registered models yet. Register the best run of a subset with `hitsong register --subset S` "
-            "(or run `hitsong demo run`).")
+    st.info(
+        "No registered models yet. Register the best run of a subset with `hitsong register --subset S` "
+        "(or run `hitsong demo run`)."
+    )
     st.stop()
 
 st.header("Versions")

@@ -21,7 +21,19 @@ from hitsong.audio.decode import (
 from hitsong.audio.mel import log_compress, log_mel, mel_filterbank, mel_stats
 
 __all__ = [
-    "LOG_SCALE", "RESAMPLE_QUALITY", "SILENCE_PEAK", "TAGGER_SR", "AudioConfig", "DecodeInfo", "FeatureFlags",
-    "decode_for_features", "decode_middle", "fit_center", "load_segment", "log_compress", "log_mel",
-    "mel_filterbank", "mel_stats",
+    "LOG_SCALE",
+    "RESAMPLE_QUALITY",
+    "SILENCE_PEAK",
+    "TAGGER_SR",
+    "AudioConfig",
+    "DecodeInfo",
+    "FeatureFlags",
+    "decode_for_features",
+    "decode_middle",
+    "fit_center",
+    "load_segment",
+    "log_compress",
+    "log_mel",
+    "mel_filterbank",
+    "mel_stats",
 ]

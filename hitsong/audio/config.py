@@ -83,8 +83,7 @@ class AudioConfig:
             raise ConfigError(f"AudioConfig.seconds must be > 0, got {self.seconds!r}")
         if not 0 <= self.fmin < self.fmax_hz <= self.sr / 2:
             raise ConfigError(
-                f"AudioConfig needs 0 <= fmin < fmax <= sr/2, got fmin={self.fmin}, "
-                f"fmax={self.fmax_hz}, sr={self.sr}"
+                f"AudioConfig needs 0 <= fmin < fmax <= sr/2, got fmin={self.fmin}, fmax={self.fmax_hz}, sr={self.sr}"
             )
         if not self.power > 0:
             raise ConfigError(f"AudioConfig.power must be > 0, got {self.power!r}")

@@ -146,8 +146,7 @@ def _read(f: sf.SoundFile, start: int, n: int, path: Path) -> np.ndarray:
         return f.read(n, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioError(
-            f"{path}: decoding failed near {start / f.samplerate:.1f} s ({exc}); the file is "
-            "corrupt or truncated"
+            f"{path}: decoding failed near {start / f.samplerate:.1f} s ({exc}); the file is corrupt or truncated"
         ) from exc
 
 
@@ -218,8 +217,16 @@ def _not_readable(path: Path, exc: Exception) -> AudioError:
 
 def _ffprobe(path: Path) -> tuple[int, int, float]:
     cmd = [
-        "ffprobe", "-v", "error", "-select_streams", "a:0",
-        "-show_entries", "stream=sample_rate,channels:format=duration", "-of", "json", str(path),
+        "ffprobe",
+        "-v",
+        "error",
+        "-select_streams",
+        "a:0",
+        "-show_entries",
+        "stream=sample_rate,channels:format=duration",
+        "-of",
+        "json",
+        str(path),
     ]
     proc = subprocess.run(cmd, capture_output=True, timeout=60, check=False)
     try:
@@ -236,8 +243,23 @@ def _decode_ffmpeg(path: Path, seconds: float, context: float) -> tuple[np.ndarr
     nsr, channels, duration = _ffprobe(path)
     t0 = max(0.0, (duration - seconds) / 2 - context) if duration > seconds else 0.0
     cmd = [
-        "ffmpeg", "-nostdin", "-v", "error", "-ss", f"{t0:.6f}", "-t", f"{seconds + 2 * context:.6f}",
-        "-i", str(path), "-map", "a:0", "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1",
+        "ffmpeg",
+        "-nostdin",
+        "-v",
+        "error",
+        "-ss",
+        f"{t0:.6f}",
+        "-t",
+        f"{seconds + 2 * context:.6f}",
+        "-i",
+        str(path),
+        "-map",
+        "a:0",
+        "-f",
+        "f32le",
+        "-acodec",
+        "pcm_f32le",
+        "pipe:1",
     ]
     proc = subprocess.run(cmd, capture_output=True, timeout=600, check=False)
     if proc.returncode != 0:

@@ -38,7 +38,7 @@ def log_compress(mel_power: Any) -> Any:
         better accuracy near zero; silence maps to exactly 0.
     """
     if isinstance(mel_power, np.ndarray):
-        dtype = mel_power.dtype if mel_power.dtype.kind == "f" else np.float32
+        dtype = mel_power.dtype if mel_power.dtype.kind == "f" else np.dtype(np.float32)
         out = np.log1p(mel_power.astype(dtype, copy=False) * dtype.type(LOG_SCALE))
         out /= dtype.type(_LN10)
         return out
@@ -49,7 +49,7 @@ def log_compress(mel_power: Any) -> Any:
     raise TypeError(f"log_compress needs a numpy array or a torch tensor, got {type(mel_power).__name__}")
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+def _hz_to_mel(f: np.ndarray | float) -> np.ndarray:
     """Slaney's mel scale: linear (3/200 mel per Hz) below 1 kHz, logarithmic above."""
     f = np.asarray(f, dtype=np.float64)
     log_part = 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
@@ -141,7 +141,9 @@ def _waveform(path_or_waveform: str | Path | np.ndarray, config: AudioConfig) ->
     if y.shape[0] == 0:
         raise AudioError("log_mel got an empty waveform")
     if not np.isfinite(y).all():
-        raise AudioError("log_mel got a waveform with NaN or infinite samples; clean it (or load the file with load_segment)")
+        raise AudioError(
+            "log_mel got a waveform with NaN or infinite samples; clean it (or load the file with load_segment)"
+        )
     return y.astype(np.float32, copy=False)
 
 

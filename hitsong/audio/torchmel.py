@@ -22,6 +22,9 @@ class TorchLogMel(nn.Module):
     config : AudioConfig
     """
 
+    window: torch.Tensor
+    mel_fb: torch.Tensor
+
     def __init__(self, config: AudioConfig = AudioConfig()) -> None:
         super().__init__()
         self.config = config
@@ -33,8 +36,13 @@ class TorchLogMel(nn.Module):
         squeeze = wave.dim() == 1
         x = wave[None] if squeeze else wave  # (B, n)
         spec = torch.stft(
-            x.to(self.window.dtype), self.config.n_fft, self.config.hop_length,
-            window=self.window, center=True, pad_mode="constant", return_complex=True,
+            x.to(self.window.dtype),
+            self.config.n_fft,
+            self.config.hop_length,
+            window=self.window,
+            center=True,
+            pad_mode="constant",
+            return_complex=True,
         )  # (B, F, T)
         mag2 = spec.real**2 + spec.imag**2
         power = mag2 if self.config.power == 2.0 else mag2 ** (self.config.power / 2.0)

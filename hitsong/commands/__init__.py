@@ -20,7 +20,7 @@ def positive_int(text: str) -> int:
     return value
 
 
-def contributed(group: str) -> list[Callable[[argparse._SubParsersAction], object]]:  # noqa: SLF001
+def contributed(group: str) -> list[Callable[[argparse._SubParsersAction], object]]:
     """The ``register`` functions of entry-point ``group``, sorted by entry name.
 
     Raises

@@ -39,7 +39,9 @@ def _fractions(text: str) -> tuple[float, float, float]:
 
 def _db_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--db", type=Path, default=None,
+        "--db",
+        type=Path,
+        default=None,
         help="the DuckDB file (default: $HITSONG_HOME/hitsong.duckdb)",
     )
 
@@ -48,7 +50,7 @@ def _db(args: argparse.Namespace) -> Path:
     return args.db if args.db is not None else get_settings().db_path
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
+def register(sub: argparse._SubParsersAction) -> None:
     """Register the data sub-commands."""
     p = sub.add_parser(
         "ingest",
@@ -63,34 +65,62 @@ def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
         ),
     )
     _db_option(p)
-    p.add_argument("--events", type=Path, action="append", required=True, metavar="FILE",
-                   help="events file; repeat for several")
+    p.add_argument(
+        "--events", type=Path, action="append", required=True, metavar="FILE", help="events file; repeat for several"
+    )
     p.add_argument("--songs", type=Path, required=True, metavar="FILE", help="songs file")
-    p.add_argument("--window-start", type=_date, default=None, metavar="YYYY-MM-DD",
-                   help="first day of the observation window (default: first play; required for aggregated events)")
-    p.add_argument("--window-end", type=_date, default=None, metavar="YYYY-MM-DD",
-                   help="last day of the observation window (default: last play)")
-    p.add_argument("--drop-unknown", action="store_true",
-                   help="drop (and count) events of songs not in the songs file instead of failing")
-    p.add_argument("--event-shape", choices=["auto", "aggregated", "plays"], default="auto",
-                   help="force the events shape instead of detecting it from the columns")
-    p.add_argument("--replace", action="store_true",
-                   help="forget the events files of earlier ingests instead of adding to them")
+    p.add_argument(
+        "--window-start",
+        type=_date,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="first day of the observation window (default: first play; required for aggregated events)",
+    )
+    p.add_argument(
+        "--window-end",
+        type=_date,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="last day of the observation window (default: last play)",
+    )
+    p.add_argument(
+        "--drop-unknown",
+        action="store_true",
+        help="drop (and count) events of songs not in the songs file instead of failing",
+    )
+    p.add_argument(
+        "--event-shape",
+        choices=["auto", "aggregated", "plays"],
+        default="auto",
+        help="force the events shape instead of detecting it from the columns",
+    )
+    p.add_argument(
+        "--replace", action="store_true", help="forget the events files of earlier ingests instead of adding to them"
+    )
     p.set_defaults(func=run_ingest)
 
     p = sub.add_parser(
         "sample",
         help="pick the top-N songs per subset and split them into train/val/test",
         description="Per subset, the N songs with the highest playcount, split train/val/test. "
-                    "Same seed, same split. Replaces earlier splits.",
+        "Same seed, same split. Replaces earlier splits.",
     )
     _db_option(p)
     p.add_argument("--per-subset", type=positive_int, required=True, metavar="N")
     p.add_argument("--seed", type=int, required=True, metavar="S")
-    p.add_argument("--split", type=_fractions, default=(0.8, 0.1, 0.1), metavar="TRAIN,VAL,TEST",
-                   help="fractions summing to 1 (default 0.8,0.1,0.1)")
-    p.add_argument("--by", choices=["random", "release_date"], default="random",
-                   help="random (seeded) or by release date: oldest to train, newest to test")
+    p.add_argument(
+        "--split",
+        type=_fractions,
+        default=(0.8, 0.1, 0.1),
+        metavar="TRAIN,VAL,TEST",
+        help="fractions summing to 1 (default 0.8,0.1,0.1)",
+    )
+    p.add_argument(
+        "--by",
+        choices=["random", "release_date"],
+        default="random",
+        help="random (seeded) or by release date: oldest to train, newest to test",
+    )
     p.set_defaults(func=run_sample)
 
     p = sub.add_parser("stats", help="print a per-subset summary of the listening data")
@@ -103,10 +133,14 @@ def run_ingest(args: argparse.Namespace) -> int:
     from hitsong.store.ingest import ingest
 
     report = ingest(
-        _db(args), args.events, args.songs,
-        window_start=args.window_start, window_end=args.window_end,
+        _db(args),
+        args.events,
+        args.songs,
+        window_start=args.window_start,
+        window_end=args.window_end,
         unknown_songs="drop" if args.drop_unknown else "error",
-        event_shape=args.event_shape, replace=args.replace,
+        event_shape=args.event_shape,
+        replace=args.replace,
     )
     sys.stdout.write(report.message + "\n")
     return 0

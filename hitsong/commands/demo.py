@@ -33,7 +33,7 @@ def run_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_init(demo_sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
+def add_init(demo_sub: argparse._SubParsersAction) -> None:
     """Add ``hitsong demo init`` to the ``demo`` group."""
     p = demo_sub.add_parser(
         "init",
@@ -41,19 +41,30 @@ def add_init(demo_sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
         description="Synthesise a small label of songs from genre archetypes and simulated "
         "listeners in two markets; the data is synthetic and labelled as such.",
     )
-    p.add_argument("--out", default=str(get_settings().demo_dir),
-                   help="target folder (default: the demo folder under HITSONG_HOME)")
-    p.add_argument("--songs-per-subset", type=positive_int, default=DEFAULT_SONGS_PER_SUBSET,
-                   help=f"songs per market (default {DEFAULT_SONGS_PER_SUBSET})")
-    p.add_argument("--users", type=positive_int, default=DEFAULT_USERS,
-                   help=f"simulated users per market (default {DEFAULT_USERS})")
+    p.add_argument(
+        "--out",
+        default=str(get_settings().demo_dir),
+        help="target folder (default: the demo folder under HITSONG_HOME)",
+    )
+    p.add_argument(
+        "--songs-per-subset",
+        type=positive_int,
+        default=DEFAULT_SONGS_PER_SUBSET,
+        help=f"songs per market (default {DEFAULT_SONGS_PER_SUBSET})",
+    )
+    p.add_argument(
+        "--users",
+        type=positive_int,
+        default=DEFAULT_USERS,
+        help=f"simulated users per market (default {DEFAULT_USERS})",
+    )
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
     p.add_argument("--workers", type=positive_int, default=None, help="rendering processes (default: all cores)")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
     p.set_defaults(func=run_init)
 
 
-def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:  # noqa: SLF001
+def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     """Add the ``demo`` group and its sub-commands; returns the group's sub-parsers."""
     demo = sub.add_parser("demo", help="the embedded synthetic demo label")
     demo_sub = demo.add_subparsers(dest="demo_command", metavar="DEMO_COMMAND")

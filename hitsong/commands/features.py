@@ -11,7 +11,7 @@ from hitsong.settings import get_settings
 log = logging.getLogger(__name__)
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
+def register(sub: argparse._SubParsersAction) -> None:
     """Register ``hitsong features``."""
     settings = get_settings()
     p = sub.add_parser(
@@ -24,15 +24,27 @@ def register(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
         ),
     )
     p.add_argument("--db", default=str(settings.db_path), help=f"DuckDB file (default {settings.db_path})")
-    p.add_argument("--store", default=str(settings.store_dir), help=f"feature store folder (default {settings.store_dir})")
+    p.add_argument(
+        "--store", default=str(settings.store_dir), help=f"feature store folder (default {settings.store_dir})"
+    )
     p.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
     p.add_argument("--subset", default=None, help="only this subset (default: all)")
-    p.add_argument("--executor", choices=("process", "dask"), default="process",
-                   help="local process pool (default) or dask.distributed (pip install 'hitsong[dask]')")
-    p.add_argument("--scheduler", default=None,
-                   help="address of a running dask scheduler (with --executor dask; default: a local cluster)")
-    p.add_argument("--tagger", default="MTT_musicnn",
-                   help="tagger for the 50-d tag vectors: MTT_musicnn (default), MTT_vgg, or none")
+    p.add_argument(
+        "--executor",
+        choices=("process", "dask"),
+        default="process",
+        help="local process pool (default) or dask.distributed (pip install 'hitsong[dask]')",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        help="address of a running dask scheduler (with --executor dask; default: a local cluster)",
+    )
+    p.add_argument(
+        "--tagger",
+        default="MTT_musicnn",
+        help="tagger for the 50-d tag vectors: MTT_musicnn (default), MTT_vgg, or none",
+    )
     p.set_defaults(func=run)
 
 
@@ -41,14 +53,22 @@ def run(args: argparse.Namespace) -> int:
     from hitsong.features import build_features
 
     report = build_features(
-        args.db, args.store, subset=args.subset, workers=args.workers, executor=args.executor,
-        tagger=args.tagger, scheduler=args.scheduler,
+        args.db,
+        args.store,
+        subset=args.subset,
+        workers=args.workers,
+        executor=args.executor,
+        tagger=args.tagger,
+        scheduler=args.scheduler,
     )
     for rep in report.subsets:
         for f in rep.failures:
             log.warning("failed: %s (%s) %s: %s", f.song_id, f.subset, f.audio_path, f.error)
     log.info(
         "features done in %.1f s: %d computed, %d skipped, %d failed",
-        report.seconds, report.computed, report.skipped, report.failed,
+        report.seconds,
+        report.computed,
+        report.skipped,
+        report.failed,
     )
     return 0

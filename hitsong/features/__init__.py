@@ -12,6 +12,15 @@ from hitsong.features.executors import EXECUTORS
 from hitsong.features.layout import mel_path, open_mels
 
 __all__ = [
-    "EXECUTORS", "NO_TAGGER", "FeatureReport", "MelDataset", "SongFeatures", "SubsetReport", "build_features",
-    "compute_song_features", "failures", "mel_path", "open_mels",
+    "EXECUTORS",
+    "NO_TAGGER",
+    "FeatureReport",
+    "MelDataset",
+    "SongFeatures",
+    "SubsetReport",
+    "build_features",
+    "compute_song_features",
+    "failures",
+    "mel_path",
+    "open_mels",
 ]

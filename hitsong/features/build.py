@@ -143,12 +143,19 @@ def _prepare_subset(
             if meta is not None:
                 log.warning(
                     "features %s: the audio config changed (stored %s, now %s); recomputing all %d songs",
-                    subset, meta.config_hash, chash, len(songs),
+                    subset,
+                    meta.config_hash,
+                    chash,
+                    len(songs),
                 )
                 report.recomputed_for_config = True
             featureindex.reset_subset(
-                con, subset, config_hash=chash, config_json=json.dumps(config.to_dict(), sort_keys=True),
-                n_mels=config.n_mels, n_frames=config.n_frames,
+                con,
+                subset,
+                config_hash=chash,
+                config_json=json.dumps(config.to_dict(), sort_keys=True),
+                n_mels=config.n_mels,
+                n_frames=config.n_frames,
             )
             reset = True
         else:
@@ -250,7 +257,9 @@ def build_features(
     pending_idx: list[IndexRow] = []
     pending_tags: list[TagRow] = []
     pending_fail: list[FailureRow] = [
-        FailureRow(t.song_id, t.subset, "", "the song has no audio_path in the songs table") for t in tasks if not t.path
+        FailureRow(t.song_id, t.subset, "", "the song has no audio_path in the songs table")
+        for t in tasks
+        if not t.path
     ]
     last_commit = time.monotonic()
 
@@ -295,17 +304,21 @@ def build_features(
         for state in states.values():
             state.writer.close()
 
-    result = FeatureReport(subsets=tuple(reports[s] for s in sorted(reports)), seconds=time.monotonic() - t_start)
-    for rep in result.subsets:
+    report_all = FeatureReport(subsets=tuple(reports[s] for s in sorted(reports)), seconds=time.monotonic() - t_start)
+    for rep in report_all.subsets:
         log.info(
             "features %s: %d computed, %d skipped (done before), %d failed",
-            rep.subset, rep.computed, rep.skipped, rep.failed,
+            rep.subset,
+            rep.computed,
+            rep.skipped,
+            rep.failed,
         )
-    if result.failed:
+    if report_all.failed:
         log.warning(
-            "features: %d song(s) failed; they are listed above and in the DuckDB table feature_failures", result.failed
+            "features: %d song(s) failed; they are listed above and in the DuckDB table feature_failures",
+            report_all.failed,
         )
-    return result
+    return report_all
 
 
 def _store(
@@ -322,8 +335,18 @@ def _store(
     state.writer.write(row, result.mel)
     fl = result.flags
     idx.append(
-        IndexRow(task.song_id, task.subset, row, state.config_hash, fl.padded, fl.silent, fl.truncated,
-                 float(fl.duration), int(fl.native_sr), int(fl.channels))
+        IndexRow(
+            task.song_id,
+            task.subset,
+            row,
+            state.config_hash,
+            fl.padded,
+            fl.silent,
+            fl.truncated,
+            float(fl.duration),
+            int(fl.native_sr),
+            int(fl.channels),
+        )
     )
     if tagger != NO_TAGGER and result.tags is not None:
         tags.append(TagRow(task.song_id, task.subset, tagger, tuple(float(v) for v in result.tags), result.genre))

@@ -1,5 +1,4 @@
-"""One song's features, as a pure function: the log-mel of its middle segment and its tag vector.
-"""
+"""One song's features, as a pure function: the log-mel of its middle segment and its tag vector."""
 
 from __future__ import annotations
 

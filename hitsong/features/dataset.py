@@ -1,5 +1,4 @@
-"""The feature store as a torch-style map dataset, for training and evaluation.
-"""
+"""The feature store as a torch-style map dataset, for training and evaluation."""
 
 from __future__ import annotations
 
@@ -8,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch.utils.data import Dataset
 
 from hitsong.errors import StoreError
 from hitsong.features.compute import NO_TAGGER
@@ -19,8 +19,7 @@ from hitsong.store.featureindex import N_TAGS
 log = logging.getLogger(__name__)
 
 
-
-class MelDataset:
+class MelDataset(Dataset):
     """(mel, tags, hit score) per song of one subset and split, read lazily from the store.
 
     A map-style dataset for ``torch.utils.data.DataLoader`` (its default collate turns the
@@ -75,7 +74,10 @@ class MelDataset:
         if self.missing:
             log.warning(
                 "MelDataset %s/%s: %d song(s) have no stored features and are left out (e.g. %s)",
-                subset, split, len(self.missing), ", ".join(self.missing[:3]),
+                subset,
+                split,
+                len(self.missing),
+                ", ".join(self.missing[:3]),
             )
         merged = merged.dropna(subset=["row"]).reset_index(drop=True)
         self.song_ids: list[str] = merged["song_id"].astype(str).tolist()

@@ -29,7 +29,6 @@ from hitsong.features.compute import SongFeatures, compute_song_features
 log = logging.getLogger(__name__)
 
 
-
 EXECUTORS = ("process", "dask")
 
 
@@ -103,13 +102,17 @@ def run_processes(tasks: Iterable[Task], *, workers: int, config: AudioConfig, t
                     except BrokenProcessPool:
                         broken = True
                         if crashes > 0:
-                            yield task, None, (
-                                "the worker process died while computing this song (a crash in the "
-                                "decoder, out of memory, or killed)"
+                            yield (
+                                task,
+                                None,
+                                (
+                                    "the worker process died while computing this song (a crash in the "
+                                    "decoder, out of memory, or killed)"
+                                ),
                             )
                         else:
                             queue.appendleft((task, crashes + 1))
-                    except Exception as exc:  # noqa: BLE001 - any error of one song is recorded, not fatal
+                    except Exception as exc:
                         yield task, None, _describe(exc)
                 if broken:
                     log.warning("a worker process died; retrying the songs it was given one at a time")
@@ -128,13 +131,14 @@ def run_dask(
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError as exc:
-        raise ConfigError(
-            "--executor dask needs dask.distributed: pip install 'hitsong[dask]'"
-        ) from exc
+        raise ConfigError("--executor dask needs dask.distributed: pip install 'hitsong[dask]'") from exc
     cluster = None
     if scheduler is None:
         cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
             silence_logs=logging.WARNING,
         )
     client = Client(scheduler or cluster)

@@ -104,6 +104,8 @@ class AudioCNN(HitModel):
     uses_tags = False
     vector_input = False
     has_frames = True
+    mel_mean: Tensor
+    mel_std: Tensor
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

@@ -53,7 +53,9 @@ class JointModel(HitModel):
         """The current weight of the CNN part, a scalar in [0, 1]."""
         if self.config.joint_w_fixed is None:
             return torch.sigmoid(self.w_logit)
-        return self.w_value
+        value = self.w_value
+        assert isinstance(value, Tensor)  # a registered buffer
+        return value
 
     def fit_input_stats(self, stats: Tensor, tags: Tensor) -> None:
         """Fit both parts' input standardisation on the training songs' ``stats`` and ``tags``."""

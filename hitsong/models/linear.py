@@ -46,6 +46,9 @@ class StandardisedLinear(nn.Module):
         Length of the input vector.
     """
 
+    in_mean: Tensor
+    in_std: Tensor
+
     def __init__(self, n_inputs: int) -> None:
         super().__init__()
         self.register_buffer("in_mean", torch.zeros(n_inputs))
@@ -55,9 +58,7 @@ class StandardisedLinear(nn.Module):
     def fit(self, x: Tensor) -> None:
         """Set the standardisation buffers from training vectors ``x`` of shape (N, n_inputs)."""
         if x.ndim != 2 or x.shape[1] != self.in_mean.shape[0] or x.shape[0] < 1:
-            raise ModelError(
-                f"input statistics need a (N >= 1, {self.in_mean.shape[0]}) tensor, got {tuple(x.shape)}"
-            )
+            raise ModelError(f"input statistics need a (N >= 1, {self.in_mean.shape[0]}) tensor, got {tuple(x.shape)}")
         x = x.detach().to(self.in_mean.device, torch.float32)
         std = x.std(dim=0, unbiased=False)
         self.in_mean.copy_(x.mean(dim=0))

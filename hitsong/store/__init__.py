@@ -52,7 +52,9 @@ def _open(path: Path, *, read_only: bool, retry_seconds: float) -> duckdb.DuckDB
 
 
 @contextmanager
-def connect(path: str | Path, *, read_only: bool = False, retry_seconds: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
+def connect(
+    path: str | Path, *, read_only: bool = False, retry_seconds: float = 30.0
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the DuckDB file for a short while and close it afterwards.
 
     Parameters

@@ -19,9 +19,13 @@ from hitsong.store.sources import CheckedFile
 log = logging.getLogger(__name__)
 
 
-
-def aggregate(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], window_start: date,
-               window_end: date | None, memory_limit_mb: int) -> int:
+def aggregate(
+    con: duckdb.DuckDBPyConnection,
+    checked: list[CheckedFile],
+    window_start: date,
+    window_end: date | None,
+    memory_limit_mb: int,
+) -> int:
     """Aggregate the events into temp tables ``_agg`` (per song key) and ``_subset_users``.
 
     Large aggregated Parquet files with integer ids go through the compiled path of
@@ -50,15 +54,20 @@ def aggregate(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], window
         if c.file.shape == "aggregated":
             selects.append(f"SELECT {u} AS user_id, {s} AS song_id, {c.value_sql} AS plays FROM {name}")
         else:
-            inside = (f"{c.value_sql} >= CAST($ws AS TIMESTAMP) AND "
-                      f"($we IS NULL OR {c.value_sql} < CAST($we AS TIMESTAMP) + INTERVAL 1 DAY)")
-            outside += con.execute(f"SELECT count(*) FILTER (WHERE NOT ({inside})) FROM {name}",
-                                   bounds).fetchall()[0][0]
+            inside = (
+                f"{c.value_sql} >= CAST($ws AS TIMESTAMP) AND "
+                f"($we IS NULL OR {c.value_sql} < CAST($we AS TIMESTAMP) + INTERVAL 1 DAY)"
+            )
+            outside += con.execute(f"SELECT count(*) FILTER (WHERE NOT ({inside})) FROM {name}", bounds).fetchall()[0][
+                0
+            ]
             selects.append(f"SELECT {u} AS user_id, {s} AS song_id, 1 AS plays FROM {name} WHERE {inside}")
             uses_bounds = True
     key_type = next(iter(id_types["song_id"])) if len(id_types["song_id"]) == 1 else "VARCHAR"
     if key_type == "VARCHAR":
-        con.execute("CREATE OR REPLACE TEMP TABLE _song_map AS SELECT song_id AS song_key, song_id, subset FROM _new_songs")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _song_map AS SELECT song_id AS song_key, song_id, subset FROM _new_songs"
+        )
     else:  # integer ids: '7' in the songs file matches 7 in the events, '007' does not
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _song_map AS
@@ -103,8 +112,9 @@ _KERNEL_MAX_SONG_RANGE = 1 << 26  # song ids spread wider than this go to SQL (l
 _KERNEL_BATCH_ROWS = 1 << 22  # rows read at a time (a Parquet row group if not larger)
 
 
-def _kernel_user_range(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile],
-                       memory_limit_mb: int) -> tuple[int, int] | None:
+def _kernel_user_range(
+    con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], memory_limit_mb: int
+) -> tuple[int, int] | None:
     """``(min, max)`` user id when the compiled path applies, else ``None``.
 
     It applies to aggregated Parquet files with integer ids and counts, at least
@@ -116,30 +126,42 @@ def _kernel_user_range(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile
         return None
     for c in checked:
         src = c.file.src
-        if c.file.shape != "aggregated" or src.kind != "parquet" or any(
-                src.types[col] not in _KERNEL_TYPES for col in AGGREGATED_COLUMNS):
+        if (
+            c.file.shape != "aggregated"
+            or src.kind != "parquet"
+            or any(src.types[col] not in _KERNEL_TYPES for col in AGGREGATED_COLUMNS)
+        ):
             return None
     from hitsong.store.pairs import MAX_USER_BITS, memory_bytes
 
-    lo_hi = [c.file.src.relation(con).aggregate(f"min({c.user_sql}), max({c.user_sql})").fetchall()[0]
-             for c in checked]  # Parquet statistics answer this without a scan
+    lo_hi = [
+        c.file.src.relation(con).aggregate(f"min({c.user_sql}), max({c.user_sql})").fetchall()[0] for c in checked
+    ]  # Parquet statistics answer this without a scan
     user_lo, user_hi = min(int(x[0]) for x in lo_hi), max(int(x[1]) for x in lo_hi)
     songs = con.execute(
         """SELECT count(*), min(k), max(k), count(DISTINCT subset) FROM (
                SELECT TRY_CAST(song_id AS BIGINT) AS k, subset FROM _new_songs)"""
     ).fetchall()[0]
     song_range = int(songs[2]) - int(songs[1]) + 1 if songs[1] is not None else 1
-    need = memory_bytes(rows=rows, batch_rows=_KERNEL_BATCH_ROWS, song_range=song_range, user_range=user_hi - user_lo + 1,
-                        n_subsets=int(songs[3]), n_songs=int(songs[0]))
-    if (user_hi - user_lo).bit_length() > MAX_USER_BITS or song_range > _KERNEL_MAX_SONG_RANGE \
-            or need > memory_limit_mb << 20:
+    need = memory_bytes(
+        rows=rows,
+        batch_rows=_KERNEL_BATCH_ROWS,
+        song_range=song_range,
+        user_range=user_hi - user_lo + 1,
+        n_subsets=int(songs[3]),
+        n_songs=int(songs[0]),
+    )
+    if (
+        (user_hi - user_lo).bit_length() > MAX_USER_BITS
+        or song_range > _KERNEL_MAX_SONG_RANGE
+        or need > memory_limit_mb << 20
+    ):
         log.info("aggregating in SQL: ids too spread out or too many rows for the compiled path")
         return None
     return user_lo, user_hi
 
 
-def _aggregate_kernel(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], user_lo: int,
-                      user_hi: int) -> None:
+def _aggregate_kernel(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], user_lo: int, user_hi: int) -> None:
     """:func:`aggregate` for aggregated Parquet files with integer ids, via :mod:`hitsong.store.pairs`.
 
     Fills ``_song_map``, ``_agg`` and ``_subset_users`` exactly as the SQL path does (song keys
@@ -174,24 +196,41 @@ def _aggregate_kernel(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile]
             else:  # big row groups: bounded batches
                 parts = pf.iter_batches(batch_size=_KERNEL_BATCH_ROWS, columns=cols)
             for part in parts:
-                yield tuple(np.asarray(part.column(i)) for i in range(3))
+                yield np.asarray(part.column(0)), np.asarray(part.column(1)), np.asarray(part.column(2))
 
-    tot = count_pairs(batches(), song_lut=lut, song_lo=song_lo, subset_of=subset_of, n_subsets=max(1, subsets.size),
-                      user_lo=user_lo, user_hi=user_hi, capacity=sum(c.rows for c in checked))
+    tot = count_pairs(
+        batches(),
+        song_lut=lut,
+        song_lo=song_lo,
+        subset_of=subset_of,
+        n_subsets=max(1, subsets.size),
+        user_lo=user_lo,
+        user_hi=user_hi,
+        capacity=sum(c.rows for c in checked),
+    )
     played = np.flatnonzero(tot.events)
     n_unknown = tot.unknown_ids.size
-    agg = pa.table({
-        "song_key": np.concatenate([keys[played], tot.unknown_ids]),
-        "plays": np.concatenate([tot.plays[played], tot.unknown_plays]),
-        "listeners": pa.array(np.concatenate([tot.listeners[played], np.zeros(n_unknown, np.int64)]),
-                              mask=np.arange(played.size + n_unknown) >= played.size),
-        "events": np.concatenate([tot.events[played], tot.unknown_rows]),
-        "song_id": pa.array(list(np.asarray(smap["song_id"], dtype=object)[played]) + [None] * n_unknown,
-                            pa.string()),
-    })
+    agg = pa.table(
+        {
+            "song_key": np.concatenate([keys[played], tot.unknown_ids]),
+            "plays": np.concatenate([tot.plays[played], tot.unknown_plays]),
+            "listeners": pa.array(
+                np.concatenate([tot.listeners[played], np.zeros(n_unknown, np.int64)]),
+                mask=np.arange(played.size + n_unknown) >= played.size,
+            ),
+            "events": np.concatenate([tot.events[played], tot.unknown_rows]),
+            "song_id": pa.array(
+                list(np.asarray(smap["song_id"], dtype=object)[played]) + [None] * n_unknown, pa.string()
+            ),
+        }
+    )
     s_idx, u_idx = np.nonzero(tot.subset_users)
-    users = pa.table({"subset": pa.array(subsets[s_idx] if subsets.size else [], pa.string()),
-                      "user_id": (u_idx + user_lo).astype(np.int64)})
+    users = pa.table(
+        {
+            "subset": pa.array(subsets[s_idx] if subsets.size else [], pa.string()),
+            "user_id": (u_idx + user_lo).astype(np.int64),
+        }
+    )
     for name, table in (("_agg", agg), ("_subset_users", users)):
         con.register(f"{name}_arrow", table)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")

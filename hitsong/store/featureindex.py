@@ -122,7 +122,7 @@ def reset_subset(
         Index rows deleted.
     """
     with transaction(con):
-        (n,) = con.execute("SELECT count(*) FROM feature_index WHERE subset = ?", [subset]).fetchone()
+        (n,) = con.execute("SELECT count(*) FROM feature_index WHERE subset = ?", [subset]).fetchall()[0]
         con.execute("DELETE FROM feature_index WHERE subset = ?", [subset])
         con.execute("DELETE FROM song_tags WHERE subset = ?", [subset])
         con.execute(
@@ -148,7 +148,7 @@ def tagged_songs(con: duckdb.DuckDBPyConnection, subset: str, model: str) -> set
 
 def next_row(con: duckdb.DuckDBPyConnection, subset: str) -> int:
     """The first row after every committed row of ``subset`` (0 when empty)."""
-    (n,) = con.execute('SELECT coalesce(max("row") + 1, 0) FROM feature_index WHERE subset = ?', [subset]).fetchone()
+    (n,) = con.execute('SELECT coalesce(max("row") + 1, 0) FROM feature_index WHERE subset = ?', [subset]).fetchall()[0]
     return int(n)
 
 
@@ -169,8 +169,18 @@ def commit_batch(
             con.executemany(
                 "INSERT OR REPLACE INTO feature_index VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
                 [
-                    [r.song_id, r.subset, r.row, r.config_hash, r.padded, r.silent, r.truncated,
-                     r.duration, r.native_sr, r.channels]
+                    [
+                        r.song_id,
+                        r.subset,
+                        r.row,
+                        r.config_hash,
+                        r.padded,
+                        r.silent,
+                        r.truncated,
+                        r.duration,
+                        r.native_sr,
+                        r.channels,
+                    ]
                     for r in computed
                 ],
             )
@@ -191,9 +201,7 @@ def commit_batch(
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    (n,) = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
-    ).fetchone()
+    (n,) = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchall()[0]
     return n > 0
 
 

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -97,8 +97,14 @@ def _load_songs(con: duckdb.DuckDBPyConnection, src: Source) -> int:
     rel = src.relation(con)
     dup = rel.aggregate(f"count(*) - count(DISTINCT CAST({sid} AS VARCHAR))").fetchall()[0][0]
     if dup:
-        dup_ids = [r[0] for r in rel.aggregate(f"CAST({sid} AS VARCHAR) AS i, count(*) AS n")
-                   .filter("n > 1").order("i").limit(3).fetchall()]
+        dup_ids = [
+            r[0]
+            for r in rel.aggregate(f"CAST({sid} AS VARCHAR) AS i, count(*) AS n")
+            .filter("n > 1")
+            .order("i")
+            .limit(3)
+            .fetchall()
+        ]
         rows = find_rows(con, src, f"CAST({sid} AS VARCHAR) IN (SELECT i FROM {ids_table(con, dup_ids)})")
         raise InputError(
             f"songs file {src.path}, column {src.columns['song_id']!r}: {dup} duplicate song id(s), "
@@ -111,9 +117,9 @@ def _load_songs(con: duckdb.DuckDBPyConnection, src: Source) -> int:
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _new_songs AS SELECT
             CAST({sid} AS VARCHAR) AS song_id,
-            CAST({quote(src.columns['title'])} AS VARCHAR) AS title,
-            CAST({quote(src.columns['artist'])} AS VARCHAR) AS artist,
-            trim(CAST({quote(src.columns['subset'])} AS VARCHAR)) AS subset,
+            CAST({quote(src.columns["title"])} AS VARCHAR) AS title,
+            CAST({quote(src.columns["artist"])} AS VARCHAR) AS artist,
+            trim(CAST({quote(src.columns["subset"])} AS VARCHAR)) AS subset,
             {date_sql} AS release_date,
             CASE WHEN starts_with({ap}, '/') THEN {ap} ELSE $base || '/' || {ap} END AS audio_path
         FROM _songs_src""",
@@ -214,8 +220,18 @@ def ingest(
             con.execute("SET preserve_insertion_order = false")
             con.execute("SET enable_progress_bar = false")  # progress goes through logging
             with transaction(con):
-                report = _ingest(con, [Path(p) for p in paths], Path(songs_path), window_start,
-                                 window_end, unknown_songs, event_shape, replace, memory_limit_mb, t0)
+                report = _ingest(
+                    con,
+                    [Path(p) for p in paths],
+                    Path(songs_path),
+                    window_start,
+                    window_end,
+                    unknown_songs,
+                    event_shape,
+                    replace,
+                    memory_limit_mb,
+                    t0,
+                )
     except BaseException:
         if not existed:
             for p in (db_path, db_path.with_name(db_path.name + ".wal")):
@@ -230,9 +246,18 @@ def _import_pairs() -> None:
     import hitsong.store.pairs  # noqa: F401
 
 
-def _ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], songs_path: Path,
-            window_start: date | None, window_end: date | None, unknown_songs: UnknownSongs,
-            event_shape: EventShape, replace: bool, memory_limit_mb: int, t0: float) -> IngestReport:
+def _ingest(
+    con: duckdb.DuckDBPyConnection,
+    paths: list[Path],
+    songs_path: Path,
+    window_start: date | None,
+    window_end: date | None,
+    unknown_songs: UnknownSongs,
+    event_shape: EventShape,
+    replace: bool,
+    memory_limit_mb: int,
+    t0: float,
+) -> IngestReport:
     """The body of :func:`ingest`, inside its transaction."""
     if sum(p.stat().st_size for p in paths if p.is_file()) > KERNEL_MIN_BYTES:
         # numba's import (~0.3 s) overlaps the hashing and checks below, which release the GIL
@@ -240,15 +265,20 @@ def _ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], songs_path: Path,
     con.execute(SCHEMA)
     songs_src = open_source(con, songs_path, "songs")
     songs_sha = file_sha256(songs_src.path)
-    last = first_row(con.execute("SELECT ingest_id, request_key, report FROM ingest_log ORDER BY ingest_id DESC LIMIT 1"))
+    last = first_row(
+        con.execute("SELECT ingest_id, request_key, report FROM ingest_log ORDER BY ingest_id DESC LIMIT 1")
+    )
     files, new_files = _gather_event_files(con, paths, None if replace else last, event_shape)
     if window_start is None and window_end is None and last is not None and not replace:
         stored = first_row(con.execute('SELECT window_start, window_end, source FROM "window"'))
         if stored is not None and stored[2] == "flags":  # a window from the data is recomputed
             window_start, window_end = stored[0], stored[1]
     request = {
-        "events": sorted(f.sha256 for f in files), "shapes": sorted({f.shape for f in files}),
-        "songs": songs_sha, "window": [str(window_start), str(window_end)], "unknown": unknown_songs,
+        "events": sorted(f.sha256 for f in files),
+        "shapes": sorted({f.shape for f in files}),
+        "songs": songs_sha,
+        "window": [str(window_start), str(window_end)],
+        "unknown": unknown_songs,
     }
     key = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
     if last is not None and last[1] == key:
@@ -266,9 +296,11 @@ def _ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], songs_path: Path,
     ).fetchall()[0]
     listeners = con.execute("SELECT count(DISTINCT user_id) FROM _subset_users").fetchall()[0][0]
     ingest_id = (last[0] + 1) if last else 1
-    msg = (f"ingest #{ingest_id}: {n_songs} songs ({totals[0]} played), {totals[1]} event rows from "
-           f"{len(files)} file(s) ({new_files} new), {totals[2]} plays, {listeners} listeners; window "
-           f"{window_start} to {window_end or '?'} ({source})")
+    msg = (
+        f"ingest #{ingest_id}: {n_songs} songs ({totals[0]} played), {totals[1]} event rows from "
+        f"{len(files)} file(s) ({new_files} new), {totals[2]} plays, {listeners} listeners; window "
+        f"{window_start} to {window_end or '?'} ({source})"
+    )
     if unknown[1]:
         msg += f"; dropped {unknown[1]} rows ({unknown[2]} plays) of {unknown[0]} songs not in the songs file"
     if outside:
@@ -276,24 +308,45 @@ def _ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], songs_path: Path,
     if n_splits:
         msg += "; the previous splits were cleared (run `hitsong sample` again)"
     report = IngestReport(
-        skipped=False, message=msg, ingest_id=ingest_id, songs=n_songs, songs_played=int(totals[0]),
-        event_files=tuple(str(c.file.src.path) for c in checked), event_rows=int(totals[1] or 0),
-        plays=int(totals[2] or 0), listeners=int(listeners), dropped_unknown_rows=int(unknown[1]),
-        dropped_unknown_plays=int(unknown[2]), outside_window_rows=int(outside), window_start=window_start,
-        window_end=window_end, window_source=source, splits_cleared=bool(n_splits),
+        skipped=False,
+        message=msg,
+        ingest_id=ingest_id,
+        songs=n_songs,
+        songs_played=int(totals[0]),
+        event_files=tuple(str(c.file.src.path) for c in checked),
+        event_rows=int(totals[1] or 0),
+        plays=int(totals[2] or 0),
+        listeners=int(listeners),
+        dropped_unknown_rows=int(unknown[1]),
+        dropped_unknown_plays=int(unknown[2]),
+        outside_window_rows=int(outside),
+        window_start=window_start,
+        window_end=window_end,
+        window_source=source,
+        splits_cleared=bool(n_splits),
         seconds=time.monotonic() - t0,
     )
-    stored_report = {**asdict(report), "window_start": str(window_start),
-                     "window_end": str(window_end) if window_end else None}
+    stored_report = {
+        **asdict(report),
+        "window_start": str(window_start),
+        "window_end": str(window_end) if window_end else None,
+    }
     con.execute(
         "INSERT INTO ingest_log VALUES ($i, $t, $k, $p, $h, $r)",
-        {"i": ingest_id, "t": datetime.now(timezone.utc).replace(tzinfo=None), "k": key,
-         "p": str(songs_src.path), "h": songs_sha, "r": json.dumps(stored_report)},
+        {
+            "i": ingest_id,
+            "t": datetime.now(UTC).replace(tzinfo=None),
+            "k": key,
+            "p": str(songs_src.path),
+            "h": songs_sha,
+            "r": json.dumps(stored_report),
+        },
     )
     for c in checked:
-        con.execute("INSERT INTO event_files VALUES ($i, $p, $h, $s, $n)",
-                    {"i": ingest_id, "p": str(c.file.src.path), "h": c.file.sha256, "s": c.file.shape,
-                     "n": c.rows})
+        con.execute(
+            "INSERT INTO event_files VALUES ($i, $p, $h, $s, $n)",
+            {"i": ingest_id, "p": str(c.file.src.path), "h": c.file.sha256, "s": c.file.shape, "n": c.rows},
+        )
     for i in range(len(checked)):
         con.execute(f"DROP VIEW IF EXISTS _ev{i}")
     for t in ("_agg", "_subset_users", "_song_map", "_new_songs", "_ids"):
@@ -301,8 +354,9 @@ def _ingest(con: duckdb.DuckDBPyConnection, paths: list[Path], songs_path: Path,
     return report
 
 
-def _gather_event_files(con: duckdb.DuckDBPyConnection, paths: list[Path], last: tuple | None,
-                        event_shape: EventShape) -> tuple[list[EventFile], int]:
+def _gather_event_files(
+    con: duckdb.DuckDBPyConnection, paths: list[Path], last: tuple | None, event_shape: EventShape
+) -> tuple[list[EventFile], int]:
     """The dataset's events files: those of the last ingest (``last``) plus the new ``paths``.
 
     Files are identified by content: a file whose SHA-256 is already in the set is skipped.
@@ -338,23 +392,29 @@ def _gather_event_files(con: duckdb.DuckDBPyConnection, paths: list[Path], last:
 
 def _skipped_report(last: tuple, t0: float) -> IngestReport:
     prev = json.loads(last[2])
-    prev.update(skipped=True, seconds=time.monotonic() - t0,
-                message=f"nothing to do: these songs and events were already ingested "
-                        f"(ingest #{last[0]}); nothing was counted twice")
+    prev.update(
+        skipped=True,
+        seconds=time.monotonic() - t0,
+        message=f"nothing to do: these songs and events were already ingested "
+        f"(ingest #{last[0]}); nothing was counted twice",
+    )
     prev["event_files"] = tuple(prev["event_files"])
     for k in ("window_start", "window_end"):
         prev[k] = date.fromisoformat(prev[k]) if prev[k] else None
     return IngestReport(**prev)
 
 
-def _resolve_window(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], window_start: date | None,
-                    window_end: date | None) -> tuple[date, date | None, str]:
+def _resolve_window(
+    con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], window_start: date | None, window_end: date | None
+) -> tuple[date, date | None, str]:
     """The observation window: the flags, else first/last play date of one-row-per-play files."""
     plays = [c for c in checked if c.file.shape == "plays"]
     source = "flags"
     if plays and (window_start is None or window_end is None):
-        lo_hi = [c.file.src.relation(con).aggregate(f"min({c.value_sql})::DATE, max({c.value_sql})::DATE")
-                 .fetchall()[0] for c in plays]
+        lo_hi = [
+            c.file.src.relation(con).aggregate(f"min({c.value_sql})::DATE, max({c.value_sql})::DATE").fetchall()[0]
+            for c in plays
+        ]
         if window_start is None:
             window_start, source = min(x[0] for x in lo_hi), "data"
         if window_end is None:
@@ -368,8 +428,9 @@ def _resolve_window(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], 
     return window_start, window_end, source
 
 
-def _unknown_songs(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile],
-                   policy: UnknownSongs) -> tuple[int, int, int]:
+def _unknown_songs(
+    con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], policy: UnknownSongs
+) -> tuple[int, int, int]:
     """``(songs, event rows, plays)`` of events for songs not in the catalogue; raise if ``error``."""
     unknown = con.execute(
         "SELECT count(*), coalesce(sum(events), 0), coalesce(sum(plays), 0) FROM _agg WHERE song_id IS NULL"
@@ -377,13 +438,13 @@ def _unknown_songs(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile],
     if unknown[0] and policy == "error":
         _raise_unknown(con, checked, int(unknown[0]), int(unknown[1]))
     if unknown[0]:
-        log.warning("dropped %d events rows (%d plays) of %d songs not in the songs file",
-                    unknown[1], unknown[2], unknown[0])
+        log.warning(
+            "dropped %d events rows (%d plays) of %d songs not in the songs file", unknown[1], unknown[2], unknown[0]
+        )
     return int(unknown[0]), int(unknown[1]), int(unknown[2])
 
 
-def _write_tables(con: duckdb.DuckDBPyConnection, window_start: date, window_end: date | None,
-                  source: str) -> int:
+def _write_tables(con: duckdb.DuckDBPyConnection, window_start: date, window_end: date | None, source: str) -> int:
     """Replace songs, window, song_stats and subset_stats; clear splits (returns how many there were)."""
     con.execute("DELETE FROM songs")
     con.execute("INSERT INTO songs SELECT * FROM _new_songs")
@@ -417,9 +478,12 @@ def _write_tables(con: duckdb.DuckDBPyConnection, window_start: date, window_end
 
 
 def _raise_unknown(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], n_songs: int, n_rows: int) -> None:
-    examples = [r[0] for r in con.execute(
-        "SELECT CAST(song_key AS VARCHAR) AS k FROM _agg WHERE song_id IS NULL ORDER BY k LIMIT 3"
-    ).fetchall()]
+    examples = [
+        r[0]
+        for r in con.execute(
+            "SELECT CAST(song_key AS VARCHAR) AS k FROM _agg WHERE song_id IS NULL ORDER BY k LIMIT 3"
+        ).fetchall()
+    ]
     table = ids_table(con, examples)
     for c in checked:
         ev = c.file
@@ -431,5 +495,7 @@ def _raise_unknown(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], n
                 f"{', '.join(repr(e) for e in examples)} ({rows_text(ev.src, rows, n_rows)}). Add the "
                 f"songs to the songs file, or drop these events with --drop-unknown. {NOT_CHANGED}"
             )
-    raise InputError(f"{n_rows} event rows name {n_songs} song id(s) not in the songs file, e.g. "
-                     f"{examples}. Use --drop-unknown to drop them. {NOT_CHANGED}")
+    raise InputError(
+        f"{n_rows} event rows name {n_songs} song id(s) not in the songs file, e.g. "
+        f"{examples}. Use --drop-unknown to drop them. {NOT_CHANGED}"
+    )

@@ -34,6 +34,7 @@ import numpy as np
 BITMAP_BITS = 23  # bits of one bucket's bitmap: 1 MiB, about one core's L2 cache here
 MAX_USER_BITS = 31  # keys are 32-bit; a user range beyond 2**31 ids goes to the SQL path
 
+
 def _compiled(fn: Callable) -> Callable:
     """``fn`` compiled without the GIL, cached on disk (next to this file, else in the user's
     cache folder; with neither writable it compiles again in each process, ~1 s)."""
@@ -44,8 +45,9 @@ def _compiled(fn: Callable) -> Callable:
 
 
 @_compiled
-def _partition(users, songs, counts, lut, song_lo, user_lo, user_bits, shift, plays, events, bucket_sizes,
-               keys, out, unknown):  # pragma: no cover - compiled
+def _partition(
+    users, songs, counts, lut, song_lo, user_lo, user_bits, shift, plays, events, bucket_sizes, keys, out, unknown
+):  # pragma: no cover - compiled
     """One batch: per-song sums, and the keys of rows with plays grouped by bucket into ``out``.
 
     Returns ``(rows with plays > 0, rows of unknown songs)``; ``unknown`` receives the latter's
@@ -86,8 +88,9 @@ def _partition(users, songs, counts, lut, song_lo, user_lo, user_bits, shift, pl
 
 
 @_compiled
-def _count_buckets(store, starts, offsets, first, step, shift, user_bits, bitmap, listeners, subset_of, n_users,
-                   subset_seen):  # pragma: no cover - compiled
+def _count_buckets(
+    store, starts, offsets, first, step, shift, user_bits, bitmap, listeners, subset_of, n_users, subset_seen
+):  # pragma: no cover - compiled
     """Listeners of the songs in buckets ``first, first + step, ...`` (exact, via ``bitmap``), and
     each new (song, user) pair's user marked in ``subset_seen`` under the song's subset.
 
@@ -138,8 +141,9 @@ class PairTotals:
     unknown_plays: np.ndarray
 
 
-def memory_bytes(*, rows: int, batch_rows: int, song_range: int, user_range: int, n_subsets: int,
-                 n_songs: int, threads: int = 2) -> int:
+def memory_bytes(
+    *, rows: int, batch_rows: int, song_range: int, user_range: int, n_subsets: int, n_songs: int, threads: int = 2
+) -> int:
     """Bytes :func:`count_pairs` holds for ``rows`` event rows read ``batch_rows`` at a time (the
     dominant terms: stored keys, per-thread batches and buffers, bitmaps, tables)."""
     bitmap = (1 << max(BITMAP_BITS, int(user_range - 1).bit_length())) >> 3
@@ -147,9 +151,18 @@ def memory_bytes(*, rows: int, batch_rows: int, song_range: int, user_range: int
     return 4 * rows + 4 * song_range + threads * per_thread
 
 
-def count_pairs(batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], *, song_lut: np.ndarray,
-                song_lo: int, subset_of: np.ndarray, n_subsets: int, user_lo: int, user_hi: int,
-                capacity: int, threads: int = 2) -> PairTotals:
+def count_pairs(
+    batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    *,
+    song_lut: np.ndarray,
+    song_lo: int,
+    subset_of: np.ndarray,
+    n_subsets: int,
+    user_lo: int,
+    user_hi: int,
+    capacity: int,
+    threads: int = 2,
+) -> PairTotals:
     """Exact per-song plays, events and listeners of aggregated rows with integer ids.
 
     Parameters
@@ -219,8 +232,22 @@ def count_pairs(batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], *,
                 if keys.shape[0] < n:
                     keys, unknown = np.empty(n, np.int64), np.empty(n, np.int64)
                 sizes = np.zeros(n_buckets, np.int64)
-                _, n_unknown = _partition(users, songs, counts, song_lut, int(song_lo), int(user_lo), user_bits,
-                                          shift, plays, events, sizes, keys, store[base:base + n], unknown)
+                _, n_unknown = _partition(
+                    users,
+                    songs,
+                    counts,
+                    song_lut,
+                    int(song_lo),
+                    int(user_lo),
+                    user_bits,
+                    shift,
+                    plays,
+                    events,
+                    sizes,
+                    keys,
+                    store[base : base + n],
+                    unknown,
+                )
                 with lock:
                     starts.append(base)
                     offsets.append(np.concatenate([[0], np.cumsum(sizes)]))
@@ -234,8 +261,8 @@ def count_pairs(batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], *,
     _run_threads(work, threads)
     if errors:
         raise errors[0]
-    plays = sum(p[0] for p in parts)
-    events = sum(p[1] for p in parts)
+    plays: np.ndarray = np.sum([p[0] for p in parts], axis=0)
+    events: np.ndarray = np.sum([p[1] for p in parts], axis=0)
     listeners = np.zeros(n_songs, np.int64)
     seen_parts: list[np.ndarray] = []
     if starts:
@@ -249,8 +276,20 @@ def count_pairs(batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], *,
             with lock:
                 first = next(turn)
                 seen_parts.append(seen)
-            _count_buckets(store, start_arr, offset_arr, first, threads, shift, user_bits,
-                           np.zeros(bitmap_bytes, np.uint8), listeners, subset_of, n_users, seen)
+            _count_buckets(
+                store,
+                start_arr,
+                offset_arr,
+                first,
+                threads,
+                shift,
+                user_bits,
+                np.zeros(bitmap_bytes, np.uint8),
+                listeners,
+                subset_of,
+                n_users,
+                seen,
+            )
 
         _run_threads(count, threads)
     if unknown_songs:
@@ -261,8 +300,15 @@ def count_pairs(batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], *,
     else:
         ids = unknown_rows = unknown_plays = np.zeros(0, np.int64)
     seen = np.logical_or.reduce(seen_parts) if seen_parts else np.zeros(n_subsets * n_users, np.bool_)
-    return PairTotals(plays=plays, events=events, listeners=listeners, subset_users=seen.reshape(-1, n_users),
-                      unknown_ids=ids, unknown_rows=unknown_rows, unknown_plays=unknown_plays)
+    return PairTotals(
+        plays=plays,
+        events=events,
+        listeners=listeners,
+        subset_users=seen.reshape(-1, n_users),
+        unknown_ids=ids,
+        unknown_rows=unknown_rows,
+        unknown_plays=unknown_plays,
+    )
 
 
 def _run_threads(fn: Callable[[], None], threads: int) -> None:

@@ -17,9 +17,9 @@ from hitsong.store.schema import SPLITS
 
 
 def require_ingested(con: duckdb.DuckDBPyConnection, db_path: str | Path) -> None:
-    have = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'song_stats'"
-    ).fetchall()[0][0]
+    have = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'song_stats'").fetchall()[0][
+        0
+    ]
     if not have or not con.execute("SELECT count(*) FROM song_stats").fetchall()[0][0]:
         raise StoreError(f"no listening data in {db_path}: run `hitsong ingest --events FILE --songs FILE` first.")
 

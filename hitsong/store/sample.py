@@ -1,5 +1,4 @@
-"""The experiment sample: the top-N songs per subset by playcount and their train/val/test split.
-"""
+"""The experiment sample: the top-N songs per subset by playcount and their train/val/test split."""
 
 from __future__ import annotations
 
@@ -7,7 +6,7 @@ import logging
 import math
 import zlib
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -20,7 +19,6 @@ from hitsong.store.read import require_ingested
 from hitsong.store.schema import SPLITS
 
 log = logging.getLogger(__name__)
-
 
 
 SampleBy = Literal["random", "release_date"]
@@ -45,7 +43,7 @@ def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
     fr = tuple(float(f) for f in fractions)
     if len(fr) != 3 or any(not math.isfinite(f) or f < 0 for f in fr) or abs(sum(fr) - 1.0) > 1e-6:
         raise ConfigError(f"split must be three fractions >= 0 for train, val, test summing to 1, got {fractions!r}")
-    return fr  # type: ignore[return-value]
+    return fr[0], fr[1], fr[2]
 
 
 def sample(
@@ -91,7 +89,9 @@ def sample(
         for subset, grp in top.groupby("subset", sort=True):
             n = len(grp)
             if n < per_subset:
-                log.warning("subset %s has %d songs, fewer than --per-subset %d: all are sampled", subset, n, per_subset)
+                log.warning(
+                    "subset %s has %d songs, fewer than --per-subset %d: all are sampled", subset, n, per_subset
+                )
             if by == "random":
                 ids = np.array(sorted(grp["song_id"]), dtype=object)
                 rng = np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(str(subset).encode())]))
@@ -104,12 +104,20 @@ def sample(
         with transaction(con):
             con.execute("DELETE FROM splits")
             con.register("_new_splits", frame)
-            con.execute("INSERT INTO splits SELECT CAST(song_id AS VARCHAR), CAST(subset AS VARCHAR), CAST(split AS VARCHAR) FROM _new_splits")
+            con.execute(
+                "INSERT INTO splits SELECT CAST(song_id AS VARCHAR), CAST(subset AS VARCHAR), "
+                "CAST(split AS VARCHAR) FROM _new_splits"
+            )
             con.unregister("_new_splits")
             con.execute(
                 "INSERT INTO sample_log VALUES ($t, $n, $s, $f, $b)",
-                {"t": datetime.now(timezone.utc).replace(tzinfo=None), "n": per_subset, "s": seed,
-                 "f": ",".join(str(f) for f in fractions), "b": by},
+                {
+                    "t": datetime.now(UTC).replace(tzinfo=None),
+                    "n": per_subset,
+                    "s": seed,
+                    "f": ",".join(str(f) for f in fractions),
+                    "b": by,
+                },
             )
     summary = frame.groupby(["subset", "split"]).size().rename("songs").reset_index()
     log.info("sampled %d songs in %d subsets (%s split, seed %d)", len(frame), frame["subset"].nunique(), by, seed)

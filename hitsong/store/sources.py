@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 
 import duckdb
 import numpy as np
@@ -22,7 +22,6 @@ from hitsong.errors import InputError
 from hitsong.store.schema import AGGREGATED_COLUMNS, NOT_CHANGED, PLAYS_COLUMNS
 
 log = logging.getLogger(__name__)
-
 
 
 EventShape = Literal["auto", "aggregated", "plays"]
@@ -61,8 +60,7 @@ def _parquet_relation(con: duckdb.DuckDBPyConnection, path: Path, row_numbers: b
 def _csv_relation(con: duckdb.DuckDBPyConnection, src: Source, row_numbers: bool) -> duckdb.DuckDBPyRelation:
     if not row_numbers:
         return con.query(
-            "SELECT * FROM read_csv($p, header = true, all_varchar = true, delim = $d, "
-            "compression = $c)",
+            "SELECT * FROM read_csv($p, header = true, all_varchar = true, delim = $d, compression = $c)",
             params={"p": str(src.path), "d": src.delimiter, "c": "gzip" if src.gzip else "none"},
         )
     # DuckDB's CSV reader has no row numbers; pyarrow reads in order, all columns as text.
@@ -116,7 +114,9 @@ def _sniff_format(path: Path, what: str) -> tuple[Literal["csv", "parquet"], boo
             with gzip.open(path, "rb") as fh:
                 head = fh.read(65536)
         except (OSError, EOFError) as exc:
-            raise InputError(f"{what} file {path} looks gzipped but cannot be decompressed: {exc}. {NOT_CHANGED}") from exc
+            raise InputError(
+                f"{what} file {path} looks gzipped but cannot be decompressed: {exc}. {NOT_CHANGED}"
+            ) from exc
         if not head.strip():
             raise InputError(f"{what} file {path} is empty (after gunzip). {NOT_CHANGED}")
     for magic, name in _MAGIC:
@@ -180,8 +180,13 @@ def _check_csv_header(path: Path, gz: bool, delimiter: str, names: Sequence[str]
     import csv
     import gzip
 
-    opener = gzip.open if gz else open
-    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as fh:  # type: ignore[operator]
+    # both are closed by the with below
+    fh: TextIO = (
+        gzip.open(path, "rt", encoding="utf-8-sig", errors="replace", newline="")  # noqa: SIM115
+        if gz
+        else open(path, encoding="utf-8-sig", errors="replace", newline="")  # noqa: SIM115
+    )
+    with fh:
         reader = csv.reader(fh, delimiter=delimiter)
         header = next(reader, [])
         if [h.strip() for h in header] == [n.strip() for n in names]:
@@ -212,9 +217,7 @@ def require_columns(src: Source, required: Sequence[str], what: str, hint: str =
     raise InputError(
         f"{what} file {src.path}: missing column(s) {', '.join(repr(m) for m in missing)}; "
         f"found {', '.join(repr(f) for f in found)}. The header must name "
-        f"{', '.join(required)}{hint}."
-        + (f" Did you mean {'; '.join(guesses)}" if guesses else "")
-        + f" {NOT_CHANGED}"
+        f"{', '.join(required)}{hint}." + (f" Did you mean {'; '.join(guesses)}" if guesses else "") + f" {NOT_CHANGED}"
     )
 
 
@@ -228,8 +231,12 @@ def detect_shape(src: Source, shape: EventShape) -> Literal["aggregated", "plays
                 f"with --event-shape aggregated|plays. {NOT_CHANGED}"
             )
         if not has_count and not has_time:
-            require_columns(src, ("user_id", "song_id", "play_count"), "events",
-                             " (aggregated) or user_id, song_id, played_at (one row per play)")
+            require_columns(
+                src,
+                ("user_id", "song_id", "play_count"),
+                "events",
+                " (aggregated) or user_id, song_id, played_at (one row per play)",
+            )
         shape = "aggregated" if has_count else "plays"
     require_columns(src, AGGREGATED_COLUMNS if shape == "aggregated" else PLAYS_COLUMNS, "events")
     return shape
@@ -251,8 +258,18 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-_INT_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-              "UINTEGER", "UBIGINT", "UHUGEINT")
+_INT_TYPES = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+)
 
 
 _FLOAT_TYPES = ("FLOAT", "DOUBLE", "REAL")
@@ -284,8 +301,10 @@ def count_expr(src: Source, col: str) -> tuple[str, list[tuple[str, str, str | N
     c = quote(src.columns[col])
     t = src.types[col]
     if t in _INT_TYPES:
-        return f"CAST({c} AS BIGINT)", [(f"{c} IS NULL", "is empty", f"count(*) - count({c})"),
-                                        (f"{c} < 0", "is negative", f"CASE WHEN min({c}) < 0 THEN 1 ELSE 0 END")]
+        return f"CAST({c} AS BIGINT)", [
+            (f"{c} IS NULL", "is empty", f"count(*) - count({c})"),
+            (f"{c} < 0", "is negative", f"CASE WHEN min({c}) < 0 THEN 1 ELSE 0 END"),
+        ]
     if t in _FLOAT_TYPES or _is_decimal(t) or t == "VARCHAR":
         x = f"TRY_CAST({c} AS DOUBLE)"
         checks: list[tuple[str, str, str | None]] = [(f"{c} IS NULL", "is empty", f"count(*) - count({c})")]
@@ -297,8 +316,9 @@ def count_expr(src: Source, col: str) -> tuple[str, list[tuple[str, str, str | N
             (f"isfinite({x}) AND {x} <> floor({x})", "is not a whole number", None),
         ]
         return f"CAST({x} AS BIGINT)", checks
-    raise InputError(f"file {src.path}: column {src.columns[col]!r} has type {t}; play counts must be "
-                     f"whole numbers. {NOT_CHANGED}")
+    raise InputError(
+        f"file {src.path}: column {src.columns[col]!r} has type {t}; play counts must be whole numbers. {NOT_CHANGED}"
+    )
 
 
 def time_expr(src: Source, col: str, as_type: str) -> tuple[str, list[tuple[str, str, str | None]]]:
@@ -309,14 +329,18 @@ def time_expr(src: Source, col: str, as_type: str) -> tuple[str, list[tuple[str,
         return f"CAST({c} AS {as_type})", [(f"{c} IS NULL", "is empty", f"count(*) - count({c})")]
     if t == "VARCHAR":
         x = f"TRY_CAST(trim({c}) AS {as_type})"
-        return x, [(f"{c} IS NULL OR trim({c}) = ''", "is empty", None),
-                   (f"trim({c}) <> '' AND {x} IS NULL", "is not a date (expected YYYY-MM-DD)", None)]
-    raise InputError(f"file {src.path}: column {src.columns[col]!r} has type {t}; expected dates "
-                     f"(YYYY-MM-DD). {NOT_CHANGED}")
+        return x, [
+            (f"{c} IS NULL OR trim({c}) = ''", "is empty", None),
+            (f"trim({c}) <> '' AND {x} IS NULL", "is not a date (expected YYYY-MM-DD)", None),
+        ]
+    raise InputError(
+        f"file {src.path}: column {src.columns[col]!r} has type {t}; expected dates (YYYY-MM-DD). {NOT_CHANGED}"
+    )
 
 
-def run_checks(con: duckdb.DuckDBPyConnection, src: Source, what: str,
-                checks: Sequence[tuple[str, str, str, str | None]]) -> int:
+def run_checks(
+    con: duckdb.DuckDBPyConnection, src: Source, what: str, checks: Sequence[tuple[str, str, str, str | None]]
+) -> int:
     """Run ``(column, predicate, reason, quick)`` checks over the file; raise on the first failing one.
 
     Quick aggregates run first (from Parquet statistics where possible); a check whose quick

@@ -1,5 +1,4 @@
-"""How one repetition trains (DESIGN.md section 4): ``TrainConfig`` and its named presets.
-"""
+"""How one repetition trains (DESIGN.md section 4): ``TrainConfig`` and its named presets."""
 
 from __future__ import annotations
 

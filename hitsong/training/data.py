@@ -134,7 +134,7 @@ def scan_subset(datasets: Mapping[str, Dataset], *, subset: str) -> SubsetData:
     parts = {name: scan_split(datasets[name], name=f"{subset}/{name}") for name in SPLITS}
     if len(parts["train"]) < 2 or len(parts["test"]) < 2:
         raise InputError(f"subset {subset!r}: need at least 2 train and 2 test songs")
-    return SubsetData(subset=subset, **parts)
+    return SubsetData(subset=subset, train=parts["train"], val=parts["val"], test=parts["test"])
 
 
 class IndexedItems(Dataset):

@@ -28,6 +28,7 @@ from hitsong.metrics import METRIC_NAMES, evaluate
 from hitsong.models import METHODS, build_model, get_method, resolve_device
 from hitsong.models.base import HitModel
 from hitsong.models.config import ModelConfig
+from hitsong.models.joint import JointModel
 from hitsong.results import ResultsConfig, Table1, table1
 from hitsong.tracking import RunHandle, RunLogger, flatten_params, run_scope
 from hitsong.training import runlayout
@@ -37,7 +38,6 @@ from hitsong.training.loop import FitResult, fit, predict_standardised, seed_eve
 from hitsong.training.provenance import code_version
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,9 @@ class RepResult:
     val_metrics: dict[str, float] = field(default_factory=dict)
 
 
-def _params(method: str, model_config: ModelConfig, train_config: TrainConfig, data: SubsetData,
-            ctx: RunContext) -> dict[str, str]:
+def _params(
+    method: str, model_config: ModelConfig, train_config: TrainConfig, data: SubsetData, ctx: RunContext
+) -> dict[str, str]:
     return flatten_params(
         {
             "method": method,
@@ -135,29 +136,38 @@ def train_method(
         model.fit_input_stats(data.train.stats, data.train.tags)
         model.to(ctx.device)
         result = fit(
-            model, data, train_config, seed=seed, device=ctx.device, label=label,
+            model,
+            data,
+            train_config,
+            seed=seed,
+            device=ctx.device,
+            label=label,
             on_epoch=lambda epoch, m: logger.log_metrics(run, m, step=epoch),
         )
         amp = train_config.amp and ctx.device.type == "cuda"
         predicted, val_predicted = (
             predict_standardised(model, split, device=ctx.device, batch_size=train_config.eval_batch_size, amp=amp)
-            * data.target_std + data.target_mean
+            * data.target_std
+            + data.target_mean
             for split in (data.test, data.val)
         )
         metrics = evaluate(data.test.targets, predicted)
         val_metrics = evaluate(data.val.targets, val_predicted)
         seconds = time.monotonic() - start
-        w = float(model.w.detach().cpu()) if hasattr(model, "w") else None
+        w = float(model.w.detach().cpu()) if isinstance(model, JointModel) else None
         final = {runlayout.split_metric(runlayout.TEST, k): v for k, v in metrics.items()}
         final.update({runlayout.split_metric(runlayout.VAL, k): v for k, v in val_metrics.items()})
         final.update(best_epoch=result.best_epoch, best_val_loss=result.best_val_loss, train_seconds=seconds)
         if w is not None:
             final["joint_w"] = w
         logger.log_metrics(run, final)
-        for name, split, values in ((runlayout.PREDICTIONS, data.test, predicted),
-                                    (runlayout.VAL_PREDICTIONS, data.val, val_predicted)):
-            logger.log_table(run, name, pd.DataFrame({"song_id": list(split.song_ids), "true": split.targets,
-                                                      "predicted": values}))
+        for name, split, values in (
+            (runlayout.PREDICTIONS, data.test, predicted),
+            (runlayout.VAL_PREDICTIONS, data.val, val_predicted),
+        ):
+            logger.log_table(
+                run, name, pd.DataFrame({"song_id": list(split.song_ids), "true": split.targets, "predicted": values})
+            )
         with tempfile.TemporaryDirectory(prefix="hitsong-bundle-") as tmp:
             bundle_dir = save_bundle(
                 Path(tmp) / "model",
@@ -176,12 +186,16 @@ def train_method(
             )
             logger.log_bundle(run, bundle_dir)
         log.info(
-            "%s: val %s | test %s (best epoch %d, %.1f s)", label,
+            "%s: val %s | test %s (best epoch %d, %.1f s)",
+            label,
             " ".join(f"{k}={v:.3f}" for k, v in val_metrics.items()),
-            " ".join(f"{k}={v:.3f}" for k, v in metrics.items()), result.best_epoch, seconds,
+            " ".join(f"{k}={v:.3f}" for k, v in metrics.items()),
+            result.best_epoch,
+            seconds,
         )
-        return RepResult(method, repetition, seed, metrics, predicted, result, seconds, w,
-                         model if keep_model else None, val_metrics)
+        return RepResult(
+            method, repetition, seed, metrics, predicted, result, seconds, w, model if keep_model else None, val_metrics
+        )
 
 
 @dataclass
@@ -290,8 +304,14 @@ def train_subset(
     )
     log.info(
         "subset %s: %d/%d/%d songs, methods %s x %d repetitions on %s (data_version %s)",
-        subset, len(data.train), len(data.val), len(data.test), ",".join(methods), train_config.repeats,
-        dev, ctx.data_version,
+        subset,
+        len(data.train),
+        len(data.val),
+        len(data.test),
+        ",".join(methods),
+        train_config.repeats,
+        dev,
+        ctx.data_version,
     )
     with _cpu_threads(dev, train_config.cpu_threads):
         return _train_all(data, methods, model_config, train_config, results_config, ctx, logger, out_dir, keep_models)
@@ -325,19 +345,31 @@ def _train_all(
     subset = data.subset
     reps: list[RepResult] = []
     base_tags = _run_tags(subset, ctx, train_config)
-    with run_scope(logger, runlayout.summary_run_name(subset),
-                   tags={**base_tags, runlayout.TAG_KIND: runlayout.SUMMARY}) as summary:
+    with run_scope(
+        logger, runlayout.summary_run_name(subset), tags={**base_tags, runlayout.TAG_KIND: runlayout.SUMMARY}
+    ) as summary:
         logger.log_params(summary, {**_params("+".join(methods), model_config, train_config, data, ctx)})
         for method in methods:
             info = get_method(method)
-            tags = {**base_tags, runlayout.TAG_KIND: runlayout.METHOD, runlayout.TAG_METHOD: method,
-                    runlayout.TAG_LABEL: info.label}
+            tags = {
+                **base_tags,
+                runlayout.TAG_KIND: runlayout.METHOD,
+                runlayout.TAG_METHOD: method,
+                runlayout.TAG_LABEL: info.label,
+            }
             with run_scope(logger, runlayout.method_run_name(method, info.label), tags=tags) as parent:
                 logger.log_params(parent, _params(method, model_config, train_config, data, ctx))
                 mine = [
                     train_method(
-                        method, data, repetition=r, model_config=model_config, train_config=train_config,
-                        ctx=ctx, logger=logger, parent=parent, keep_model=keep_models,
+                        method,
+                        data,
+                        repetition=r,
+                        model_config=model_config,
+                        train_config=train_config,
+                        ctx=ctx,
+                        logger=logger,
+                        parent=parent,
+                        keep_model=keep_models,
                     )
                     for r in range(train_config.repeats)
                 ]
@@ -401,8 +433,9 @@ def _repetition_frame(reps: Sequence[RepResult]) -> pd.DataFrame:
     )
 
 
-def _tabulate(data: SubsetData, methods: Sequence[str], reps: list[RepResult], config: ResultsConfig,
-              ctx: RunContext) -> SubsetResult:
+def _tabulate(
+    data: SubsetData, methods: Sequence[str], reps: list[RepResult], config: ResultsConfig, ctx: RunContext
+) -> SubsetResult:
     preds = {m: np.stack([r.predictions for r in reps if r.method == m]) for m in methods}
     table = table1(
         data.test.targets, preds, subset=data.subset, labels={m: METHODS[m].label for m in methods}, config=config

@@ -152,7 +152,12 @@ def fit(
         model.train()
         total, count = 0.0, 0
         for x, tags, z in batches(
-            model, data.train, z_train, batch_size=config.batch_size, device=device, generator=gen,
+            model,
+            data.train,
+            z_train,
+            batch_size=config.batch_size,
+            device=device,
+            generator=gen,
             num_workers=config.num_workers,
         ):
             opt.zero_grad(set_to_none=True)

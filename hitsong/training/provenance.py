@@ -1,5 +1,4 @@
-"""Which code produced a run: the package version and, in a git checkout, the commit.
-"""
+"""Which code produced a run: the package version and, in a git checkout, the commit."""
 
 from __future__ import annotations
 
