@@ -3,21 +3,14 @@
 Implements the input representation of Yang et al. (ICASSP 2017), section 3.1: the middle
 60 s of each song, mono, 22,050 Hz, a 128-band log-mel of 646 frames. Modules:
 :mod:`.config` (``AudioConfig`` and shared constants), :mod:`.decode` (seek-and-decode of the
-middle segment, odd input), :mod:`.mel` (the numpy log-mel and the one log compression),
+middle segment, odd input; :mod:`.info` its flags, :mod:`.ffmpeg` containers libsndfile cannot read), :mod:`.mel` (the numpy log-mel and the one log compression),
 :mod:`.torchmel` (the same log-mel as a torch module; imported on its own so the numpy path
 never imports torch).
 """
 
 from hitsong.audio.config import LOG_SCALE, RESAMPLE_QUALITY, TAGGER_SR, AudioConfig
-from hitsong.audio.decode import (
-    SILENCE_PEAK,
-    DecodeInfo,
-    FeatureFlags,
-    decode_for_features,
-    decode_middle,
-    fit_center,
-    load_segment,
-)
+from hitsong.audio.decode import SILENCE_PEAK, decode_for_features, decode_middle, fit_center, load_segment
+from hitsong.audio.info import DecodeInfo, FeatureFlags
 from hitsong.audio.mel import log_compress, log_mel, mel_filterbank, mel_stats
 
 __all__ = [

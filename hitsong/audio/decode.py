@@ -21,12 +21,10 @@ What odd input does (each case is a test in ``tests/audio/test_bad_input.py``):
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-import subprocess
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +32,8 @@ import soundfile as sf
 import soxr
 
 from hitsong.audio.config import RESAMPLE_QUALITY, TAGGER_SR, AudioConfig
+from hitsong.audio.ffmpeg import FFMPEG_SUFFIXES, decode_ffmpeg
+from hitsong.audio.info import DecodeInfo, FeatureFlags
 from hitsong.errors import AudioError, ConfigError, HitsongWarning
 
 log = logging.getLogger(__name__)
@@ -46,84 +46,6 @@ SILENCE_PEAK = 1e-6
 #: Extra audio decoded on each side of the segment so the resampler's filter sees real
 #: context at the segment edges (0.1 s is a whole number of samples at every common rate).
 CONTEXT_SECONDS = 0.1
-
-
-#: Containers that libsndfile cannot read and ``ffmpeg`` can.
-FFMPEG_SUFFIXES = frozenset({".m4a", ".aac", ".mp4", ".m4b", ".wma", ".webm", ".mka"})
-
-
-@dataclass(frozen=True)
-class DecodeInfo:
-    """What :func:`decode_middle` found and did.
-
-    Attributes
-    ----------
-    path : str
-        The file.
-    native_sr : int
-        Its sample rate in Hz.
-    channels : int
-        Channels before the downmix.
-    duration : float
-        Seconds of audio that could be decoded (the whole file, not just the segment).
-    lead : int
-        Native samples of context before the segment in the returned waveform.
-    segment : int
-        Native samples of the segment proper (fewer than asked when the file is short).
-    trail : int
-        Native samples of context after the segment.
-    short : bool
-        The file is shorter than the requested segment (it will be padded).
-    truncated : bool
-        The header promised more audio than could be decoded.
-    nonfinite : int
-        NaN or infinite samples that were replaced by 0.
-    """
-
-    path: str
-    native_sr: int
-    channels: int
-    duration: float
-    lead: int
-    segment: int
-    trail: int
-    short: bool = False
-    truncated: bool = False
-    nonfinite: int = 0
-
-
-@dataclass(frozen=True)
-class FeatureFlags:
-    """Flags of one decoded segment, stored beside its features.
-
-    Attributes
-    ----------
-    padded : bool
-        Shorter than the segment, zero-padded around the centre.
-    silent : bool
-        Peak below :data:`SILENCE_PEAK`.
-    truncated : bool
-        The file holds less audio than its header says.
-    nonfinite : int
-        NaN/inf samples replaced by 0.
-    duration : float
-        Seconds of decodable audio in the file.
-    native_sr : int
-        The file's sample rate.
-    channels : int
-        The file's channel count.
-    warnings : tuple of str
-        The warning messages that were issued.
-    """
-
-    padded: bool
-    silent: bool
-    truncated: bool
-    nonfinite: int
-    duration: float
-    native_sr: int
-    channels: int
-    warnings: tuple[str, ...] = field(default=())
 
 
 def _check_file(path: Path) -> None:
@@ -215,68 +137,6 @@ def _not_readable(path: Path, exc: Exception) -> AudioError:
     return AudioError(f"{path}: not a readable audio file (format not recognised, or the file is corrupt{detail})")
 
 
-def _ffprobe(path: Path) -> tuple[int, int, float]:
-    cmd = [
-        "ffprobe",
-        "-v",
-        "error",
-        "-select_streams",
-        "a:0",
-        "-show_entries",
-        "stream=sample_rate,channels:format=duration",
-        "-of",
-        "json",
-        str(path),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, timeout=60, check=False)
-    try:
-        meta = json.loads(proc.stdout or b"{}")
-        stream = meta["streams"][0]
-        return int(stream["sample_rate"]), int(stream["channels"]), float(meta["format"]["duration"])
-    except (KeyError, IndexError, ValueError) as exc:
-        err = proc.stderr.decode(errors="replace").strip()
-        raise AudioError(f"{path}: ffprobe finds no audio stream ({err or exc})") from exc
-
-
-def _decode_ffmpeg(path: Path, seconds: float, context: float) -> tuple[np.ndarray, DecodeInfo]:
-    """Decode the middle of a container libsndfile cannot read with an ffmpeg subprocess."""
-    nsr, channels, duration = _ffprobe(path)
-    t0 = max(0.0, (duration - seconds) / 2 - context) if duration > seconds else 0.0
-    cmd = [
-        "ffmpeg",
-        "-nostdin",
-        "-v",
-        "error",
-        "-ss",
-        f"{t0:.6f}",
-        "-t",
-        f"{seconds + 2 * context:.6f}",
-        "-i",
-        str(path),
-        "-map",
-        "a:0",
-        "-f",
-        "f32le",
-        "-acodec",
-        "pcm_f32le",
-        "pipe:1",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, timeout=600, check=False)
-    if proc.returncode != 0:
-        raise AudioError(f"{path}: ffmpeg cannot decode it: {proc.stderr.decode(errors='replace').strip()}")
-    data = np.frombuffer(proc.stdout, dtype="<f4").reshape(-1, channels)
-    if data.shape[0] == 0:
-        raise AudioError(f"{path}: ffmpeg decoded no audio from the file")
-    need = int(round(seconds * nsr))
-    if duration > seconds:
-        lead = int(round(((duration - seconds) / 2 - t0) * nsr))
-        seg = min(need, max(0, data.shape[0] - lead))
-        info = DecodeInfo(str(path), nsr, channels, duration, lead, seg, max(0, data.shape[0] - lead - seg))
-    else:
-        info = DecodeInfo(str(path), nsr, channels, data.shape[0] / nsr, 0, data.shape[0], 0, True)
-    return data, info
-
-
 def _downmix(data: np.ndarray) -> np.ndarray:
     """Average the channels of ``(n, channels)`` into a new ``(n,)`` float32 array.
 
@@ -334,7 +194,7 @@ def decode_middle(
     except AudioError:
         if path.suffix.lower() not in FFMPEG_SUFFIXES or shutil.which("ffmpeg") is None:
             raise
-        data, info = _decode_ffmpeg(path, seconds, context_seconds)
+        data, info = decode_ffmpeg(path, seconds, context_seconds)
     mono = _downmix(data)
     bad = ~np.isfinite(mono)
     n_bad = int(bad.sum())

@@ -13,8 +13,9 @@ from datetime import date
 import duckdb
 import numpy as np
 
-from hitsong.store.schema import AGGREGATED_COLUMNS
-from hitsong.store.sources import CheckedFile
+from hitsong.errors import InputError
+from hitsong.store.schema import AGGREGATED_COLUMNS, NOT_CHANGED, UnknownSongs
+from hitsong.store.sources import CheckedFile, find_rows, ids_table, rows_text
 
 log = logging.getLogger(__name__)
 
@@ -235,3 +236,43 @@ def _aggregate_kernel(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile]
         con.register(f"{name}_arrow", table)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
         con.unregister(f"{name}_arrow")
+
+
+def count_unknown_songs(
+    con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], policy: UnknownSongs
+) -> tuple[int, int, int]:
+    """``(songs, event rows, plays)`` of events for songs not in the catalogue; raise if ``error``."""
+    unknown = con.execute(
+        "SELECT count(*), coalesce(sum(events), 0), coalesce(sum(plays), 0) FROM _agg WHERE song_id IS NULL"
+    ).fetchall()[0]
+    if unknown[0] and policy == "error":
+        _raise_unknown(con, checked, int(unknown[0]), int(unknown[1]))
+    if unknown[0]:
+        log.warning(
+            "dropped %d events rows (%d plays) of %d songs not in the songs file", unknown[1], unknown[2], unknown[0]
+        )
+    return int(unknown[0]), int(unknown[1]), int(unknown[2])
+
+
+def _raise_unknown(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], n_songs: int, n_rows: int) -> None:
+    examples = [
+        r[0]
+        for r in con.execute(
+            "SELECT CAST(song_key AS VARCHAR) AS k FROM _agg WHERE song_id IS NULL ORDER BY k LIMIT 3"
+        ).fetchall()
+    ]
+    table = ids_table(con, examples)
+    for c in checked:
+        ev = c.file
+        rows = find_rows(con, ev.src, f"CAST({c.song_sql} AS VARCHAR) IN (SELECT i FROM {table})")
+        if rows:
+            raise InputError(
+                f"events file {ev.src.path}, column {ev.src.columns['song_id']!r}: {n_rows} event rows "
+                f"name {n_songs} song id(s) not in the songs file, e.g. "
+                f"{', '.join(repr(e) for e in examples)} ({rows_text(ev.src, rows, n_rows)}). Add the "
+                f"songs to the songs file, or drop these events with --drop-unknown. {NOT_CHANGED}"
+            )
+    raise InputError(
+        f"{n_rows} event rows name {n_songs} song id(s) not in the songs file, e.g. "
+        f"{examples}. Use --drop-unknown to drop them. {NOT_CHANGED}"
+    )

@@ -15,20 +15,19 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Literal
 
 import duckdb
 
 from hitsong.errors import ConfigError, InputError
 from hitsong.store import connect, transaction
-from hitsong.store.aggregate import KERNEL_MIN_BYTES, aggregate
+from hitsong.store.aggregate import KERNEL_MIN_BYTES, aggregate, count_unknown_songs
 from hitsong.store.rules import (
     hit_score_sql,
     months_sql,
     quarter_index_sql,
     quarter_label_sql,
 )
-from hitsong.store.schema import NOT_CHANGED, SCHEMA, SONG_COLUMNS
+from hitsong.store.schema import NOT_CHANGED, SCHEMA, SONG_COLUMNS, UnknownSongs
 from hitsong.store.sources import (
     CheckedFile,
     EventFile,
@@ -50,9 +49,6 @@ from hitsong.store.sources import (
 )
 
 log = logging.getLogger(__name__)
-
-
-UnknownSongs = Literal["error", "drop"]
 
 
 @dataclass(frozen=True)
@@ -288,7 +284,7 @@ def _ingest(
     checked = [check_events(con, ev) for ev in files]
     window_start, window_end, source = _resolve_window(con, checked, window_start, window_end)
     outside = aggregate(con, checked, window_start, window_end, memory_limit_mb)
-    unknown = _unknown_songs(con, checked, unknown_songs)
+    unknown = count_unknown_songs(con, checked, unknown_songs)
     n_splits = _write_tables(con, window_start, window_end, source)
 
     totals = con.execute(
@@ -428,22 +424,6 @@ def _resolve_window(
     return window_start, window_end, source
 
 
-def _unknown_songs(
-    con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], policy: UnknownSongs
-) -> tuple[int, int, int]:
-    """``(songs, event rows, plays)`` of events for songs not in the catalogue; raise if ``error``."""
-    unknown = con.execute(
-        "SELECT count(*), coalesce(sum(events), 0), coalesce(sum(plays), 0) FROM _agg WHERE song_id IS NULL"
-    ).fetchall()[0]
-    if unknown[0] and policy == "error":
-        _raise_unknown(con, checked, int(unknown[0]), int(unknown[1]))
-    if unknown[0]:
-        log.warning(
-            "dropped %d events rows (%d plays) of %d songs not in the songs file", unknown[1], unknown[2], unknown[0]
-        )
-    return int(unknown[0]), int(unknown[1]), int(unknown[2])
-
-
 def _write_tables(con: duckdb.DuckDBPyConnection, window_start: date, window_end: date | None, source: str) -> int:
     """Replace songs, window, song_stats and subset_stats; clear splits (returns how many there were)."""
     con.execute("DELETE FROM songs")
@@ -475,27 +455,3 @@ def _write_tables(con: duckdb.DuckDBPyConnection, window_start: date, window_end
     n_splits = con.execute("SELECT count(*) FROM splits").fetchall()[0][0]
     con.execute("DELETE FROM splits")
     return int(n_splits)
-
-
-def _raise_unknown(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], n_songs: int, n_rows: int) -> None:
-    examples = [
-        r[0]
-        for r in con.execute(
-            "SELECT CAST(song_key AS VARCHAR) AS k FROM _agg WHERE song_id IS NULL ORDER BY k LIMIT 3"
-        ).fetchall()
-    ]
-    table = ids_table(con, examples)
-    for c in checked:
-        ev = c.file
-        rows = find_rows(con, ev.src, f"CAST({c.song_sql} AS VARCHAR) IN (SELECT i FROM {table})")
-        if rows:
-            raise InputError(
-                f"events file {ev.src.path}, column {ev.src.columns['song_id']!r}: {n_rows} event rows "
-                f"name {n_songs} song id(s) not in the songs file, e.g. "
-                f"{', '.join(repr(e) for e in examples)} ({rows_text(ev.src, rows, n_rows)}). Add the "
-                f"songs to the songs file, or drop these events with --drop-unknown. {NOT_CHANGED}"
-            )
-    raise InputError(
-        f"{n_rows} event rows name {n_songs} song id(s) not in the songs file, e.g. "
-        f"{examples}. Use --drop-unknown to drop them. {NOT_CHANGED}"
-    )

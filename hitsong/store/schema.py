@@ -16,6 +16,11 @@ Tables (DESIGN.md section 2, ARCHITECTURE.md):
 
 from __future__ import annotations
 
+from typing import Literal
+
+#: What ingest does with events of songs not in the catalogue.
+UnknownSongs = Literal["error", "drop"]
+
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
