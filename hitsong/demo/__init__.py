@@ -21,22 +21,20 @@ DEFAULT_SONGS_PER_SUBSET = 160
 DEFAULT_USERS = 400
 DEFAULT_SEED = 2017
 
-_LAZY = {
-    "DemoConfig": "hitsong.demo.writer",
-    "DemoSummary": "hitsong.demo.writer",
-    "demo_exists": "hitsong.demo.writer",
-    "init_demo": "hitsong.demo.writer",
-    "WINDOW_START": "hitsong.demo.listeners",
-    "WINDOW_END": "hitsong.demo.listeners",
-}
+_FROM_WRITER = ("DemoConfig", "DemoSummary", "demo_exists", "init_demo")
+_FROM_LISTENERS = ("WINDOW_START", "WINDOW_END")
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+    if name in _FROM_WRITER:
+        from hitsong.demo import writer
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return getattr(writer, name)
+    if name in _FROM_LISTENERS:
+        from hitsong.demo import listeners
+
+        return getattr(listeners, name)
     raise AttributeError(f"module 'hitsong.demo' has no attribute {name!r}")
 
 
-__all__ = ["DEFAULT_SEED", "DEFAULT_SONGS_PER_SUBSET", "DEFAULT_USERS", *_LAZY]
+__all__ = ["DEFAULT_SEED", "DEFAULT_SONGS_PER_SUBSET", "DEFAULT_USERS", *_FROM_WRITER, *_FROM_LISTENERS]
