@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 PORT ?= 8501
 MLFLOW_PORT ?= 5000
 
-.PHONY: install install-test deps-browser deps-postgres demo test server dashboard bench clean-venv
+.PHONY: install install-test deps-browser deps-postgres demo test lint server dashboard bench clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,8 +53,13 @@ deps-postgres:
 demo: install
 	$(BIN)/hitsong demo run --port $(PORT) --mlflow-port $(MLFLOW_PORT)
 
+# Lint and types first (ruff, mypy: scripts/lint.sh), then the suite.
 test: install-test
+	BIN=$(BIN) bash scripts/lint.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install-test
+	BIN=$(BIN) bash scripts/lint.sh
 
 server: install
 	$(BIN)/hitsong server --port $(MLFLOW_PORT)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers_audio import bad_files, song, tone, write_audio
+from helpers.audio import bad_files, song, tone, write_audio
 
 from hitsong.audio import (
     AudioConfig,

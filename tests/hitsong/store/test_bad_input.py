@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers_store import (
+from helpers.store import (
     EVENTS,
     SONGS,
     WINDOW_START,

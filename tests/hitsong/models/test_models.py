@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers_training import one_torch_thread  # noqa: F401  (autouse fixture)
 
 from hitsong.audio import AudioConfig
 from hitsong.audio import mel_stats as audio_mel_stats

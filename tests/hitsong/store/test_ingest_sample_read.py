@@ -10,7 +10,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from helpers_store import (
+from helpers.store import (
     EVENTS,
     EXPECTED,
     SONGS,

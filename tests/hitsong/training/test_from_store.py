@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers_audio import make_db, make_library
+from helpers.audio import make_db, make_library
 
 from hitsong.audio import AudioConfig
 from hitsong.cli import main

@@ -17,15 +17,15 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers_dashboard import log_champion, mp3_bytes, seed_runs, seed_store
-from helpers_mlflow import mlflow_server
+from helpers.dashboard import log_champion, mp3_bytes, seed_runs, seed_store
+from helpers.mlflow import mlflow_server
 
 from dashboard.commands import wait_until_ready
 from hitsong.store.read import split_frame
 from registry.server import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 TIMEOUT_MS = 120_000
 CHART = "[data-testid='stPlotlyChart']"

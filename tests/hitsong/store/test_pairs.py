@@ -9,7 +9,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from helpers_store import WINDOW_START
+from helpers.store import WINDOW_START
 
 import hitsong.store.aggregate as aggregate_module
 from hitsong.errors import InputError

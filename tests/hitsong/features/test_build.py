@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers_audio import make_db, make_library, song, write_audio
+from helpers.audio import make_db, make_library, song, write_audio
 
 from hitsong.audio import AudioConfig, log_mel
 from hitsong.features import MelDataset, build_features, failures, mel_path, open_mels

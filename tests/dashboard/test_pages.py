@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers_dashboard import log_champion, mp3_bytes, seed_runs, seed_store
-from helpers_mlflow import mlflow_server
+from helpers.dashboard import log_champion, mp3_bytes, seed_runs, seed_store
+from helpers.mlflow import mlflow_server
 from streamlit.testing.v1 import AppTest
 
 from dashboard import data, figures
@@ -16,7 +16,7 @@ from hitsong.store.read import split_frame
 from hitsong.training import runlayout
 from registry.models import list_versions, register
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 N_TEST = 10  # 40 sampled songs split 50/25/25
 
 
@@ -169,7 +169,7 @@ def test_genres_page_counts_the_true_top_songs(app, server):
     table = at.dataframe[0].value  # genre x source
     assert set(table.columns) == {"m1", "m2", figures.TRUTH}
     # All N_TEST test songs are in every top list (top 50 > 10 songs); song sNNN's genre is
-    # GENRE_TAGS[NNN % 3] (helpers_dashboard.seed_store): count them by hand.
+    # GENRE_TAGS[NNN % 3] (helpers.dashboard.seed_store): count them by hand.
     from hitsong.tagger import GENRE_TAGS
 
     expected = {}

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers_mlflow import mlflow_server
+from helpers.mlflow import mlflow_server
 from torch.utils.data import Dataset
 
 from dashboard import data as dashboard_data

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers_mlflow import TestServer, mlflow_server
+from helpers.mlflow import TestServer, mlflow_server
 
 from hitsong.cli import main
 

@@ -22,14 +22,14 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from helpers_mlflow import mlflow_server
+from helpers.mlflow import mlflow_server
 
 from hitsong.errors import ConfigError, RegistryError
 from hitsong.tracking import run_scope
 from registry.server import ServerConfig, free_port, running_server, start_server
 from registry.tracking import TAG_END_REASON, MlflowRunLogger, experiment_name
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +172,7 @@ N_MELS, SECONDS = 16, 4.0
 @pytest.fixture(scope="module")
 def trained(server):
     """Tiny m1 and m4 training on planted data with 16 mel bands and 50 tags, logged to MLflow."""
-    from helpers_training import planted_splits
+    from helpers.training import planted_splits
 
     from hitsong.audio import AudioConfig
     from hitsong.models.config import ModelConfig

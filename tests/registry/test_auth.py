@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers_mlflow import mlflow_server
+from helpers.mlflow import mlflow_server
 
 from hitsong.errors import ConfigError, RegistryError
 from hitsong.tracking import run_scope

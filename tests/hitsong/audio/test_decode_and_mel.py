@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from helpers_audio import song, tone, write_audio
+from helpers.audio import song, tone, write_audio
 
 from hitsong.audio import (
     AudioConfig,

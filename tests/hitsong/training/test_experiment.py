@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers_training import PlantedDataset, one_torch_thread, planted_splits  # noqa: F401  (autouse fixture)
+from helpers.training import PlantedDataset, planted_splits
 
 from hitsong.audio import AudioConfig
 from hitsong.cli import parse_args

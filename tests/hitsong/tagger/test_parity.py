@@ -18,7 +18,7 @@ import soxr
 from hitsong.tagger import MTT_TAGS, Tagger
 from hitsong.tagger.frontend import load_audio_16k, log_mel, patch
 
-DATA = Path(__file__).parent / "data" / "musicnn"
+DATA = Path(__file__).resolve().parents[2] / "data" / "musicnn"
 CLIPS = ("lincity_city_blues", "wz2100_ost_track1", "xmoto_speeditup")
 MODELS = ("MTT_musicnn", "MTT_vgg")
 TOL = 1e-4

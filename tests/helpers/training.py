@@ -8,10 +8,7 @@ and a model trained on permuted hit scores cannot.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
-import pytest
 import torch
 from torch.utils.data import Dataset
 
@@ -83,15 +80,3 @@ def planted_splits(n_train: int = 60, n_val: int = 20, n_test: int = 40, **kwarg
         "val": PlantedDataset(n_val, seed=2, **kwargs),  # type: ignore[arg-type]
         "test": PlantedDataset(n_test, seed=3, **kwargs),  # type: ignore[arg-type]
     }
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny convolutions run fastest on one thread (and do not fight other processes).
-
-    Autouse in every test module that imports it.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -6,7 +6,7 @@ from contextlib import nullcontext
 
 import numpy as np
 import pytest
-from helpers_audio import make_db, make_library
+from helpers.audio import make_db, make_library
 
 from hitsong.audio import AudioConfig, decode_for_features
 from hitsong.features import MelDataset, build_features

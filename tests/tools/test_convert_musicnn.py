@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers_tagger import write_bundle
+from helpers.tagger import write_bundle
 from safetensors import safe_open
 
 from hitsong.errors import ModelError

@@ -90,14 +90,14 @@ def test_unknown_model_and_device() -> None:
 
 
 def test_missing_weights(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match=r"nope\.safetensors do not exist.*python -m hitsong\.tagger\.convert"):
+    with pytest.raises(ModelError, match=r"nope\.safetensors do not exist.*python -m tools\.convert_musicnn"):
         Tagger.from_pretrained("MTT_vgg", weights=tmp_path / "nope.safetensors")
 
 
 def test_truncated_and_foreign_weights(tmp_path: Path) -> None:
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(weights_path("MTT_vgg").read_bytes()[:100_000])
-    with pytest.raises(ModelError, match=r"truncated\.safetensors cannot be read.*hitsong\.tagger\.convert"):
+    with pytest.raises(ModelError, match=r"truncated\.safetensors cannot be read.*tools\.convert_musicnn"):
         Tagger.from_pretrained("MTT_vgg", weights=truncated)
     foreign = tmp_path / "foreign.safetensors"
     foreign.write_bytes(b"RIFF" + bytes(1000))

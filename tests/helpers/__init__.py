@@ -1,0 +1,1 @@
+"""Shared test helpers: generated audio, seeded stores, real MLflow servers, planted-signal data."""
