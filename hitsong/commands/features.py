@@ -45,13 +45,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="MTT_musicnn",
         help="tagger for the 50-d tag vectors: MTT_musicnn (default), MTT_vgg, or none",
     )
+    p.add_argument(
+        "--tagger-seconds",
+        type=_seconds,
+        default=None,
+        help="how much of the middle of the 60-s segment the tagger hears (default 60: the whole segment, as "
+        "the paper; e.g. 15 for latency-bound serving, a recorded departure). Part of the feature config: "
+        "a change recomputes the subset, and training and scoring follow what the store was built with",
+    )
     p.set_defaults(func=run)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the feature job; failed songs are logged and do not change the exit code."""
+    from hitsong.audio import AudioConfig
     from hitsong.features import build_features
 
+    config = AudioConfig() if args.tagger_seconds is None else AudioConfig(tagger_seconds=args.tagger_seconds)
     report = build_features(
         args.db,
         args.store,
@@ -60,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         executor=args.executor,
         tagger=args.tagger,
         scheduler=args.scheduler,
+        config=config,
     )
     for rep in report.subsets:
         for f in rep.failures:
