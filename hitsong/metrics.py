@@ -19,10 +19,9 @@ Defined behaviour
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy import stats
 
 from hitsong.errors import ConfigError, InputError
 
@@ -124,85 +123,24 @@ def ndcg_at_k(y_true: ArrayLike, y_pred: ArrayLike, *, k: int | None = None) -> 
     return float(np.sum(relevant[top_k(p, k)] * discount) / np.sum(discount))
 
 
-def average_ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of ``x`` (ascending) with ties given their average rank."""
-    order = np.argsort(x, kind="stable")
-    sorted_x = x[order]
-    # start of each run of equal values in sorted order
-    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
-    ends = np.r_[starts[1:], x.size]
-    run_rank = (starts + ends + 1) / 2.0  # mean of 1-based positions starts+1 .. ends
-    ranks = np.empty(x.size)
-    ranks[order] = np.repeat(run_rank, ends - starts)
-    return ranks
+def _constant(x: np.ndarray) -> bool:
+    return bool(np.all(x == x[0]))
 
 
 def spearman_rho(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    """Spearman's rank correlation: Pearson correlation of average ranks; 0.0 if a side is constant."""
+    """Spearman's rank correlation (``scipy.stats.spearmanr``, average ranks for ties); 0.0 if a side is constant."""
     t, p = check_scores(y_true, y_pred)
-    rt, rp = average_ranks(t), average_ranks(p)
-    rt -= rt.mean()
-    rp -= rp.mean()
-    denom = math.sqrt(float(np.dot(rt, rt)) * float(np.dot(rp, rp)))
-    return 0.0 if denom == 0.0 else float(np.dot(rt, rp) / denom)
-
-
-def count_inversions(r: np.ndarray) -> int:
-    """Number of pairs ``i < j`` with ``r[i] > r[j]`` for non-negative integers ``r``.
-
-    Bottom-up merge counting, vectorised per level: O(n log^2 n) time, O(n) memory.
-    """
-    n = r.size
-    if n < 2:
-        return 0
-    off = int(r.max()) + 1  # key offset that keeps each pair of blocks apart
-    pos = np.arange(n)
-    s = r.astype(np.int64)
-    total = 0
-    width = 1
-    while width < n:
-        block = pos // width  # s is sorted within each block of `width`
-        pair = block // 2
-        is_left = block % 2 == 0
-        key = s + pair * off  # globally sorted over the left blocks, in position order
-        left_key, right_key = key[is_left], key[~is_left]
-        left_end = np.searchsorted(pair[is_left], pair[~is_left], side="right")
-        not_greater = np.searchsorted(left_key, right_key, side="right")
-        total += int(np.sum(left_end - not_greater))  # left elements of the pair greater than each right one
-        s = np.sort(key) - pair * off  # merge: each pair keeps its positions
-        width *= 2
-    return total
-
-
-def _tied_pairs(same_as_previous: np.ndarray) -> int:
-    """Pairs within runs of equal values, given ``x[i] == x[i-1]`` for a sorted ``x[1:]``."""
-    starts = np.flatnonzero(np.r_[True, ~same_as_previous])
-    counts = np.diff(np.r_[starts, same_as_previous.size + 1])
-    return int(np.sum(counts * (counts - 1) // 2))
+    if _constant(t) or _constant(p):
+        return 0.0
+    return float(stats.spearmanr(t, p).statistic)
 
 
 def kendall_tau(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    """Kendall's tau-b: ``(C - D) / sqrt((n0 - n_t)(n0 - n_p))``; 0.0 if a side is constant.
-
-    ``C``/``D`` count concordant/discordant pairs, ``n0 = n(n-1)/2`` and ``n_t``, ``n_p`` the pairs
-    tied in the true or predicted scores. Knight's method: sort by (true, predicted); the
-    discordant pairs are then the inversions of the predicted ranks. O(n log^2 n).
-    """
+    """Kendall's tau-b (``scipy.stats.kendalltau``, with its tie correction); 0.0 if a side is constant."""
     t, p = check_scores(y_true, y_pred)
-    n = t.size
-    order = np.lexsort((p, t))
-    ts, ps = t[order], p[order]
-    p_rank = np.unique(p, return_inverse=True)[1].reshape(-1)
-    discordant = count_inversions(p_rank[order])
-    n0 = n * (n - 1) // 2
-    p_sorted = np.sort(p)
-    same_t = ts[1:] == ts[:-1]
-    n_t = _tied_pairs(same_t)
-    n_p = _tied_pairs(p_sorted[1:] == p_sorted[:-1])
-    n_tp = _tied_pairs(same_t & (ps[1:] == ps[:-1]))
-    concordant = n0 - n_t - n_p + n_tp - discordant
-    denom = math.sqrt(float(n0 - n_t) * float(n0 - n_p))
-    return 0.0 if denom == 0.0 else (concordant - discordant) / denom
+    if _constant(t) or _constant(p):
+        return 0.0
+    return float(stats.kendalltau(t, p, variant="b").statistic)
 
 
 def evaluate(y_true: ArrayLike, y_pred: ArrayLike, *, k: int | None = None) -> dict[str, float]:

@@ -110,11 +110,6 @@ class ServerInfo:
     log_path: str
     started_at: float
 
-    @property
-    def redacted_store_uri(self) -> str:
-        """The store URI with any password hidden (for logs)."""
-        return _redact(self.store_uri)
-
 
 def _redact(uri: str) -> str:
     if "://" in uri and "@" in uri:
