@@ -24,6 +24,7 @@ import streamlit as st
 
 from hitsong.errors import StoreError
 from hitsong.metrics import METRIC_NAMES
+from hitsong.scoring import SongScorer
 from hitsong.settings import DEFAULT_TAGGER, Settings, get_settings
 from hitsong.store.read import hit_score_frame, quarter_playcounts, stats
 from hitsong.training import runlayout
@@ -333,16 +334,20 @@ def promote(uri: str, model: str, version: str, reason: str, *, username: str | 
     )
 
 
-def load_scorer(uri: str, model: str, version: str, device: str):
-    """The warm ``hitsong.scoring.SongScorer`` behind registered ``model`` ``version`` on ``device``."""
-    from registry.pyfunc import load_model
+def load_scorer(uri: str, model: str, version: str, device: str) -> SongScorer:
+    """The warm scorer of registered ``model`` ``version`` on ``device``, built from its data files only.
+
+    Never the version's pyfunc code (``registry.bundles``): a version anyone registered cannot
+    run code in the dashboard.
+    """
+    from registry.bundles import load_scorer as load_bundle_scorer
 
     check_server(uri)
-    return load_model(f"models:/{model}/{version}", device=device, tracking_uri=uri).unwrap_python_model().scorer
+    return load_bundle_scorer(model, version, tracking_uri=uri, device=device)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def cached_scorer(uri: str, model: str, version: str, device: str):
+def cached_scorer(uri: str, model: str, version: str, device: str) -> SongScorer:
     """``load_scorer``, loaded once per (server, model version, device)."""
     return load_scorer(uri, model, version, device)
 

@@ -14,6 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
+from hitsong.errors import RegistryError
 from hitsong.metrics import METRIC_NAMES
 from hitsong.settings import DEFAULT_MLFLOW_PORT, get_settings
 from registry.models import DEFAULT_SELECTION_METRIC
@@ -203,26 +204,21 @@ def default_model_uri(subset: str | None, tracking_uri: str | None) -> str:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """Load the model once and print one JSON line per file (errors included)."""
-    import os
-
-    import pandas as pd
-
+    """Load the version once (its data files only) and print one JSON line per file (errors included)."""
+    from registry.bundles import load_scorer
     from registry.models import resolve_model_uri
-    from registry.pyfunc import load_model
     from registry.tracking import client_for
 
     tracking_uri = args.tracking_uri or get_settings().tracking_uri
     client_for(tracking_uri)  # a clear error naming the URI when the server is down
-    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
     uri = args.model or default_model_uri(args.subset, tracking_uri)
     name, version = resolve_model_uri(uri, tracking_uri=tracking_uri)
-    model = load_model(uri, device=args.device, tracking_uri=tracking_uri)
-    scorer = model.unwrap_python_model().scorer
-    frame = pd.DataFrame({"path": [str(p) for p in args.files]})
-    results = scorer.score(list(frame["path"]))
+    if version is None:
+        raise RegistryError(f"--model {uri}: name a registered version, models:/NAME/VERSION or models:/NAME@ALIAS")
+    scorer = load_scorer(name, version, tracking_uri=tracking_uri, device=args.device)
+    results = scorer.score([str(p) for p in args.files])
     failed = 0
-    for path, r in zip(args.files, results):
+    for path, r in zip(args.files, results, strict=True):
         if r["error"]:
             failed += 1
             line = {"file": str(path), "error": r["error"]}

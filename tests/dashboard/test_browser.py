@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.dashboard import log_champion, mp3_bytes, seed_runs, seed_store
-from helpers.mlflow import mlflow_server
 
 from dashboard.commands import wait_until_ready
 from hitsong.store.read import split_frame
 from registry.server import free_port
+from tests.helpers.dashboard import log_champion, mp3_bytes, seed_runs, seed_store
+from tests.helpers.mlflow import mlflow_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.dashboard import log_champion, mp3_bytes, seed_runs, seed_store
-from helpers.mlflow import mlflow_server
 from streamlit.testing.v1 import AppTest
 
 from dashboard import data, figures
@@ -15,6 +13,8 @@ from hitsong.errors import StoreError
 from hitsong.store.read import split_frame
 from hitsong.training import runlayout
 from registry.models import list_versions, register
+from tests.helpers.dashboard import log_champion, mp3_bytes, seed_runs, seed_store
+from tests.helpers.mlflow import mlflow_server
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 N_TEST = 10  # 40 sampled songs split 50/25/25

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers.mlflow import TestServer, mlflow_server
 
 from hitsong.cli import main
+from tests.helpers.mlflow import TestServer, mlflow_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -225,7 +225,7 @@ def log_champion(
 
 def mp3_bytes(path, *, seconds: float, seed: int = 0) -> bytes:
     """A generated music-like 44.1 kHz stereo MP3 of ``seconds`` (written to ``path``)."""
-    from helpers.audio import song, write_audio
+    from tests.helpers.audio import song, write_audio
 
     write_audio(path, song(seconds=seconds, sr=44100, seed=seed), 44100)
     return path.read_bytes()

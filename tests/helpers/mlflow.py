@@ -2,7 +2,7 @@
 
 Use it as a context manager or through a module-scoped fixture (starting takes ~10 s)::
 
-    from helpers.mlflow import mlflow_server
+    from tests.helpers.mlflow import mlflow_server
 
     @pytest.fixture(scope="module")
     def server(tmp_path_factory):

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.mlflow import mlflow_server
 
 from hitsong.errors import ConfigError, RegistryError
 from hitsong.tracking import run_scope
 from hitsong.training import runlayout
 from registry.models import list_versions, promote, register
 from registry.tracking import MlflowRunLogger
+from tests.helpers.mlflow import mlflow_server
 
 ALICE = ("alice", "alice-password-123")
 BOB = ("bob", "bob-password-1234")

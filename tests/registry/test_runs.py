@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from helpers.dashboard import seed_runs
-from helpers.mlflow import mlflow_server
 
 from hitsong.errors import RegistryError
 from hitsong.training import runlayout
 from registry import runs
 from registry.server import free_port
 from registry.tracking import MlflowRunLogger
+from tests.helpers.dashboard import seed_runs
+from tests.helpers.mlflow import mlflow_server
 
 N_SONGS = 12
 METRICS = ("recall_at_k", "ndcg_at_k", "kendall_tau", "spearman_rho")
@@ -21,7 +21,7 @@ METRICS = ("recall_at_k", "ndcg_at_k", "kendall_tau", "spearman_rho")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """One server: experiment ``hitsong/test/western`` with m1, m2 x two repetitions and a summary
-    run (``helpers.dashboard.seed_runs``), plus ``hitsong/test/extra`` holding one run that is not
+    run (``tests.helpers.dashboard.seed_runs``), plus ``hitsong/test/extra`` holding one run that is not
     training's (no kind tag) with a ``table1`` artifact of another name and format."""
     rng = np.random.default_rng(7)
     song_ids = [f"s{i:02d}" for i in range(N_SONGS)]

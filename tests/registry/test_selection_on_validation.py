@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers.mlflow import mlflow_server
 from torch.utils.data import Dataset
 
 from dashboard import data as dashboard_data
@@ -26,6 +25,7 @@ from hitsong.training.experiment import train_subset
 from registry import runs as registry_runs
 from registry.models import list_versions, register
 from registry.tracking import MlflowRunLogger
+from tests.helpers.mlflow import mlflow_server
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -22,12 +22,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from helpers.mlflow import mlflow_server
 
 from hitsong.errors import ConfigError, RegistryError
 from hitsong.tracking import run_scope
 from registry.server import ServerConfig, free_port, running_server, start_server
 from registry.tracking import TAG_END_REASON, MlflowRunLogger, experiment_name
+from tests.helpers.mlflow import mlflow_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -172,12 +172,11 @@ N_MELS, SECONDS = 16, 4.0
 @pytest.fixture(scope="module")
 def trained(server):
     """Tiny m1 and m4 training on planted data with 16 mel bands and 50 tags, logged to MLflow."""
-    from helpers.training import planted_splits
-
     from hitsong.audio import AudioConfig
     from hitsong.models.config import ModelConfig
     from hitsong.training.config import TrainConfig
     from hitsong.training.experiment import train_subset
+    from tests.helpers.training import planted_splits
 
     audio = AudioConfig(n_mels=N_MELS, seconds=SECONDS)
     data = planted_splits(n_train=40, n_val=10, n_test=20, n_mels=N_MELS, n_frames=audio.n_frames, n_tags=50)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.tagger import write_bundle
 from safetensors import safe_open
 
 from hitsong.errors import ModelError
 from hitsong.tagger.files import WEIGHTS_DIR, weights_path
 from hitsong.tagger.nets import build_net
+from tests.helpers.tagger import write_bundle
 from tools.convert_musicnn import (
     build_all,
     convert_checkpoint,

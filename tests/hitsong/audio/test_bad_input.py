@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers.audio import bad_files, song, tone, write_audio
 
 from hitsong.audio import (
     AudioConfig,
@@ -15,6 +14,7 @@ from hitsong.audio import (
     log_mel,
 )
 from hitsong.errors import AudioError, HitsongWarning
+from tests.helpers.audio import bad_files, song, tone, write_audio
 
 pytestmark = pytest.mark.timeout(60)  # nothing may hang
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from helpers.audio import song, tone, write_audio
 
 from hitsong.audio import (
     AudioConfig,
@@ -23,6 +22,7 @@ from hitsong.audio import (
 )
 from hitsong.audio.torchmel import TorchLogMel
 from hitsong.errors import ConfigError
+from tests.helpers.audio import song, tone, write_audio
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers.audio import make_db, make_library, song, write_audio
 
 from hitsong.audio import AudioConfig, log_mel
 from hitsong.features import MelDataset, build_features, failures, mel_path, open_mels
 from hitsong.store import connect
 from hitsong.store.read import split_frame
+from tests.helpers.audio import make_db, make_library, song, write_audio
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -6,12 +6,12 @@ from contextlib import nullcontext
 
 import numpy as np
 import pytest
-from helpers.audio import make_db, make_library
 
 from hitsong.audio import AudioConfig, decode_for_features
 from hitsong.features import MelDataset, build_features
 from hitsong.store import connect
 from hitsong.tagger import GENRE_TAGS, Tagger, predominant_genre
+from tests.helpers.audio import make_db, make_library
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers.store import (
+
+from hitsong.cli import main
+from hitsong.errors import InputError
+from hitsong.store.ingest import ingest
+from hitsong.store.sample import sample
+from tests.helpers.store import (
     EVENTS,
     SONGS,
     WINDOW_START,
@@ -15,11 +20,6 @@ from helpers.store import (
     write_events,
     write_songs,
 )
-
-from hitsong.cli import main
-from hitsong.errors import InputError
-from hitsong.store.ingest import ingest
-from hitsong.store.sample import sample
 
 HEADER = "user_id,song_id,play_count\n"
 SONGS_HEADER = "song_id,title,artist,subset,release_date,audio_path\n"

@@ -10,17 +10,6 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from helpers.store import (
-    EVENTS,
-    EXPECTED,
-    SONGS,
-    WINDOW_START,
-    random_dataset,
-    snapshot,
-    write_events,
-    write_plays,
-    write_songs,
-)
 
 from hitsong.cli import main
 from hitsong.errors import ConfigError, StoreError
@@ -34,6 +23,17 @@ from hitsong.store.read import (
 )
 from hitsong.store.rules import hit_score, release_quarter
 from hitsong.store.sample import check_fractions, sample, split_counts
+from tests.helpers.store import (
+    EVENTS,
+    EXPECTED,
+    SONGS,
+    WINDOW_START,
+    random_dataset,
+    snapshot,
+    write_events,
+    write_plays,
+    write_songs,
+)
 
 
 def _table(db: Path, sql: str) -> pd.DataFrame:

@@ -9,12 +9,12 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from helpers.store import WINDOW_START
 
 import hitsong.store.aggregate as aggregate_module
 from hitsong.errors import InputError
 from hitsong.store.ingest import ingest
 from hitsong.store.pairs import count_pairs
+from tests.helpers.store import WINDOW_START
 
 COMPILED = "compiled pair counter"
 

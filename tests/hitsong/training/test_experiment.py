@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers.training import PlantedDataset, planted_splits
 
 from hitsong.audio import AudioConfig
 from hitsong.cli import parse_args
@@ -21,6 +20,7 @@ from hitsong.tracking import LocalRunLogger
 from hitsong.training.config import TrainConfig
 from hitsong.training.data import SubsetData, scan_subset
 from hitsong.training.experiment import RunContext, train_method, train_subset
+from tests.helpers.training import PlantedDataset, planted_splits
 
 TINY = ModelConfig.tiny()
 # Adagrad as in the paper, with a step size that moves weights within a few tiny epochs

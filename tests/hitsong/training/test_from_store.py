@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers.audio import make_db, make_library
 
 from hitsong.audio import AudioConfig
 from hitsong.cli import main
@@ -24,6 +23,7 @@ from hitsong.store import connect
 from hitsong.tracking import LocalRunLogger
 from hitsong.training.config import TrainConfig
 from hitsong.training.from_store import train_from_store
+from tests.helpers.audio import make_db, make_library
 
 pytestmark = pytest.mark.timeout(300)
 
