@@ -2,7 +2,7 @@
 
 1. ``hitsong demo run --no-serve --tracking-uri URI`` on a small demo (2 x 32 songs of 25-40 s,
    150 users per market, 2 repetitions) against a real ``mlflow server``: exit 0, a champion
-   per subset, a second run that trains and registers nothing, and ``hitsong predict`` scoring
+   and a challenger per subset, a second run that trains and registers nothing, and ``hitsong predict`` scoring
    a demo song with the champion.
 2. Every method beats a constant predictor on the test Spearman rho on the demo data, and the
    same training with shuffled hit scores does not (see :func:`test_every_method_beats_constant`).
@@ -54,8 +54,9 @@ def home(tmp_path_factory: pytest.TempPathFactory, server: TestServer) -> Iterat
 
 def _state(uri: str) -> dict[str, object]:
     """Every run id of the demo experiments and every registered version with its aliases."""
+    from hitsong.training.runlayout import experiment_name
     from registry.models import list_versions, model_name
-    from registry.tracking import client_for, experiment_name
+    from registry.tracking import client_for
 
     client = client_for(uri)
     runs: dict[str, list[tuple[str, str]]] = {}
@@ -93,7 +94,8 @@ def test_pipeline_trains_and_promotes_a_champion_per_subset(pipeline: dict[str, 
         # a summary run, 6 method runs and 6 x 2 repetitions, all finished
         assert len(state["runs"][subset]) == 1 + 6 + 6 * 2, subset
         assert {status for _, status in state["runs"][subset]} == {"FINISHED"}, subset
-        assert state["versions"][subset] == [("1", ("champion",))], subset
+        # the best method on validation is the champion, the runner-up the challenger
+        assert state["versions"][subset] == [("1", ("champion",)), ("2", ("challenger",))], subset
 
 
 def test_second_run_reuses_everything(pipeline: dict[str, object]) -> None:

@@ -25,8 +25,9 @@ import pytest
 
 from hitsong.errors import ConfigError, RegistryError
 from hitsong.tracking import run_scope
+from hitsong.training.runlayout import experiment_name
 from registry.server import ServerConfig, free_port, running_server, start_server
-from registry.tracking import TAG_END_REASON, MlflowRunLogger, experiment_name
+from registry.tracking import TAG_END_REASON, MlflowRunLogger
 from tests.helpers.mlflow import mlflow_server
 
 ROOT = Path(__file__).resolve().parents[2]
