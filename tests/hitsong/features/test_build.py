@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from hitsong.audio import AudioConfig, log_mel
+from hitsong.errors import HitsongWarning
 from hitsong.features import MelDataset, build_features, failures, mel_path, open_mels
 from hitsong.store import connect
 from hitsong.store.read import split_frame
@@ -53,7 +54,7 @@ def stored(db: Path, store: Path, cfg: AudioConfig, subset: str = "western") -> 
 
 def expected(library: pd.DataFrame, cfg: AudioConfig) -> dict[str, np.ndarray]:
     paths = dict(zip(library["song_id"], library["audio_path"], strict=True))
-    with pytest.warns(Warning):  # s5 is padded
+    with pytest.warns(HitsongWarning, match=r"s5\.\w+: .* shorter than the .* segment; zero-padded"):
         return {s: log_mel(paths[s], config=cfg).astype(np.float16) for s in GOOD}
 
 
