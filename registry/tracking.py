@@ -66,6 +66,15 @@ def _process_alive(pid: int, start_ticks: str) -> bool:
     return not start_ticks or process_start_ticks(pid) in ("", start_ticks)
 
 
+def _process_tags() -> dict[str, str]:
+    """Host, pid and process start of this process: what the orphan check needs."""
+    return {
+        TAG_HOST: socket.gethostname(),
+        TAG_PID: str(os.getpid()),
+        TAG_PROC_START: process_start_ticks(os.getpid()),
+    }
+
+
 def client_for(tracking_uri: str | None = None):
     """An ``MlflowClient`` for ``tracking_uri`` (default: settings), checked to be reachable.
 
@@ -163,13 +172,24 @@ class MlflowRunLogger:
         self._open: dict[str, RunHandle] = {}
         self._previous_sigterm: Any = None
         self._sigterm_installed = False
-        self._pid_tags = {
-            TAG_HOST: socket.gethostname(),
-            TAG_PID: str(os.getpid()),
-            TAG_PROC_START: process_start_ticks(os.getpid()),
-        }
+        self._pid_tags = _process_tags()
         if fail_orphans:
             fail_orphaned_runs(self.client, experiment_ids=[self.experiment_id])
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a worker process needs (parallel training): the server and the experiment, no client."""
+        return {"tracking_uri": self.tracking_uri, "experiment": self.experiment, "experiment_id": self.experiment_id}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Reconnect in the worker; its runs carry the worker's own pid, for the orphan check."""
+        self.client = client_for(state["tracking_uri"])
+        self.tracking_uri = state["tracking_uri"]
+        self.experiment = state["experiment"]
+        self.experiment_id = state["experiment_id"]
+        self._open = {}
+        self._previous_sigterm = None
+        self._sigterm_installed = False
+        self._pid_tags = _process_tags()
 
     @classmethod
     def for_subset(cls, dataset: str, subset: str, *, tracking_uri: str | None = None) -> MlflowRunLogger:

@@ -139,8 +139,11 @@ class MusiCNN(nn.Module):
         )
         front = 2 * timbral_filters + 3 * temporal_filters
         self.midend = nn.ModuleList(
-            [MidendLayer(front, midend_filters), MidendLayer(midend_filters, midend_filters),
-             MidendLayer(midend_filters, midend_filters)]
+            [
+                MidendLayer(front, midend_filters),
+                MidendLayer(midend_filters, midend_filters),
+                MidendLayer(midend_filters, midend_filters),
+            ]
         )
         pooled = 2 * (front + 3 * midend_filters)
         self.pool_bn = FrozenBatchNorm(pooled)
