@@ -68,6 +68,8 @@ RESAMPLE_QUALITY = "soxr_hq"
 CONTEXT_SECONDS = 0.1
 #: The tagger's sample rate (musicnn's front end); the second output of :func:`decode_for_features`.
 TAGGER_SR = 16000
+#: Values of ``AudioConfig.tagger_precision`` (meaning: :mod:`hitsong.tagger.precision`).
+TAGGER_PRECISIONS: tuple[str, ...] = ("auto", "exact", "fast")
 #: Containers that libsndfile cannot read and ``ffmpeg`` can.
 FFMPEG_SUFFIXES = frozenset({".m4a", ".aac", ".mp4", ".m4b", ".wma", ".webm", ".mka"})
 
@@ -102,6 +104,12 @@ class AudioConfig:
         60-s input, so it looks at the middle 15 s (5 patches) by default; the tag vector is
         the mean over those patches (the whole segment when ``seconds`` is shorter). Same value at training and at scoring (it is part of the
         feature config and of every model bundle).
+    tagger_precision : {"auto", "exact", "fast"}
+        The tagger's arithmetic (:mod:`hitsong.tagger.precision`): ``exact`` (float32, the
+        original's outputs within 1e-4), ``fast`` (bfloat16 timbral convolutions, within a
+        tested bound of ``exact``; where the CPU lacks native bfloat16 it runs ``exact``), or
+        ``auto`` (``fast`` where supported). Resolved to ``exact``/``fast`` before it is hashed
+        into the feature store or written into a bundle, so both record what actually ran.
     """
 
     sr: int = 22050
@@ -113,6 +121,7 @@ class AudioConfig:
     fmax: float | None = None
     power: float = 2.0
     tagger_seconds: float = 15.0
+    tagger_precision: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("sr", "n_fft", "hop_length", "n_mels"):
@@ -130,6 +139,11 @@ class AudioConfig:
             raise ConfigError(f"AudioConfig.power must be > 0, got {self.power!r}")
         if not self.tagger_seconds > 0:
             raise ConfigError(f"AudioConfig.tagger_seconds must be > 0, got {self.tagger_seconds!r}")
+        if self.tagger_precision not in TAGGER_PRECISIONS:
+            raise ConfigError(
+                f"AudioConfig.tagger_precision must be one of {', '.join(TAGGER_PRECISIONS)}, "
+                f"got {self.tagger_precision!r}"
+            )
 
     @property
     def fmax_hz(self) -> float:

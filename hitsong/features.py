@@ -90,11 +90,23 @@ class SongFeatures:
 
 
 @lru_cache(maxsize=2)
-def _tagger(name: str) -> Any:
+def _tagger(name: str, precision: str) -> Any:
     """Load a tagger once per process."""
     from hitsong.tagger import Tagger
 
-    return Tagger.from_pretrained(name, device="auto")
+    return Tagger.from_pretrained(name, device="auto", precision=precision)
+
+
+def tagger_audio_config(config: AudioConfig, tagger: str) -> AudioConfig:
+    """``config`` with the tagger precision resolved to what runs here (it is hashed and recorded).
+
+    See :func:`hitsong.tagger.precision.resolve_audio_config`; the tagger runs on ``device="auto"``.
+    """
+    from hitsong.tagger.inference import resolve_device
+    from hitsong.tagger.precision import resolve_audio_config
+
+    model = None if tagger == NO_TAGGER else tagger
+    return resolve_audio_config(config, device=resolve_device("auto"), model=model)
 
 
 def compute_song_features(path: str | Path, audio_config: AudioConfig, tagger_name: str = NO_TAGGER) -> SongFeatures:
@@ -132,7 +144,7 @@ def compute_song_features(path: str | Path, audio_config: AudioConfig, tagger_na
         if use_tagger:
             from hitsong.tagger import predominant_genre
 
-            result = _tagger(tagger_name).tag_batch([wave_tagger], sr=TAGGER_SR)[0]
+            result = _tagger(tagger_name, audio_config.tagger_precision).tag_batch([wave_tagger], sr=TAGGER_SR)[0]
             tags = np.asarray(result.song, dtype=np.float32).reshape(N_TAGS)
             genre = str(predominant_genre(tags))
     extra = tuple(str(w.message) for w in caught if issubclass(w.category, HitsongWarning))
@@ -372,7 +384,7 @@ class _SubsetState:
     config_hash: str
 
 
-def _check_tagger(name: str) -> None:
+def _check_tagger(name: str, precision: str) -> None:
     if name == NO_TAGGER:
         return
     try:
@@ -382,7 +394,7 @@ def _check_tagger(name: str) -> None:
             f"the tagger {name!r} is not available ({exc}); run with --tagger none to compute mels only"
         ) from exc
     try:
-        _tagger(name)  # fail fast on a missing or wrong weights file, before any worker starts
+        _tagger(name, precision)  # fail fast on a missing or wrong weights file, before any worker starts
     finally:
         _tagger.cache_clear()
 
@@ -493,7 +505,8 @@ def build_features(
     if frame.empty:
         which = f"subset {subset!r}" if subset else "any subset"
         raise StoreError(f"{db_path}: no sampled songs for {which}; run `hitsong sample` first")
-    _check_tagger(tagger)
+    config = tagger_audio_config(config, tagger)
+    _check_tagger(tagger, config.tagger_precision)
 
     states: dict[str, _SubsetState] = {}
     reports: dict[str, SubsetReport] = {}

@@ -86,14 +86,20 @@ def example_wav(seconds: float = 3.0, sr: int = 22050) -> bytes:
 
 
 def audio_config_of(meta: Any) -> Any:
-    """The ``AudioConfig`` a bundle was trained with (its ``audio_config`` dict; defaults if empty)."""
+    """The ``AudioConfig`` a bundle was trained with (its ``audio_config`` dict; defaults if empty).
+
+    A bundle written before the tagger had a precision setting was trained on float32 tags:
+    its missing ``tagger_precision`` reads as ``"exact"``.
+    """
     from dataclasses import fields
 
     from hitsong.audio import AudioConfig
 
     raw = dict(getattr(meta, "audio_config", None) or {})
     known = {f.name for f in fields(AudioConfig)}
-    return AudioConfig(**{k: v for k, v in raw.items() if k in known})
+    values = {k: v for k, v in raw.items() if k in known}
+    values.setdefault("tagger_precision", "exact")
+    return AudioConfig(**values)
 
 
 class SongScorer:
@@ -166,8 +172,15 @@ class SongScorer:
 
         dev = resolve_device(device)
         bundle = load_bundle(Path(bundle_dir), device=dev)
-        # Methods without tags still show the tag profile: they get the default tagger.
-        tagger = Tagger.from_pretrained(bundle.meta.tagger or DEFAULT_TAGGER, device=dev, weights=tagger_weights)
+        # Methods without tags still show the tag profile: they get the default tagger. The tagger
+        # runs in the precision the bundle's tags were computed in (falling back to exact, with
+        # a warning, where this machine cannot run the fast path).
+        tagger = Tagger.from_pretrained(
+            bundle.meta.tagger or DEFAULT_TAGGER,
+            device=dev,
+            weights=tagger_weights,
+            precision=audio_config_of(bundle.meta).tagger_precision,
+        )
         scorer = cls(bundle.model, bundle.meta, tagger, dev)
         if warm_up:
             scorer.warm_up()

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``hitsong train``."""
     from hitsong.audio import AudioConfig
     from hitsong.errors import ConfigError
-    from hitsong.features import MelDataset
+    from hitsong.features import MelDataset, tagger_audio_config
     from hitsong.models import get_method
     from hitsong.results import ResultsConfig
     from hitsong.store import connect, featureindex
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["cpu_threads"] = args.threads
     train_config = TrainConfig.for_profile(args.profile, **overrides)
     results_config = ResultsConfig(n_bootstrap=args.bootstrap)
-    audio = AudioConfig()
+    audio = tagger_audio_config(AudioConfig(), args.tagger)  # as `hitsong features` records it
     settings = get_settings()
     for subset in subsets:
         with connect(args.db, read_only=True) as con:
