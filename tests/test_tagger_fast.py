@@ -171,3 +171,23 @@ def test_bundles_from_before_the_setting_score_with_exact_tags() -> None:
     assert audio_config_of(old).tagger_precision == "exact"
     new = SimpleNamespace(audio_config={"tagger_precision": "fast"})
     assert audio_config_of(new).tagger_precision == "fast"
+
+
+def test_patches_in_parallel_threads_give_the_same_tags(exact: Tagger, patches: dict[str, np.ndarray]) -> None:
+    """Worker threads (one torch thread each) compute the front end; the caller's threads are unchanged."""
+    from hitsong.tagger.kernels import patch_pool
+
+    x = torch.from_numpy(patches["wz2100_ost_track1"])
+    kernel = MusiCNNKernel(exact.net, precision="exact")
+    before = torch.get_num_threads()
+    try:
+        with torch.inference_mode():
+            torch.set_num_threads(1)
+            sequential = kernel(x)
+            torch.set_num_threads(2)
+            parallel = kernel(x)
+        assert torch.get_num_threads() == 2
+        assert patch_pool(2).submit(torch.get_num_threads).result() == 1
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_allclose(parallel.numpy(), sequential.numpy(), rtol=0, atol=1e-5)
