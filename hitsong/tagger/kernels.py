@@ -56,7 +56,11 @@ def _one_torch_thread() -> None:
 
 
 def patch_pool(n: int) -> ThreadPoolExecutor:
-    """The process's pool of ``n`` front-end worker threads (one torch thread each), made once."""
+    """The process's pool of ``n`` front-end worker threads (one torch thread each), made once.
+
+    A forked child does not inherit the threads; it must run torch with one thread anyway
+    (torch's OpenMP hangs in a forked child otherwise, measured), and then the pool is not used.
+    """
     with _pools_lock:
         pool = _pools.get(n)
         if pool is None:
