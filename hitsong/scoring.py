@@ -168,8 +168,15 @@ class SongScorer:
 
         dev = resolve_device(device)
         bundle = load_bundle(Path(bundle_dir), device=dev)
-        # Methods without tags still show the tag profile: they get the default tagger.
-        tagger = Tagger.from_pretrained(bundle.meta.tagger or DEFAULT_TAGGER, device=dev, weights=tagger_weights)
+        # Methods without tags still show the tag profile: they get the default tagger. The tagger
+        # runs in the precision the bundle's tags were computed in (falling back to exact, with
+        # a warning, where this machine cannot run the fast path).
+        tagger = Tagger.from_pretrained(
+            bundle.meta.tagger or DEFAULT_TAGGER,
+            device=dev,
+            weights=tagger_weights,
+            precision=bundle.meta.audio_config.tagger_precision,
+        )
         scorer = cls(bundle.model, bundle.meta, tagger, dev)
         if warm_up:
             scorer.warm_up()

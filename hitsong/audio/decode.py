@@ -1,8 +1,8 @@
 """Decode the middle of a song: seek where the format allows, downmix, resample, flag odd input.
 
 Decoding reads only the middle of the file where the format can seek (WAV, FLAC, OGG, MP3
-through libsndfile; MP3 seeking with libsndfile's mpg123 was measured sample-exact against a
-full decode). M4A/AAC and other containers libsndfile cannot open go through an ``ffmpeg``
+through libsndfile; an MP3 is entered a second early so the samples equal a full decode,
+:mod:`hitsong.audio.mpg123`). M4A/AAC and other containers libsndfile cannot open go through an ``ffmpeg``
 subprocess when ``ffmpeg`` is on ``PATH``.
 
 What odd input does (each case is a test in ``tests/audio/test_bad_input.py``):
@@ -34,6 +34,7 @@ import soxr
 from hitsong.audio.config import RESAMPLE_QUALITY, TAGGER_SR, AudioConfig
 from hitsong.audio.ffmpeg import FFMPEG_SUFFIXES, decode_ffmpeg
 from hitsong.audio.info import DecodeInfo, FeatureFlags
+from hitsong.audio.mpg123 import MP3_PREROLL_SECONDS, quiet_decoder_stderr
 from hitsong.errors import AudioError, ConfigError, HitsongWarning
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def _decode_soundfile(path: Path, seconds: float, context: float) -> tuple[np.nd
         f = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise _not_readable(path, exc) from exc
-    with f:
+    with f, quiet_decoder_stderr(path):
         nsr, channels, frames = int(f.samplerate), int(f.channels), int(f.frames)
         need = int(round(seconds * nsr))
         ctx = int(round(context * nsr))
@@ -102,7 +103,8 @@ def _decode_soundfile(path: Path, seconds: float, context: float) -> tuple[np.nd
         if frames > need:
             start = _middle(frames, need)
             lo, hi = max(0, start - ctx), min(frames, start + need + ctx)
-            data = _read(f, lo, hi - lo, path)
+            pre = min(lo, int(round(MP3_PREROLL_SECONDS * nsr))) if f.subtype.startswith("MPEG_LAYER") else 0
+            data = _read(f, lo - pre, hi - lo + pre, path)[pre:]
             if data.shape[0] == hi - lo:
                 info = DecodeInfo(str(path), nsr, channels, frames / nsr, start - lo, need, hi - start - need)
                 return data, info

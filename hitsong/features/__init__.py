@@ -6,7 +6,7 @@ arrays on disk), :mod:`.dataset` (``MelDataset``, the training reader).
 """
 
 from hitsong.features.build import FeatureReport, SubsetReport, build_features, failures
-from hitsong.features.compute import NO_TAGGER, SongFeatures, compute_song_features
+from hitsong.features.compute import NO_TAGGER, SongFeatures, compute_song_features, tagger_audio_config
 from hitsong.features.dataset import MelDataset
 from hitsong.features.executors import EXECUTORS
 from hitsong.features.layout import mel_path, open_mels
@@ -23,4 +23,5 @@ __all__ = [
     "failures",
     "mel_path",
     "open_mels",
+    "tagger_audio_config",
 ]

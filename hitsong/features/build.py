@@ -29,7 +29,7 @@ from hitsong.audio import (
     AudioConfig,
 )
 from hitsong.errors import ConfigError, StoreError
-from hitsong.features.compute import NO_TAGGER, SongFeatures, cached_tagger
+from hitsong.features.compute import NO_TAGGER, SongFeatures, cached_tagger, tagger_audio_config
 from hitsong.features.executors import EXECUTORS, Task, run_dask, run_processes
 from hitsong.features.layout import MEL_DTYPE, mel_path
 from hitsong.progress import Progress
@@ -114,7 +114,7 @@ class _SubsetState:
     config_hash: str
 
 
-def _check_tagger(name: str) -> None:
+def _check_tagger(name: str, precision: str) -> None:
     if name == NO_TAGGER:
         return
     try:
@@ -124,7 +124,7 @@ def _check_tagger(name: str) -> None:
             f"the tagger {name!r} is not available ({exc}); run with --tagger none to compute mels only"
         ) from exc
     try:
-        cached_tagger(name)  # fail fast on a missing or wrong weights file, before any worker starts
+        cached_tagger(name, precision)  # fail fast on a missing or wrong weights file, before any worker starts
     finally:
         cached_tagger.cache_clear()
 
@@ -242,7 +242,8 @@ def build_features(
     if frame.empty:
         which = f"subset {subset!r}" if subset else "any subset"
         raise StoreError(f"{db_path}: no sampled songs for {which}; run `hitsong sample` first")
-    _check_tagger(tagger)
+    config = tagger_audio_config(config, tagger)
+    _check_tagger(tagger, config.tagger_precision)
 
     states: dict[str, _SubsetState] = {}
     reports: dict[str, SubsetReport] = {}
