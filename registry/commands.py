@@ -17,7 +17,7 @@ from pathlib import Path
 from hitsong.errors import RegistryError
 from hitsong.metrics import METRIC_NAMES
 from hitsong.settings import DEFAULT_MLFLOW_PORT, get_settings
-from registry.models import DEFAULT_SELECTION_METRIC
+from registry.models import CHALLENGER, DEFAULT_SELECTION_METRIC
 from registry.train_command import register as register_train
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--rank", type=int, default=1, help="1 registers the best method on validation, 2 the runner-up (default 1)"
+    )
+    p.add_argument(
+        "--alias",
+        choices=[CHALLENGER],
+        default=None,
+        help="give the new version the challenger alias, to compare it with the champion on the Registry page "
+        "before promoting it (the champion alias only moves with `hitsong promote`, which records why)",
     )
     p.add_argument("--experiment", default=None, help="experiment name (default: the one tagged with the subset)")
     p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
@@ -144,7 +151,12 @@ def run_register(args: argparse.Namespace) -> int:
     from registry.models import register as register_best
 
     result = register_best(
-        args.subset, metric=args.metric, rank=args.rank - 1, experiment=args.experiment, tracking_uri=args.tracking_uri
+        args.subset,
+        metric=args.metric,
+        rank=args.rank - 1,
+        alias=args.alias,
+        experiment=args.experiment,
+        tracking_uri=args.tracking_uri,
     )
     print(json.dumps(result))
     return 0
