@@ -1,4 +1,4 @@
-"""Sub-commands over MLflow: ``server``, ``train``, ``register``, ``promote``, ``models``, ``predict``.
+"""Sub-commands over MLflow: ``server``, ``train``, ``register``, ``promote``, ``models``, ``predict``, ``score``.
 
 Heavy imports (mlflow, torch) happen inside the run functions so ``hitsong --help`` stays fast.
 Machine-readable output (``predict``'s JSON lines, ``models``'s table) goes to stdout; logs to
@@ -18,6 +18,7 @@ from hitsong.errors import RegistryError
 from hitsong.metrics import METRIC_NAMES
 from hitsong.settings import DEFAULT_MLFLOW_PORT, get_settings
 from registry.models import CHALLENGER, DEFAULT_SELECTION_METRIC
+from registry.score_command import register as register_score
 from registry.train_command import register as register_train
 
 log = logging.getLogger(__name__)
@@ -81,13 +82,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
     p.set_defaults(func=run_models)
 
-    p = sub.add_parser("predict", help="score audio files with a registered model (one JSON line per file)")
+    p = sub.add_parser(
+        "predict",
+        help="score a few audio files with a registered model (one JSON line per file; for folders, list files "
+        "or the catalog in parallel, use `hitsong score`)",
+    )
     p.add_argument("files", nargs="+", type=Path, help="audio files")
     p.add_argument("--model", default=None, help="model URI (default models:/hitsong-<subset>@champion)")
     p.add_argument("--subset", default=None, help="subset whose champion to use when --model is not given")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
     p.set_defaults(func=run_predict)
+
+    register_score(sub)
 
 
 def run_server(args: argparse.Namespace) -> int:
