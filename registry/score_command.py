@@ -15,9 +15,13 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hitsong.commands import positive_int
 from hitsong.settings import get_settings
+
+if TYPE_CHECKING:
+    from hitsong.catalog.run import ScoreReport
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Score many songs with one registered version into the DuckDB table predictions(song_id, path, "
         "model, version, method, score, percentile, genre, top_tags, error, scored_at): audio files and folders "
         "(recursive), a --list file, and/or the catalog's songs (--catalog). Features are computed as training "
-        "computed them, in worker processes (--workers) or on a dask cluster (--executor dask). Songs this "
+        "computed them (or taken from the feature store, where it holds them), in worker processes (--workers) or on "
+        "a dask cluster (--executor dask). Songs this "
         "version already scored are skipped, so an interrupted run continues where it stopped. A file that "
         "cannot be read gets a row with its error; the others go on. For a quick look at a few files, "
         "`hitsong predict` prints JSON lines instead.",
@@ -55,6 +60,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="model URI, models:/NAME@ALIAS or models:/NAME/VERSION "
                    "(default models:/hitsong-<subset>@champion)")  # fmt: skip
     p.add_argument("--db", type=Path, default=settings.db_path, help=f"DuckDB file (default {settings.db_path})")
+    p.add_argument(
+        "--store",
+        type=Path,
+        default=settings.store_dir,
+        help="feature store: sampled songs whose "
+        f"features it holds for the version's audio config are not decoded again (default {settings.store_dir})",
+    )
+    p.add_argument("--recompute", action="store_true", help="decode every song, even those the feature store holds")
     p.add_argument("--out", type=Path, default=None, help="also write the rows to this .csv or .parquet file")
     p.add_argument("--workers", type=positive_int, default=None, help="feature worker processes (default: all cores)")
     p.add_argument("--executor", choices=("process", "dask"), default="process",
@@ -66,6 +79,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
     p.add_argument("--batch-size", type=positive_int, default=16, help="rows per DuckDB transaction (default 16)")
     p.set_defaults(func=run)
+
+
+def score_catalog(
+    subset: str,
+    *,
+    db_path: Path,
+    store_dir: Path | None,
+    tracking_uri: str,
+    workers: int | None = None,
+    device: str = "cpu",
+) -> ScoreReport:
+    """Score the catalog songs of ``subset`` with ``hitsong-<subset>@champion`` (what ``hitsong demo run`` does).
+
+    Equivalent to ``hitsong score --catalog --subset S``: songs scored before are skipped, songs the
+    feature store holds are scored from it.
+    """
+    from hitsong.catalog.items import gather
+    from hitsong.catalog.run import score_items
+    from registry.bundles import load_scorer
+    from registry.models import CHAMPION, model_name, resolve_model_uri
+
+    name, version = resolve_model_uri(f"models:/{model_name(subset)}@{CHAMPION}", tracking_uri=tracking_uri)
+    items = gather(catalog=True, db_path=db_path, subset=subset)
+    scorer = load_scorer(name, str(version), tracking_uri=tracking_uri, device=device)
+    return score_items(
+        items, scorer=scorer, model=name, version=str(version), db_path=db_path, workers=workers, store_dir=store_dir
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         executor=args.executor,
         scheduler=args.scheduler,
         retry_failed=args.retry_failed,
+        store_dir=None if args.recompute else args.store,
         out=args.out,
         batch_size=args.batch_size,
     )

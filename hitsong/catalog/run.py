@@ -5,7 +5,10 @@ How a run goes (:func:`score_items`):
 - songs that this version already scored (rows in ``predictions``) are skipped, so a run that
   was stopped (Ctrl-C, ``kill -9``, a crash) continues where it ended; ``retry_failed`` scores
   the songs that failed before again;
-- each song's features are computed exactly as training's were: the pure per-song function
+- songs whose features the feature store holds for the version's audio config and tagger (the
+  sampled songs, with ``store_dir``) are scored from there: the very features training read
+  (:mod:`hitsong.catalog.stored`);
+- the others' features are computed exactly as training's were: the pure per-song function
   :func:`hitsong.features.compute.compute_song_features` (one decode, the log-mel of the
   version's audio config, the tag vector of its tagger over its tagger window), run in worker
   processes or on a dask cluster by the feature store's executors, and the log-mel rounded to the
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hitsong.catalog.items import Item
+from hitsong.catalog.stored import FeatureStore
 from hitsong.errors import ConfigError, HitsongError
 from hitsong.features.compute import SongFeatures
 from hitsong.features.executors import EXECUTORS, Task, run_dask, run_processes
@@ -60,6 +64,7 @@ class ScoreReport:
     total: int
     skipped: int = 0
     scored: int = 0
+    from_store: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     exported: int | None = None
@@ -76,8 +81,9 @@ class ScoreReport:
     def as_dict(self) -> dict[str, object]:
         return {
             "model": self.model, "version": self.version, "total": self.total, "skipped": self.skipped,
-            "scored": self.scored, "failed": self.failed, "seconds": round(self.seconds, 2),
-            "songs_per_second": round(self.songs_per_second, 3), "exported": self.exported,
+            "scored": self.scored, "from_store": self.from_store, "failed": self.failed,
+            "seconds": round(self.seconds, 2), "songs_per_second": round(self.songs_per_second, 3),
+            "exported": self.exported,
         }  # fmt: skip
 
 
@@ -91,10 +97,18 @@ def _outcomes(
     return run_dask(tasks, workers=workers, config=config, tagger=tagger, scheduler=scheduler)
 
 
-def _row(item: Task, scorer: SongScorer, model: str, version: str, features: SongFeatures) -> PredictionRow:
+def _row(
+    item: Task | Item,
+    scorer: SongScorer,
+    model: str,
+    version: str,
+    mel: np.ndarray,
+    tags: np.ndarray | None,
+    genre: str | None,
+) -> PredictionRow:
     """Score one song's features: the network on the store's float16 log-mel, the tag profile."""
-    mel = features.mel.astype(MEL_DTYPE).astype(np.float32)  # what training read from the store
-    tags = features.tags if features.tags is not None else np.zeros(len(scorer.tagger.tags), np.float32)
+    mel = mel.astype(MEL_DTYPE).astype(np.float32)  # what training read from the store
+    tags = tags if tags is not None else np.zeros(len(scorer.tagger.tags), np.float32)
     score = float(scorer.score_features(mel[None], tags[None])[0])
     if not np.isfinite(score):
         raise HitsongError(f"{item.path}: the model produced a non-finite score ({score})")
@@ -102,7 +116,7 @@ def _row(item: Task, scorer: SongScorer, model: str, version: str, features: Son
     top = [[scorer.tagger.tags[i], round(float(tags[i]), 6)] for i in order]
     return PredictionRow(
         song_id=item.song_id, path=item.path, model=model, version=version, method=scorer.method, score=score,
-        percentile=scorer.percentile(score), genre=features.genre, top_tags=json.dumps(top), error=None,
+        percentile=scorer.percentile(score), genre=genre, top_tags=json.dumps(top), error=None,
     )  # fmt: skip
 
 
@@ -121,6 +135,7 @@ def score_items(
     executor: str = "process",
     scheduler: str | None = None,
     retry_failed: bool = False,
+    store_dir: Path | None = None,
     out: Path | None = None,
     batch_size: int = 16,
     batch_seconds: float = 5.0,
@@ -145,6 +160,9 @@ def score_items(
         the audio paths must be readable there).
     retry_failed : bool
         Score songs that failed before again (default: skip them like scored ones).
+    store_dir : Path or None
+        The feature store: songs it holds for the version's audio config and tagger are scored
+        from their stored features instead of being decoded again (``None``: decode every song).
     out : Path or None
         Also write the rows of ``items`` to this ``.csv`` or ``.parquet`` file at the end.
     batch_size, batch_seconds :
@@ -183,8 +201,18 @@ def score_items(
         "score %s v%s (%s): %d songs, %d scored before, %d to score with %d %s worker(s)",
         model, version, scorer.method, len(items), report.skipped, len(todo), workers, executor,
     )  # fmt: skip
-    pending = [_failure(i, scorer, model, version, "the song has no audio file (no path)") for i in todo if not i.path]
-    tasks = [Task(item.song_id, "", item.path) for item in todo if item.path]
+    store = (
+        FeatureStore(Path(db_path), store_dir, config=scorer.audio_config, tagger=scorer.tagger.name)
+        if store_dir
+        else None
+    )
+    stored = store.find([i.song_id for i in todo]) if store is not None else {}
+    pending = [_failure(i, scorer, model, version, "the song has no audio file (no path)")
+               for i in todo if not i.path and i.song_id not in stored]  # fmt: skip
+    tasks = [Task(item.song_id, "", item.path) for item in todo if item.path and item.song_id not in stored]
+    if stored:
+        log.info("score: %d song(s) from the feature store (the features training read), %d to decode",
+                 len(stored), len(tasks))  # fmt: skip
     bar_ = Progress(f"score {model} v{version}", len(todo), unit="songs", bar=bar)
     last = time.monotonic()
 
@@ -202,17 +230,28 @@ def score_items(
             pending.clear()
         last = time.monotonic()
 
-    bar_.update(len(todo) - len(tasks))
+    bar_.update(len(pending))
     outcomes = (
         _outcomes(tasks, executor=executor, workers=workers, scorer=scorer, scheduler=scheduler) if tasks else iter(())
     )
     try:
+        for item in (i for i in todo if i.song_id in stored):  # while the workers start
+            song = stored[item.song_id]
+            try:
+                mel = store.mel(song)  # type: ignore[union-attr]
+                pending.append(_row(item, scorer, model, version, mel, song.tags, song.genre))
+                report.from_store += 1
+            except HitsongError as exc:
+                pending.append(_failure(item, scorer, model, version, str(exc)))
+            bar_.update()
+            if len(pending) >= batch_size or time.monotonic() - last >= batch_seconds:
+                flush()
         for task, features, error in outcomes:
             if features is None:
                 pending.append(_failure(task, scorer, model, version, error or "unknown error"))
             else:
                 try:
-                    pending.append(_row(task, scorer, model, version, features))
+                    pending.append(_row(task, scorer, model, version, features.mel, features.tags, features.genre))
                 except HitsongError as exc:
                     pending.append(_failure(task, scorer, model, version, str(exc)))
             bar_.update()

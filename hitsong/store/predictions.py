@@ -127,6 +127,36 @@ def song_ids_for_paths(con: duckdb.DuckDBPyConnection, paths: Sequence[str]) -> 
     return dict(rows)
 
 
+def stored_features(
+    con: duckdb.DuckDBPyConnection, song_ids: Sequence[str], *, config_hash: str, tagger: str
+) -> pd.DataFrame:
+    """Songs of ``song_ids`` whose features the feature store holds for this audio config and tagger.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``song_id, subset, row, tags (FLOAT[50]), genre``: the memmap row of the song's log-mel
+        (``hitsong.features.layout``) computed with ``config_hash``, and its tag vector from
+        ``tagger``. Songs missing either are not listed.
+    """
+    empty = pd.DataFrame(columns=["song_id", "subset", "row", "tags", "genre"])
+    if not song_ids or not all(_has_table(con, t) for t in ("feature_index", "feature_meta", "song_tags")):
+        return empty
+    con.register("wanted_songs", pd.DataFrame({"song_id": list(song_ids)}))
+    try:
+        return con.execute(
+            """SELECT i.song_id, i.subset, i."row", t.tags, t.genre
+               FROM feature_index i SEMI JOIN wanted_songs USING (song_id)
+               JOIN feature_meta m ON m.subset = i.subset AND m.config_hash = i.config_hash
+               JOIN song_tags t ON t.song_id = i.song_id AND t.subset = i.subset AND t.model = ?
+               WHERE i.config_hash = ?
+               ORDER BY i.song_id""",
+            [tagger, config_hash],
+        ).df()
+    finally:
+        con.unregister("wanted_songs")
+
+
 def export(con: duckdb.DuckDBPyConnection, model: str, version: str, song_ids: Sequence[str], out: Path) -> int:
     """Write this version's rows of ``song_ids`` to ``out`` (``.csv`` or ``.parquet``); return the row count."""
     fmt = "parquet" if out.suffix.lower() == ".parquet" else "csv"

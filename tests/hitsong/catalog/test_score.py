@@ -21,6 +21,7 @@ import pytest
 from hitsong.audio import AudioConfig
 from hitsong.catalog.items import Item, gather
 from hitsong.catalog.run import score_items
+from hitsong.catalog.stored import FeatureStore
 from hitsong.errors import ConfigError, InputError
 from hitsong.features import build_features
 from hitsong.models.config import ModelConfig
@@ -148,6 +149,21 @@ def test_catalog_filters_by_subset_and_release_date(trained) -> None:
         gather(catalog=True, db_path=trained["db"], subset="mandarin")
     with pytest.raises(InputError, match="needs the DuckDB catalog"):
         gather(catalog=True, db_path=trained["root"] / "nope.duckdb")
+
+
+def test_songs_in_the_feature_store_are_scored_from_it_like_from_their_audio(trained, catalog_run) -> None:
+    store = trained["root"] / "features"
+    report = score_items(catalog_run["items"], scorer=trained["scorer"], model=MODEL, version="stored",
+                         db_path=trained["db"], workers=1, store_dir=store, bar=False)  # fmt: skip
+    assert report.from_store == len(SPECS) - 1  # every song but the broken one, which is decoded (and fails)
+    assert report.scored == len(SPECS) - 1 and report.failed == 1
+    stored = _rows(trained["db"], "stored").set_index("song_id")
+    decoded = catalog_run["rows"].set_index("song_id")
+    np.testing.assert_allclose(stored["score"], decoded.loc[stored.index, "score"], rtol=0, atol=1e-5)
+    assert (stored["genre"].fillna("") == decoded.loc[stored.index, "genre"].fillna("")).all()
+    # another audio config finds nothing stored: its features would differ
+    other = FeatureStore(trained["db"], store, config=AudioConfig(), tagger=trained["scorer"].tagger.name)
+    assert other.find(list(stored.index)) == {}
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
