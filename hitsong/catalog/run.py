@@ -38,7 +38,7 @@ import numpy as np
 
 from hitsong.catalog.items import Item
 from hitsong.catalog.stored import FeatureStore
-from hitsong.errors import ConfigError, HitsongError
+from hitsong.errors import ConfigError, HitsongError, ModelError
 from hitsong.features.compute import SongFeatures
 from hitsong.features.executors import EXECUTORS, Task, run_dask, run_processes
 from hitsong.features.layout import MEL_DTYPE
@@ -111,7 +111,7 @@ def _row(
     tags = tags if tags is not None else np.zeros(len(scorer.tagger.tags), np.float32)
     score = float(scorer.score_features(mel[None], tags[None])[0])
     if not np.isfinite(score):
-        raise HitsongError(f"{item.path}: the model produced a non-finite score ({score})")
+        raise ModelError(f"{item.path}: the model produced a non-finite score ({score}); the bundle may be corrupt")
     order = np.argsort(-tags, kind="stable")[:TOP_TAGS]
     top = [[scorer.tagger.tags[i], round(float(tags[i]), 6)] for i in order]
     return PredictionRow(
