@@ -223,7 +223,7 @@ def default_model_uri(subset: str | None, tracking_uri: str | None) -> str:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """Load the version once (its data files only) and print one JSON line per file (errors included)."""
+    """Load the version once (its data files only); print one JSON line per file as it is scored (errors too)."""
     from registry.bundles import load_scorer
     from registry.models import resolve_model_uri
     from registry.tracking import client_for
@@ -235,9 +235,9 @@ def run_predict(args: argparse.Namespace) -> int:
     if version is None:
         raise RegistryError(f"--model {uri}: name a registered version, models:/NAME/VERSION or models:/NAME@ALIAS")
     scorer = load_scorer(name, version, tracking_uri=tracking_uri, device=args.device)
-    results = scorer.score([str(p) for p in args.files])
     failed = 0
-    for path, r in zip(args.files, results, strict=True):
+    for path in args.files:  # each line is printed as soon as its file is scored
+        r = scorer.score([str(path)])[0]
         if r["error"]:
             failed += 1
             line = {"file": str(path), "error": r["error"]}
@@ -252,6 +252,5 @@ def run_predict(args: argparse.Namespace) -> int:
                 "version": version,
                 "device": str(scorer.device),
             }
-        print(json.dumps(line))
-    sys.stdout.flush()
+        print(json.dumps(line), flush=True)
     return 1 if failed else 0
