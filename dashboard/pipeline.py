@@ -249,12 +249,12 @@ def run(args: argparse.Namespace) -> int:
 
     t = _step("8/8 catalog: each champion scores its market's songs (the Catalog page)")
     for subset in SUBSETS:
-        report = score_catalog(
+        scores = score_catalog(
             subset, db_path=settings.db_path, store_dir=settings.store_dir, tracking_uri=tracking_uri,
             workers=args.workers,
         )  # fmt: skip
-        log.info("%s: %d scored (%d from the feature store), %d before, %d failed", subset, report.scored,
-                 report.from_store, report.skipped, report.failed)  # fmt: skip
+        log.info("%s: %d scored (%d from the feature store), %d before, %d failed", subset, scores.scored,
+                 scores.from_store, scores.skipped, scores.failed)  # fmt: skip
     log.info("catalog done (%.0f s); whole pipeline %.0f s", time.monotonic() - t, time.monotonic() - started)
 
     if args.no_serve:

@@ -158,7 +158,8 @@ def compared(server, tmp_path_factory):
     home = tmp_path_factory.mktemp("card")
     seed_store(home)
     test = split_frame(home / "hitsong.duckdb", "western", "test")
-    return log_compared_versions(server.uri, home, song_ids=test["song_id"].tolist(), truth=test["hit_score"].to_numpy())
+    song_ids, truth = test["song_id"].tolist(), test["hit_score"].to_numpy()
+    return log_compared_versions(server.uri, home, song_ids=song_ids, truth=truth)
 
 
 def test_champion_and_challenger_and_their_model_cards(server, compared) -> None:
