@@ -102,7 +102,7 @@ def score_catalog(
 
     name, version = resolve_model_uri(f"models:/{model_name(subset)}@{CHAMPION}", tracking_uri=tracking_uri)
     items = gather(catalog=True, db_path=db_path, subset=subset)
-    scorer = load_scorer(name, str(version), tracking_uri=tracking_uri, device=device)
+    scorer = load_scorer(name, str(version), tracking_uri=tracking_uri, device=device, warm_up=False)
     return score_items(
         items, scorer=scorer, model=name, version=str(version), db_path=db_path, workers=workers, store_dir=store_dir
     )
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     name, version = resolve_model_uri(uri, tracking_uri=tracking_uri)
     if version is None:
         raise RegistryError(f"--model {uri}: name a registered version, models:/NAME/VERSION or models:/NAME@ALIAS")
-    scorer = load_scorer(name, version, tracking_uri=tracking_uri, device=args.device)
+    scorer = load_scorer(name, version, tracking_uri=tracking_uri, device=args.device, warm_up=False)
     report = score_items(
         items,
         scorer=scorer,
