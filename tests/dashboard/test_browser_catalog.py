@@ -26,6 +26,11 @@ pytestmark = [
 ]
 
 
+#: Drawn by the app's own sidebar (``dashboard.ui.sidebar``): the navigation is the app's, not
+#: Streamlit's listing of the ``pages/`` folder, which a fresh server shows for a moment.
+APP_READY = "Tracking server:"
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("browser-catalog")
@@ -48,9 +53,10 @@ def browser():
 
 def test_catalog_page_plays_the_top_songs_and_filters(stack, browser) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 2400})
-    open_page(page, stack["url"], "Experiments")
+    open_page(page, stack["url"], APP_READY)
     open_page(page, "Catalog", "Top 50 of 60 songs")
     no_traceback(page)
+    assert page.get_by_test_id("stSidebarNav").get_by_text("Catalog", exact=True).count() == 1  # the app's titles
     page.locator("audio").nth(4).wait_for(timeout=TIMEOUT_MS)
     assert page.locator("audio").count() == 5
     assert page.get_by_text("Download the table (CSV)").count() == 1
@@ -67,7 +73,7 @@ def test_catalog_page_plays_the_top_songs_and_filters(stack, browser) -> None:
 
 def test_registry_page_compares_champion_and_challenger(stack, browser) -> None:
     page = browser.new_page(viewport={"width": 1400, "height": 3600})
-    open_page(page, stack["url"], "Experiments")
+    open_page(page, stack["url"], APP_READY)
     open_page(page, "Registry", "Songs they disagree on most", charts=2)
     no_traceback(page)
     assert page.get_by_text("Rank agreement (Spearman ρ)").count() == 1
