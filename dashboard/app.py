@@ -1,4 +1,4 @@
-"""The hitsong dashboard: five pages under one navigation. Start it with ``hitsong dashboard``."""
+"""The hitsong dashboard: six pages under one navigation. Start it with ``hitsong dashboard``."""
 
 import streamlit as st
 
@@ -12,6 +12,7 @@ navigation = st.navigation(
         st.Page("pages/data.py", title="Data", icon=":material/bar_chart:"),
         st.Page("pages/genres.py", title="Genres", icon=":material/category:"),
         st.Page("pages/predict.py", title="Predict", icon=":material/upload_file:"),
+        st.Page("pages/catalog.py", title="Catalog", icon=":material/library_music:"),
         st.Page("pages/registry.py", title="Registry", icon=":material/inventory_2:"),
     ]
 )

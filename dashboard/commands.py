@@ -91,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``hitsong dashboard``."""
-    p = sub.add_parser("dashboard", help="start the Streamlit dashboard (experiments, data, genres, predict, registry)")
+    p = sub.add_parser(
+        "dashboard", help="start the Streamlit dashboard (experiments, data, genres, predict, catalog, registry)"
+    )
     p.add_argument(
         "--port", type=int, default=DEFAULT_DASHBOARD_PORT, help=f"TCP port (default {DEFAULT_DASHBOARD_PORT})"
     )

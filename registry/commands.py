@@ -1,4 +1,4 @@
-"""Sub-commands over MLflow: ``server``, ``train``, ``register``, ``promote``, ``models``, ``predict``.
+"""Sub-commands over MLflow: ``server``, ``train``, ``register``, ``promote``, ``models``, ``predict``, ``score``.
 
 Heavy imports (mlflow, torch) happen inside the run functions so ``hitsong --help`` stays fast.
 Machine-readable output (``predict``'s JSON lines, ``models``'s table) goes to stdout; logs to
@@ -17,7 +17,8 @@ from pathlib import Path
 from hitsong.errors import RegistryError
 from hitsong.metrics import METRIC_NAMES
 from hitsong.settings import DEFAULT_MLFLOW_PORT, get_settings
-from registry.models import DEFAULT_SELECTION_METRIC
+from registry.models import CHALLENGER, DEFAULT_SELECTION_METRIC
+from registry.score_command import register as register_score
 from registry.train_command import register as register_train
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--rank", type=int, default=1, help="1 registers the best method on validation, 2 the runner-up (default 1)"
     )
+    p.add_argument(
+        "--alias",
+        choices=[CHALLENGER],
+        default=None,
+        help="give the new version the challenger alias, to compare it with the champion on the Registry page "
+        "before promoting it (the champion alias only moves with `hitsong promote`, which records why)",
+    )
     p.add_argument("--experiment", default=None, help="experiment name (default: the one tagged with the subset)")
     p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
     p.set_defaults(func=run_register)
@@ -74,13 +82,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
     p.set_defaults(func=run_models)
 
-    p = sub.add_parser("predict", help="score audio files with a registered model (one JSON line per file)")
+    p = sub.add_parser(
+        "predict",
+        help="score a few audio files with a registered model (one JSON line per file; for folders, list files "
+        "or the catalog in parallel, use `hitsong score`)",
+    )
     p.add_argument("files", nargs="+", type=Path, help="audio files")
     p.add_argument("--model", default=None, help="model URI (default models:/hitsong-<subset>@champion)")
     p.add_argument("--subset", default=None, help="subset whose champion to use when --model is not given")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
     p.set_defaults(func=run_predict)
+
+    register_score(sub)
 
 
 def run_server(args: argparse.Namespace) -> int:
@@ -144,7 +158,12 @@ def run_register(args: argparse.Namespace) -> int:
     from registry.models import register as register_best
 
     result = register_best(
-        args.subset, metric=args.metric, rank=args.rank - 1, experiment=args.experiment, tracking_uri=args.tracking_uri
+        args.subset,
+        metric=args.metric,
+        rank=args.rank - 1,
+        alias=args.alias,
+        experiment=args.experiment,
+        tracking_uri=args.tracking_uri,
     )
     print(json.dumps(result))
     return 0
@@ -204,7 +223,7 @@ def default_model_uri(subset: str | None, tracking_uri: str | None) -> str:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """Load the version once (its data files only) and print one JSON line per file (errors included)."""
+    """Load the version once (its data files only); print one JSON line per file as it is scored (errors too)."""
     from registry.bundles import load_scorer
     from registry.models import resolve_model_uri
     from registry.tracking import client_for
@@ -216,9 +235,9 @@ def run_predict(args: argparse.Namespace) -> int:
     if version is None:
         raise RegistryError(f"--model {uri}: name a registered version, models:/NAME/VERSION or models:/NAME@ALIAS")
     scorer = load_scorer(name, version, tracking_uri=tracking_uri, device=args.device)
-    results = scorer.score([str(p) for p in args.files])
     failed = 0
-    for path, r in zip(args.files, results, strict=True):
+    for path in args.files:  # each line is printed as soon as its file is scored
+        r = scorer.score([str(path)])[0]
         if r["error"]:
             failed += 1
             line = {"file": str(path), "error": r["error"]}
@@ -233,6 +252,5 @@ def run_predict(args: argparse.Namespace) -> int:
                 "version": version,
                 "device": str(scorer.device),
             }
-        print(json.dumps(line))
-    sys.stdout.flush()
+        print(json.dumps(line), flush=True)
     return 1 if failed else 0

@@ -1,10 +1,10 @@
-"""Registry: registered models, their versions with metrics and aliases, and promotion."""
+"""Registry: registered models, their versions with metrics and aliases, two versions compared, promotion."""
 
 import os
 
 import streamlit as st
 
-from dashboard import data, ui
+from dashboard import compare, data, ui
 from hitsong.errors import HitsongError
 
 st.title("Model registry")
@@ -42,6 +42,9 @@ if table.empty:
 
 st.header("Versions")
 st.dataframe(table, hide_index=True)
+
+st.header("Compare two versions")
+compare.section(uri, table, username=username, password=password)
 
 st.header("Promote a version to champion")
 if notice := st.session_state.pop("promotion_notice", None):

@@ -209,8 +209,9 @@ def test_predict_page_scores_uploads_and_reports_a_bad_file(app, server, tmp_pat
 
 
 def _promote_in_page(at: AppTest, *, version: str, reason: str) -> AppTest:
-    at.selectbox[0].set_value("hitsong-western").run()
-    at.selectbox[1].set_value(version).run()
+    by_label = {box.label: box for box in at.selectbox}  # the comparison's select boxes come first
+    by_label["Model"].set_value("hitsong-western").run()
+    {box.label: box for box in at.selectbox}["Version"].set_value(version).run()
     assert at.button[0].proto.disabled  # no reason, no confirmation: no promotion
     at.text_area[0].input(reason).run()
     assert at.button[0].proto.disabled
