@@ -17,6 +17,7 @@ import requests
 
 from hitsong.errors import ConfigError, RegistryError
 from hitsong.settings import get_settings
+from registry.server import INVALID_HOST_MARKER, host_refused_error
 
 API = "/api/2.0/mlflow"
 
@@ -92,6 +93,8 @@ class RegistryApi:
                 f"the server at {self.uri} refused the credentials of user {self.creds.username or '(none)'}; "
                 "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
             )
+        if resp.status_code == 403 and INVALID_HOST_MARKER in resp.text:
+            raise host_refused_error(self.uri)
         if resp.status_code == 403:
             raise RegistryError(
                 f"user {self.creds.who} lacks permission to {action}{' ' + resource if resource else ''}; "
