@@ -1,4 +1,4 @@
-"""The hitsong dashboard: five pages under one navigation. Start it with ``hitsong dashboard``."""
+"""The hitsong dashboard's pages under one navigation; served by ``dashboard/app.py`` (``hitsong dashboard``)."""
 
 import streamlit as st
 

@@ -52,7 +52,7 @@ def resolve_secret_files(env: Mapping[str, str]) -> dict[str, str]:
         if not path:
             continue
         if out.get(name):
-            raise ConfigError(f"both {name} and {name}_FILE are set; keep one of them")
+            raise ConfigError(f"both {name} and {name}_FILE={path} are set; keep one of them")
         try:
             raw = Path(path).read_bytes()[: MAX_SECRET_BYTES + 1]
         except OSError as exc:
