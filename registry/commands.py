@@ -115,7 +115,7 @@ def run_server(args: argparse.Namespace) -> int:
         return 0
     import os
 
-    from registry.server import redact
+    from registry.secrets import redact
 
     store_uri = args.backend_store_uri or os.environ.get("MLFLOW_BACKEND_STORE_URI") or None
     if args.backend_store_uri and redact(args.backend_store_uri) != args.backend_store_uri:

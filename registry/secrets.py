@@ -6,11 +6,14 @@ secret mounted under ``/run/secrets``, or any file readable only by the service)
 in ``<NAME>_FILE``, the convention of the official PostgreSQL image. :func:`resolve_secret_files`
 reads those files into the *environment* of the processes hitsong starts (the MLflow server,
 the Streamlit server); no secret is ever put on a command line or written to a file by hitsong.
+:func:`with_password` puts a database password into a store URI (for that environment only) and
+:func:`redact` takes it out again for everything that is written or logged.
 """
 
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -76,3 +79,37 @@ def apply_secret_files() -> None:
         os.environ.pop(f"{name}_FILE", None)
         if name in resolved:
             os.environ[name] = resolved[name]
+
+
+def redact(uri: str) -> str:
+    """``uri`` with the password of its user part replaced by ``***`` (for files and logs)."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = f"{parts.username or ''}:***@{parts.netloc.rsplit('@', 1)[1]}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def with_password(uri: str, password: str | None) -> str:
+    """``uri`` with ``password`` (percent-encoded) as its user's password; ``uri`` when ``None``.
+
+    Raises
+    ------
+    ConfigError
+        The URI has no user to give the password to, or already holds a password.
+    """
+    if password is None:
+        return uri
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is not None:
+        raise ConfigError(
+            f"the backend store URI {redact(uri)} already holds a password and {BACKEND_PASSWORD} is set too; "
+            "give the password one way (the variable keeps it off command lines)"
+        )
+    if not parts.username:
+        raise ConfigError(
+            f"the backend store URI {uri} names no user for {BACKEND_PASSWORD}; use scheme://USER@HOST/DB"
+        )
+    user, host = parts.netloc.rsplit("@", 1)
+    netloc = f"{user}:{urllib.parse.quote(password, safe='')}@{host}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))

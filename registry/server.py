@@ -41,14 +41,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hitsong.errors import ConfigError, RegistryError
-from registry.secrets import BACKEND_PASSWORD, READER_PASSWORD, resolve_secret_files
+from registry.auth import ensure_reader, write_auth_config
+from registry.secrets import BACKEND_PASSWORD, READER_PASSWORD, redact, resolve_secret_files, with_password
 
 log = logging.getLogger(__name__)
 
 PID_FILE = "server.json"
 LOG_FILE = "server.log"
-AUTH_DB = "basic_auth.db"
-AUTH_INI = "basic_auth.ini"
 
 #: What MLflow 3.17 answers (403) to a request whose Host header is not on its allow-list.
 INVALID_HOST_MARKER = "Invalid Host header"
@@ -166,40 +165,6 @@ class ServerInfo:
     started_at: float
 
 
-def redact(uri: str) -> str:
-    """``uri`` with the password of its user part replaced by ``***`` (for files and logs)."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = f"{parts.username or ''}:***@{parts.netloc.rsplit('@', 1)[1]}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
-def with_password(uri: str, password: str | None) -> str:
-    """``uri`` with ``password`` (percent-encoded) as its user's password; ``uri`` when ``None``.
-
-    Raises
-    ------
-    ConfigError
-        The URI has no user to give the password to, or already holds a password.
-    """
-    if password is None:
-        return uri
-    parts = urllib.parse.urlsplit(uri)
-    if parts.password is not None:
-        raise ConfigError(
-            f"the backend store URI {redact(uri)} already holds a password and {BACKEND_PASSWORD} is set too; "
-            "give the password one way (the variable keeps it off command lines)"
-        )
-    if not parts.username:
-        raise ConfigError(
-            f"the backend store URI {uri} names no user for {BACKEND_PASSWORD}; use scheme://USER@HOST/DB"
-        )
-    user, host = parts.netloc.rsplit("@", 1)
-    netloc = f"{user}:{urllib.parse.quote(password, safe='')}@{host}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
 def host_refused_error(uri: str) -> RegistryError:
     """The error for MLflow's 403 "Invalid Host header": the server does not accept the name we used."""
     host = urllib.parse.urlsplit(uri).hostname or uri
@@ -309,20 +274,6 @@ def running_server(mlflow_dir: Path) -> ServerInfo | None:
     return info if health_ok(info.uri) else None
 
 
-def _write_auth_config(mlflow_dir: Path) -> Path:
-    """The basic-auth config: its user database next to the run store, default READ."""
-    ini = Path(mlflow_dir) / AUTH_INI
-    db = (Path(mlflow_dir) / AUTH_DB).resolve()
-    ini.write_text(
-        "[mlflow]\n"
-        "default_permission = READ\n"
-        f"database_uri = sqlite:///{db}\n"
-        "admin_username = admin\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-    )
-    return ini
-
-
 def _server_env(config: ServerConfig, env: Mapping[str, str]) -> dict[str, str]:
     """The MLflow server's environment from ``env`` (secrets already read from their files).
 
@@ -346,7 +297,7 @@ def _server_env(config: ServerConfig, env: Mapping[str, str]) -> dict[str, str]:
         # Signs login sessions only; a fresh one per start is fine for a local server. A team
         # server sets MLFLOW_FLASK_SERVER_SECRET_KEY itself so sessions survive restarts.
         env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32))
-        env.setdefault("MLFLOW_AUTH_CONFIG_PATH", str(_write_auth_config(config.mlflow_dir)))
+        env.setdefault("MLFLOW_AUTH_CONFIG_PATH", str(write_auth_config(config.mlflow_dir)))
     return env
 
 
@@ -366,40 +317,6 @@ def server_command(config: ServerConfig) -> list[str]:
     if config.auth:
         cmd += ["--app-name", "basic-auth"]
     return cmd
-
-
-def ensure_reader(uri: str, *, admin_password: str, username: str, password: str, timeout: float = 10.0) -> None:
-    """Create the read-only service user ``username``, or set its password when it exists.
-
-    It gets the server's default permission (READ in hitsong's auth config). Called as the
-    basic-auth admin.
-
-    Raises
-    ------
-    RegistryError
-        The server refused (the message names the user and the HTTP status, never a password).
-    """
-    import requests
-
-    base = f"{uri.rstrip('/')}/api/2.0/mlflow/users"
-    auth = ("admin", admin_password)
-    body = {"username": username, "password": password}
-    try:
-        found = requests.get(f"{base}/get", params={"username": username}, auth=auth, timeout=timeout)
-        if found.status_code == 200:
-            resp = requests.patch(f"{base}/update-password", json=body, auth=auth, timeout=timeout)
-        else:
-            resp = requests.post(f"{base}/create", json=body, auth=auth, timeout=timeout)
-    except requests.RequestException as exc:
-        raise RegistryError(
-            f"cannot reach {uri} to set up the reader user {username!r} ({exc.__class__.__name__})"
-        ) from exc
-    if resp.status_code != 200:
-        raise RegistryError(
-            f"the MLflow server at {uri} refused to set up the reader user {username!r} (HTTP {resp.status_code}); "
-            "check MLFLOW_AUTH_ADMIN_PASSWORD"
-        )
-    log.info("reader user %r ready (READ by default)", username)
 
 
 def start_server(config: ServerConfig, *, reuse: bool = True, extra_env: Mapping[str, str] | None = None) -> ServerInfo:

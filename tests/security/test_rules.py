@@ -11,8 +11,8 @@ import pytest
 from dashboard.guard import host_allowed, host_name
 from dashboard.limits import PredictLimits, ResultCache, SessionBudget
 from hitsong.errors import ConfigError
-from registry.secrets import resolve_secret_files
-from registry.server import ServerConfig, _server_env, redact, server_command, with_password
+from registry.secrets import redact, resolve_secret_files, with_password
+from registry.server import ServerConfig, _server_env, server_command
 
 # ----------------------------------------------------------------------------- secrets
 
