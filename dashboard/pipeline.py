@@ -155,7 +155,7 @@ def _tracking_server(args: argparse.Namespace, settings: Settings) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo pipeline; serve unless ``--no-serve``."""
-    from dashboard.commands import dashboard_command, dashboard_env, wait_until_ready
+    from dashboard.commands import dashboard_command, dashboard_env, local_url, wait_until_ready
     from hitsong.demo import WINDOW_END, WINDOW_START, demo_exists, init_demo
     from hitsong.errors import HitsongError
     from hitsong.features import build_features
@@ -264,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
             log.info("MLflow UI: %s (still running; `hitsong server --stop` stops it)", tracking_uri)
         return 0
     env = dashboard_env(settings, tracking_uri=tracking_uri)
-    url = f"http://{args.host}:{args.port}"
+    url = local_url(args.host, args.port)
     proc = subprocess.Popen(dashboard_command(port=args.port, host=args.host), env=env)
     try:
         wait_until_ready(url, process=proc)

@@ -10,6 +10,8 @@ with the training target's mean and standard deviation. The percentile is the sh
 bundle's catalog (the training songs' hit scores) at or below the score.
 
 A file that cannot be read gives an entry with ``error`` set; the other files are still scored.
+An unexpected exception (a crafted file tripping a library, or a bug) is also an ``error`` of
+that file only: its traceback goes to the log, never into the result a visitor sees.
 """
 
 from __future__ import annotations
@@ -294,6 +296,11 @@ class SongScorer:
         except HitsongError as exc:
             result["error"] = str(exc)
             log.warning("could not score %s: %s", name, exc)
+        except Exception as exc:  # a crafted file tripping a decoder, or a bug: this file fails, the batch goes on
+            log.error("unexpected error while scoring %s", name, exc_info=exc)
+            result["error"] = (
+                f"{name}: unexpected error while scoring ({type(exc).__name__}); the details are in the server's log"
+            )
         return result
 
     def _network(self, mel: Any, tags: Any) -> tuple[Any, Any]:

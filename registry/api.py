@@ -22,6 +22,7 @@ from typing import Any
 
 from hitsong.errors import ConfigError, RegistryError
 from hitsong.settings import get_settings
+from registry.server import INVALID_HOST_MARKER, host_refused_error
 
 API = "/api/2.0/mlflow"
 #: Results asked for per page of a search (the server may return fewer; pages continue until done).
@@ -137,6 +138,8 @@ class RegistryApi:
                 f"the server at {self.uri} refused the credentials of user {self.creds.username or '(none)'}; "
                 "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
             )
+        if resp.status_code == 403 and INVALID_HOST_MARKER in resp.text:
+            raise host_refused_error(self.uri)
         if resp.status_code == 403:
             raise RegistryError(
                 f"user {self.creds.who} lacks permission to {action}{' ' + resource if resource else ''}; "

@@ -30,12 +30,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=DEFAULT_MLFLOW_PORT, help=f"TCP port (default {DEFAULT_MLFLOW_PORT})")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     p.add_argument(
-        "--backend-store-uri", default=None, help="SQL store URI (default: SQLite under HITSONG_HOME/mlflow)"
+        "--backend-store-uri",
+        default=None,
+        help="SQL store URI without its password, e.g. postgresql://mlflow@db:5432/mlflow (default: "
+        "MLFLOW_BACKEND_STORE_URI, else SQLite under HITSONG_HOME/mlflow); the password comes from "
+        "HITSONG_BACKEND_STORE_PASSWORD or HITSONG_BACKEND_STORE_PASSWORD_FILE, off the command line",
     )
     p.add_argument(
         "--mlflow-dir", type=Path, default=None, help="artifacts, log and pid file (default HITSONG_HOME/mlflow)"
     )
     p.add_argument("--auth", action="store_true", help="run MLflow's basic-auth app (needs MLFLOW_AUTH_ADMIN_PASSWORD)")
+    p.add_argument(
+        "--allowed-hosts",
+        default=None,
+        help="comma-separated host names clients reach the server by, e.g. mlflow,mlflow.example "
+        "(localhost and the bound address are always accepted; default: MLflow's, localhost and private IPs)",
+    )
+    p.add_argument(
+        "--reader",
+        default=None,
+        metavar="USER",
+        help="with --auth: create (or update) this read-only service user for the dashboard's reads; "
+        "its password from HITSONG_READER_PASSWORD or HITSONG_READER_PASSWORD_FILE",
+    )
     p.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
     p.add_argument("--stop", action="store_true", help="stop the server recorded in the mlflow dir")
     mode = p.add_mutually_exclusive_group()
@@ -110,12 +127,25 @@ def run_server(args: argparse.Namespace) -> int:
         else:
             log.info("no MLflow server recorded in %s", mlflow_dir)
         return 0
+    import os
+
+    from registry.secrets import redact
+
+    store_uri = args.backend_store_uri or os.environ.get("MLFLOW_BACKEND_STORE_URI") or None
+    if args.backend_store_uri and redact(args.backend_store_uri) != args.backend_store_uri:
+        log.warning(
+            "the --backend-store-uri on this command line holds a password that anyone on this machine can "
+            "list; pass the URI without it and the password in HITSONG_BACKEND_STORE_PASSWORD(_FILE)"
+        )
+    hosts = tuple(h.strip() for h in (args.allowed_hosts or "").split(",") if h.strip())
     config = ServerConfig(
         mlflow_dir=mlflow_dir,
         host=args.host,
         port=args.port,
-        backend_store_uri=args.backend_store_uri,
+        backend_store_uri=store_uri,
         auth=args.auth,
+        allowed_hosts=hosts,
+        reader=args.reader,
         workers=args.workers,
     )
     info = start_server(config)

@@ -282,9 +282,11 @@ def promote(
     """Make ``version`` the ``champion`` of ``model``; the previous champion becomes ``challenger``.
 
     Records ``hitsong.promoted_by`` (basic-auth user or OS user), ``hitsong.promoted_at``
-    (UTC ISO 8601), ``hitsong.promotion_reason`` and ``hitsong.promotion_metrics`` (JSON of the
-    version's metric tags at that moment) as version tags, and ``hitsong.demoted_at`` /
-    ``hitsong.demoted_by`` on the previous champion.
+    (UTC ISO 8601), ``hitsong.promotion_reason``, ``hitsong.promotion_metrics`` (JSON of the
+    version's metric tags at that moment) and ``hitsong.promotion_previous`` (the champion it
+    replaces, or empty) as version tags *before* any alias moves, so that every champion has its
+    record; then moves the aliases and tags the previous champion ``hitsong.demoted_at`` /
+    ``hitsong.demoted_by``.
 
     Parameters
     ----------
@@ -306,7 +308,7 @@ def promote(
     ------
     RegistryError
         Unknown model or version, server down, or the user lacks EDIT on the model (nothing is
-        changed then: the champion alias is the first write).
+        changed then: every write needs EDIT, and the first is refused).
     ConfigError
         Empty reason.
     """
@@ -318,6 +320,17 @@ def promote(
     previous = api.alias_version(model, CHAMPION)
     metrics = {k: v for k, v in _tags(current).items() if k.startswith(METRIC_TAG_PREFIX)}
     when = _now()
+    # The record first, the aliases after: a failure in between leaves a record of a promotion
+    # that did not happen (the aliases say who serves), never a champion without a record.
+    audit = {
+        f"{TAG_PREFIX}promoted_by": api.creds.who,
+        f"{TAG_PREFIX}promoted_at": when,
+        f"{TAG_PREFIX}promotion_reason": reason.strip(),
+        f"{TAG_PREFIX}promotion_metrics": json.dumps(metrics, sort_keys=True),
+        f"{TAG_PREFIX}promotion_previous": previous or "",
+    }
+    for key, value in audit.items():
+        api.set_version_tag(model, version, key, value)
     api.set_alias(model, CHAMPION, version)
     if previous is not None and previous != version:
         api.set_alias(model, CHALLENGER, previous)
@@ -325,14 +338,6 @@ def promote(
         api.set_version_tag(model, previous, f"{TAG_PREFIX}demoted_by", api.creds.who)
     elif api.alias_version(model, CHALLENGER) == version:
         api.delete_alias(model, CHALLENGER)
-    audit = {
-        f"{TAG_PREFIX}promoted_by": api.creds.who,
-        f"{TAG_PREFIX}promoted_at": when,
-        f"{TAG_PREFIX}promotion_reason": reason.strip(),
-        f"{TAG_PREFIX}promotion_metrics": json.dumps(metrics, sort_keys=True),
-    }
-    for key, value in audit.items():
-        api.set_version_tag(model, version, key, value)
     log.info("%s v%s is now %s (previous: %s) by %s: %s", model, version, CHAMPION, previous, api.creds.who, reason)
     return {"model": model, "version": version, "previous": previous, "promoted_by": api.creds.who, "promoted_at": when}
 

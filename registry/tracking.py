@@ -126,18 +126,16 @@ def client_for(tracking_uri: str | None = None):
     Raises
     ------
     RegistryError
-        The server does not answer; the message names the URI and ``hitsong server``.
+        The server does not answer (the message names the URI and ``hitsong server``), or it
+        refuses the Host header of ``tracking_uri`` (the message names ``--allowed-hosts``).
     """
     from mlflow import MlflowClient
 
-    from registry.server import health_ok
+    from registry.server import check_api
 
     uri = tracking_uri or get_settings().tracking_uri
-    if uri.startswith(("http://", "https://")) and not health_ok(uri):
-        raise RegistryError(
-            f"the MLflow tracking server at {uri} does not answer; start it with `hitsong server` "
-            "(or set MLFLOW_TRACKING_URI to a running server)"
-        )
+    if uri.startswith(("http://", "https://")):
+        check_api(uri)
     return MlflowClient(tracking_uri=uri)
 
 
