@@ -100,7 +100,9 @@ def seed_runs(
         predictions[method] = np.stack(preds)
     if summary:
         run = logger.start_run(runlayout.summary_run_name(subset), tags={runlayout.TAG_KIND: runlayout.SUMMARY})
-        table = table1(truth, predictions, subset=subset, config=ResultsConfig(n_bootstrap=200, baseline=methods[0]))
+        table = table1(
+            truth, predictions, subset=subset, config=ResultsConfig(n_bootstrap=200, baselines=(methods[0],))
+        )
         logger.log_table(run, runlayout.TABLE1, table.frame)
         logger.end_run(run)
     return finals
