@@ -58,6 +58,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--rank", type=int, default=1, help="1 registers the best method on validation, 2 the runner-up (default 1)"
     )
     p.add_argument("--experiment", default=None, help="experiment name (default: the one tagged with the subset)")
+    p.add_argument(
+        "--include-baselines",
+        action="store_true",
+        help="rank the metadata baseline m0 too (it cannot score audio: predict refuses its versions)",
+    )
     p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
     p.set_defaults(func=run_register)
 
@@ -74,7 +79,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
     p.set_defaults(func=run_models)
 
-    p = sub.add_parser("predict", help="score audio files with a registered model (one JSON line per file)")
+    p = sub.add_parser(
+        "predict",
+        help="score audio files with a registered model (one JSON line per file)",
+        description="Each file's hit score on the scale of the model's training catalogue "
+        "(ln(1+plays)·ln(1+listeners)) and its percentile in that catalogue: a rank against the songs "
+        "the model learnt from, not a probability or a chance of becoming a hit. The metadata "
+        "baseline m0 cannot score audio and is refused.",
+    )
     p.add_argument("files", nargs="+", type=Path, help="audio files")
     p.add_argument("--model", default=None, help="model URI (default models:/hitsong-<subset>@champion)")
     p.add_argument("--subset", default=None, help="subset whose champion to use when --model is not given")
@@ -144,7 +156,12 @@ def run_register(args: argparse.Namespace) -> int:
     from registry.models import register as register_best
 
     result = register_best(
-        args.subset, metric=args.metric, rank=args.rank - 1, experiment=args.experiment, tracking_uri=args.tracking_uri
+        args.subset,
+        metric=args.metric,
+        rank=args.rank - 1,
+        experiment=args.experiment,
+        include_baselines=args.include_baselines,
+        tracking_uri=args.tracking_uri,
     )
     print(json.dumps(result))
     return 0
@@ -215,7 +232,11 @@ def run_predict(args: argparse.Namespace) -> int:
     name, version = resolve_model_uri(uri, tracking_uri=tracking_uri)
     if version is None:
         raise RegistryError(f"--model {uri}: name a registered version, models:/NAME/VERSION or models:/NAME@ALIAS")
+    from hitsong.statements import score_statement
+
     scorer = load_scorer(name, version, tracking_uri=tracking_uri, device=args.device)
+    catalogue = scorer.meta.subset
+    log.info("%s", score_statement(subset=catalogue, catalogue_size=int(scorer.catalog.size)))
     results = scorer.score([str(p) for p in args.files])
     failed = 0
     for path, r in zip(args.files, results, strict=True):
@@ -225,8 +246,9 @@ def run_predict(args: argparse.Namespace) -> int:
         else:
             line = {
                 "file": str(path),
-                "score": r["score"],
-                "percentile": r["percentile"],
+                "hit_score": r["score"],
+                "catalogue_percentile": r["percentile"],
+                "catalogue": catalogue,
                 "top_tags": r["top_tags"],
                 "method": scorer.method,
                 "model": name,

@@ -20,14 +20,13 @@ from dataclasses import dataclass
 
 import torch
 
+from hitsong.baselines import BASELINES, is_baseline
 from hitsong.errors import ConfigError
 from hitsong.models.base import HitModel
 from hitsong.models.cnn import AudioCNN, InceptionCNN
 from hitsong.models.config import ModelConfig
 from hitsong.models.joint import JointModel, joint_cnn_tag, joint_inception_tag
 from hitsong.models.linear import AudioLR, TagLR, mel_stats
-from hitsong.models.metadata import LABEL as M0_LABEL
-from hitsong.models.metadata import NAME as M0
 
 
 @dataclass(frozen=True)
@@ -64,9 +63,7 @@ METHODS: dict[str, Method] = {
 }
 
 
-#: Methods that see no audio (name -> label): trained and compared against, never served.
-BASELINES: dict[str, str] = {M0: M0_LABEL}
-#: Every trainable method, in Table 1's order.
+#: Every trainable method, in Table 1's order (the baselines of ``hitsong.baselines`` first).
 ALL_METHODS: tuple[str, ...] = (*BASELINES, *METHODS)
 
 
@@ -77,11 +74,6 @@ def get_method(name: str) -> Method:
     except KeyError:
         hint = f" ({name} is a baseline that sees no audio)" if name in BASELINES else ""
         raise ConfigError(f"unknown audio method {name!r}{hint}; valid methods: {', '.join(METHODS)}") from None
-
-
-def is_baseline(name: str) -> bool:
-    """Whether ``name`` is a method that sees no audio (m0)."""
-    return name in BASELINES
 
 
 def check_method(name: str) -> str:

@@ -34,12 +34,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from hitsong.baselines import BASELINES, M0
 from hitsong.errors import ConfigError, InputError
 from hitsong.store.sample import artist_key
 
 #: The method's name and the label Table 1 shows.
-NAME = "m0"
-LABEL = "metadata (artist+recency)"
+NAME = M0
+LABEL = BASELINES[M0]
 
 
 @dataclass(frozen=True)

@@ -18,37 +18,13 @@ from hitsong.training import runlayout
 from hitsong.training.config import TrainConfig
 from hitsong.training.data import SubsetData, scan_subset
 from hitsong.training.experiment import train_subset
-from tests.helpers.training import PlantedDataset, planted_splits
+from tests.helpers.training import N_ARTISTS, FamousDataset, famous_splits, planted_splits
 
 TINY = ModelConfig.tiny()
 FAST = TrainConfig.for_profile("tiny", lr=0.05, max_epochs=3, early_stop_patience=3, repeats=2)
-N_ARTISTS = 12
-
-
-class FamousDataset(PlantedDataset):
-    """Planted songs by 12 artists whose fame (3 hit-score units per sd) outweighs the audio signal.
-
-    Items carry ``artist`` and ``release_days`` like ``hitsong.features.MelDataset`` items. Every
-    split draws from the same artists (a random split, where the artist leaks).
-    """
-
-    FAME = np.random.default_rng(99).normal(size=N_ARTISTS)
-
-    def __init__(self, n: int, *, seed: int) -> None:
-        super().__init__(n, seed=seed)
-        rng = np.random.default_rng(seed + 1000)
-        self.artist_of = rng.integers(0, N_ARTISTS, size=n)
-        self.days = rng.uniform(-300.0, 300.0, size=n).astype(np.float32)
-        self.target = (self.target + 3.0 * self.FAME[self.artist_of]).astype(np.float32)
-
-    def __getitem__(self, i: int) -> dict:
-        return {**super().__getitem__(i), "artist": f"Artist {self.artist_of[i]}", "release_days": self.days[i]}
-
-
 @pytest.fixture(scope="module")
 def famous() -> SubsetData:
-    splits = {"train": FamousDataset(60, seed=1), "val": FamousDataset(20, seed=2), "test": FamousDataset(40, seed=3)}
-    return scan_subset(splits, subset="famous")
+    return scan_subset(famous_splits(), subset="famous")
 
 
 def _runs(root: Path) -> list[dict]:
