@@ -22,19 +22,11 @@ import torch
 from torch.utils.data import Dataset
 
 from hitsong.audio import AudioConfig
+from hitsong.baselines import is_baseline
 from hitsong.bundle import save_bundle
 from hitsong.errors import ConfigError
 from hitsong.metrics import METRIC_NAMES, evaluate
-from hitsong.models import (
-    ALL_METHODS,
-    METHODS,
-    build_model,
-    check_method,
-    get_method,
-    is_baseline,
-    method_label,
-    resolve_device,
-)
+from hitsong.models import ALL_METHODS, METHODS, build_model, check_method, get_method, method_label, resolve_device
 from hitsong.models.base import HitModel
 from hitsong.models.config import ModelConfig
 from hitsong.models.joint import JointModel
@@ -378,10 +370,10 @@ def _train_all(
             }
             with run_scope(logger, runlayout.method_run_name(method, label), tags=tags) as parent:
                 logger.log_params(parent, _params(method, model_config, train_config, data, ctx))
-                mine = (
-                    _baseline_reps(method, data, model_config, train_config, ctx, logger, parent)
-                    if is_baseline(method)
-                    else [
+                if is_baseline(method):
+                    mine = _baseline_reps(method, data, model_config, train_config, ctx, logger, parent)
+                else:
+                    mine = [
                         train_method(
                             method,
                             data,
@@ -395,7 +387,6 @@ def _train_all(
                         )
                         for r in range(train_config.repeats)
                     ]
-                )
                 reps.extend(mine)
                 logger.log_metrics(parent, _method_metrics(mine))
         result = _tabulate(data, methods, reps, results_config, ctx)

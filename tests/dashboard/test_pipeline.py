@@ -157,6 +157,13 @@ def test_song_seconds_option_refuses_bad_ranges(bad: str) -> None:
     assert exc.value.code == 2
 
 
+@pytest.mark.parametrize("bad", ["", "random,alphabet", ",,"])
+def test_splits_option_refuses_unknown_split_methods(bad: str) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "run", "--splits", bad])
+    assert exc.value.code == 2
+
+
 def test_demo_data_is_marked_synthetic(home: Path, pipeline: dict[str, object]) -> None:
     readme = (home / "demo" / "README.md").read_text(encoding="utf-8")
     assert "synthetic" in readme.lower()
