@@ -20,8 +20,8 @@ reps = data.repetitions(runs)
 
 st.header("Table 1: methods × metrics")
 st.caption(f"mean ± std [95 % interval] over repetitions; ★ marks the best of each column. Source: {table.source}.")
-split_by = experiment.get("split_by") or "random"
-st.caption(f"Evaluated on {split_description(split_by)}.")
+split_by = experiment.get("split_by")
+st.caption(f"Evaluated on {split_description(split_by if isinstance(split_by, str) else None)}.")
 if table.summary.empty:
     st.info("No finished repetitions in this experiment yet.")
 else:
@@ -44,21 +44,21 @@ st.header("What the audio adds, by split")
 with ui.problems(), st.spinner("Reading the same data's other splits…"):
     experiments = data.cached_experiments(uri, version)
     share = audioshare.share_frame(data.cached_split_tables(uri, experiment, experiments, version))
-missing = [s for s in audioshare.SPLIT_LABELS if s not in set(share["split"])]
+missing = [split for split in audioshare.SPLIT_LABELS if split not in set(share["split"])]
 if share.empty:
     st.info("No gaps yet: train m0 beside the audio methods (`hitsong train`, the default methods).")
 else:
     st.caption(
-        "Spearman ρ and nDCG@k of each method and its gap to m0 (metadata) and m1 (audio+LR), per split "
-        "of the same songs. Under a random split an artist's songs sit in train and test, so metadata "
-        "and audio models can learn the artist; under the artist-disjoint split they cannot."
+        "Spearman ρ and nDCG@k of each method and its gap to m0 (metadata) and m1 (the simplest audio "
+        "method), per split of the same songs. Under a random split an artist's songs sit in train and "
+        "test, so metadata and audio models can learn the artist; under the artist-disjoint split they cannot."
     )
     st.dataframe(audioshare.share_table(share))
     st.plotly_chart(audioshare.share_figure(share, baseline="m0"))
 if missing:
     st.caption(
         "No trained experiment for the "
-        + ", ".join(audioshare.SPLIT_LABELS[s] for s in missing)
+        + ", ".join(audioshare.SPLIT_LABELS[split] for split in missing)
         + " of these songs yet: `hitsong sample --by artist` (or `release_date`) then `hitsong train`, "
         "or `hitsong demo run --splits random,artist`."
     )
