@@ -87,8 +87,9 @@ def evaluation_note(
     Returns
     -------
     str
-        E.g. ``Evaluated on an artist-disjoint split (...). Gap to m0 (metadata baseline: artist and
-        release date, no audio) on the test songs: Spearman rho +0.050 [-0.020, +0.120], ...``.
+        E.g. ``Evaluated on an artist-disjoint split (...). Gap to m0, the metadata (artist+recency)
+        baseline that hears no audio, on the test songs, with 95 % paired bootstrap intervals:
+        Spearman ρ +0.050 [-0.020, +0.120], ...``.
     """
     first = f"Evaluated on {split_description(split_by)}."
     if method == baseline:
@@ -102,6 +103,6 @@ def evaluation_note(
         interval = f" [{low:+.3f}, {high:+.3f}]" if math.isfinite(low) and math.isfinite(high) else ""
         parts.append(f"{label} {diff:+.3f}{interval}")
     return (
-        f"{first} Gap to {baseline} ({BASELINES.get(baseline, baseline)}, no audio) on the test songs, "
-        f"with {level} % paired bootstrap intervals: " + ", ".join(parts) + "."
+        f"{first} Gap to {baseline}, the {BASELINES.get(baseline, baseline)} baseline that hears no audio, "
+        f"on the test songs, with {level} % paired bootstrap intervals: " + ", ".join(parts) + "."
     )

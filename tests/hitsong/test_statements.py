@@ -20,7 +20,7 @@ def test_evaluation_note_names_the_split_and_the_gap_to_m0() -> None:
     gaps = {"spearman_rho": (0.05, -0.02, 0.12), "ndcg_at_k": (-0.1, math.nan, math.nan)}
     note = evaluation_note(method="m5", split_by="artist", gaps=gaps)
     assert note.startswith("Evaluated on an artist-disjoint split (no artist has songs in more than one")
-    assert "Gap to m0 (metadata (artist+recency), no audio)" in note
+    assert "Gap to m0, the metadata (artist+recency) baseline that hears no audio, on the test songs" in note
     assert "Spearman ρ +0.050 [-0.020, +0.120]" in note and "nDCG@k -0.100." in note  # no interval, none shown
     assert "is the baseline itself" in evaluation_note(method="m0", split_by="random", gaps={})
     assert "No gap to m0 is known" in evaluation_note(method="m1", split_by="random", gaps={})
