@@ -127,6 +127,8 @@ def share_figure(share: pd.DataFrame, *, baseline: str = "m0") -> go.Figure:
     if data.empty:
         fig = go.Figure()
         fig.add_annotation(text=f"no gaps to {baseline} yet", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
         return fig
     data["split"] = data["split"].map(lambda s: SPLIT_LABELS.get(s, s))
     data["metric"] = data["metric"].map(lambda m: METRIC_LABELS.get(m, m))
@@ -142,8 +144,14 @@ def share_figure(share: pd.DataFrame, *, baseline: str = "m0") -> go.Figure:
         error_y_minus="below",
         hover_data={"mean": ":.3f", "p_value": ":.3f", "above": False, "below": False},
         labels={"diff": f"gap to {baseline} (test)", "method": "method"},
+        category_orders={
+            "metric": [METRIC_LABELS.get(m, m) for m in SHARE_METRICS],
+            "split": [label for label in SPLIT_LABELS.values() if label in set(data["split"])],
+        },
     )
     fig.update_traces(marker={"size": 9})
+    fig.for_each_trace(lambda t: t.update(offsetgroup=t.legendgroup))  # splits side by side per method
+    fig.update_layout(scattermode="group", scattergap=0.4)
     fig.add_hline(y=0.0, line_dash="dot", line_color="#7f8c8d")
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
     fig.update_layout(title=f"What each method adds over {baseline}, by split (95 % paired intervals)")

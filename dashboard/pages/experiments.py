@@ -54,7 +54,10 @@ else:
         "test, so metadata and audio models can learn the artist; under the artist-disjoint split they cannot."
     )
     st.dataframe(audioshare.share_table(share))
-    st.plotly_chart(audioshare.share_figure(share, baseline="m0"))
+    if (share["baseline"] == "m0").any():
+        st.plotly_chart(audioshare.share_figure(share, baseline="m0"))
+    else:
+        st.caption("m0 was not trained in these experiments: its gaps (and their figure) appear once it is.")
 if missing:
     st.caption(
         "No trained experiment for the "
