@@ -22,6 +22,8 @@ from tests.helpers.training import N_ARTISTS, FamousDataset, famous_splits, plan
 
 TINY = ModelConfig.tiny()
 FAST = TrainConfig.for_profile("tiny", lr=0.05, max_epochs=3, early_stop_patience=3, repeats=2)
+
+
 @pytest.fixture(scope="module")
 def famous() -> SubsetData:
     return scan_subset(famous_splits(), subset="famous")
