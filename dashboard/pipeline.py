@@ -39,7 +39,12 @@ log = logging.getLogger(__name__)
 
 DATASET = "demo"
 SUBSETS = ("mandarin", "western")
-DEMO_SPLIT = (0.7, 0.15, 0.15)
+#: The demo's train/val/test fractions. Not the paper's 80/10/10: at the demo's ~300 sampled
+#: songs per market that would leave ~30 test songs (k = 3) and ~30 validation songs to pick
+#: epochs with, while 80/10/10 with >= 60 test songs needs 600 sampled songs per market, about
+#: twice the features and training time of the 15-minute budget. 60/20/20 gives >= 60 test
+#: songs (k >= 6) and as many validation songs.
+DEMO_SPLIT = (0.6, 0.2, 0.2)
 #: Split methods trained by default, the first one registered (``--splits``).
 DEFAULT_SPLITS = ("random", "artist")
 
@@ -50,7 +55,7 @@ def _seconds_range(text: str) -> tuple[float, float]:
     try:
         low, high = (float(x) for x in parts)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected MIN,MAX in seconds (e.g. 90,200), got {text!r}") from exc
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX in seconds (e.g. 62,72), got {text!r}") from exc
     if not 1.0 <= low <= high:
         raise argparse.ArgumentTypeError(f"expected 1 <= MIN <= MAX, got {text!r}")
     return low, high
@@ -107,7 +112,7 @@ def add_run_parser(demo_sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="MIN,MAX",
         help="range of demo song lengths in seconds when the demo is created, e.g. 40,70 for a "
-        "quick try (default: the demo's own, minutes-long songs)",
+        "quick try (default: the demo's own, 62-72 s: the models hear the middle 60 s)",
     )
     p.add_argument(
         "--short-share",
@@ -206,6 +211,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo pipeline; serve unless ``--no-serve``."""
     from dashboard.commands import dashboard_command, dashboard_env, local_url, wait_until_ready
     from hitsong.demo import WINDOW_END, WINDOW_START, demo_exists, init_demo
+    from hitsong.demo.genres import demo_genres
+    from hitsong.demo.readme import write_genre_section
     from hitsong.errors import HitsongError
     from hitsong.features import build_features
     from hitsong.store.ingest import ingest
@@ -252,8 +259,6 @@ def run(args: argparse.Namespace) -> int:
     if existing is not None and len(existing):
         log.info("reusing the existing sample (%d songs)", len(existing))
     else:
-        # 70/15/15 rather than the paper's 80/10/10: at demo size the test split would
-        # otherwise hold ~14 songs, and k = 10 % of it a single song.
         per_subset = max(10, int(round(args.sample * args.songs_per_subset)))
         _sample(settings.db_path, args.splits[0], per_subset=per_subset, seed=args.seed)
     _use_split(settings.db_path, args.splits[0])
@@ -268,6 +273,9 @@ def run(args: argparse.Namespace) -> int:
         features.failed,
         time.monotonic() - t,
     )
+    genres = demo_genres(demo, settings.db_path)
+    write_genre_section(demo / "README.md", genres["archetype"], genres["genre"])
+    log.info("the tagger's genre per archetype is at the end of %s", demo / "README.md")
 
     t = _step("5/8 MLflow server")
     tracking_uri = _tracking_server(args, settings)

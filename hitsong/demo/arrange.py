@@ -2,8 +2,17 @@
 
 :func:`arrange` turns a :class:`~hitsong.demo.plan.SongPlan` into an :class:`Arrangement`:
 sections (intro, verse, chorus, bridge, outro), General MIDI notes for drums, bass,
-accompaniment, pad and lead, and the notes of the formant-synthesised voice. Times are in
-seconds; one bar is 16 sixteenth-note steps in 4/4.
+accompaniment, pad, lead and an arpeggiated figure, and the notes of the formant-synthesised
+voice. Times are in seconds; one bar is 16 sixteenth-note steps in 4/4.
+
+Where the drums' accent falls is the song's temporal signature (the listener model's part
+(b), see :mod:`hitsong.demo.listeners`). Every bar of a drum pattern has the same accent hits
+(snare, clap or open conga: :data:`ACCENTS`); in some bars they fall on the beat, together
+with the kick, in the others off it, between the kicks. The plan's ``on_beat`` share sets how
+many bars are of the first kind (:func:`on_beat_bars`). Moving a hit in time changes neither
+which frames of a band it sounds in nor how loud, so every mel band's mean and standard
+deviation over the song stay (nearly) the same, while a convolution over a few frames sees
+whether the accent and the kick sound together.
 """
 
 from __future__ import annotations
@@ -18,52 +27,64 @@ from hitsong.demo.plan import SongPlan
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
 MINOR = (0, 2, 3, 5, 7, 8, 10)
 STEPS_PER_BAR = 16
+#: The figure: eighths (2 sixteenth steps) over the bar's chord tones, up and down again.
+FIGURE_STEP = 2
+FIGURE_ORDER = (0, 1, 2, 3, 4, 3, 2, 1)
+FIGURE_VELOCITY = 88
+#: Golden-ratio increment: bar ``i`` has its accent on the beat when
+#: ``frac(phase + i * GOLDEN) < on_beat``, which spreads those bars evenly, so any stretch of
+#: the song (the models' 60-s window) has about the song's share of them.
+GOLDEN = 0.6180339887498949
 
 # MIDI channels of the parts (9 is General MIDI's drum channel).
-CH_COMP, CH_BASS, CH_PAD, CH_LEAD, CH_DRUMS = 0, 1, 2, 3, 9
+CH_COMP, CH_BASS, CH_PAD, CH_LEAD, CH_FIGURE, CH_DRUMS = 0, 1, 2, 3, 4, 9
 
 # General MIDI drum keys.
-KICK, SNARE, STICK, CLAP, HAT, PEDAL_HAT, OPEN_HAT, CRASH, RIDE = 36, 38, 37, 39, 42, 44, 46, 49, 51
+KICK, SNARE, CLAP, HAT = 36, 38, 39, 42
+HI_BONGO, LOW_BONGO, OPEN_CONGA, LOW_CONGA = 60, 61, 63, 64
 
 #: Drum patterns: drum key -> ((step, velocity), ...) over one bar of 16 steps.
 DRUM_PATTERNS: dict[str, dict[int, tuple[tuple[int, int], ...]]] = {
     "pop": {
-        KICK: ((0, 105), (6, 80), (8, 100)),
-        SNARE: ((4, 100), (12, 100)),
-        HAT: tuple((s, 70 if s % 4 else 85) for s in range(0, 16, 2)),
+        KICK: ((0, 124), (8, 120)),
+        HAT: tuple((s, 50 if s % 4 else 60) for s in range(0, 16, 2)),
     },
     "rock": {
-        KICK: ((0, 115), (8, 110), (10, 95)),
-        SNARE: ((4, 120), (12, 120)),
-        HAT: tuple((s, 90 if s % 4 else 105) for s in range(0, 16, 2)),
+        KICK: ((0, 127), (8, 124)),
+        HAT: tuple((s, 60 if s % 4 else 70) for s in range(0, 16, 2)),
     },
     "four": {
-        KICK: tuple((s, 120) for s in range(0, 16, 4)),
-        CLAP: ((4, 100), (12, 100)),
-        OPEN_HAT: tuple((s, 85) for s in range(2, 16, 4)),
-        HAT: tuple((s, 55) for s in range(1, 16, 2)),
+        KICK: tuple((s, 124) for s in range(0, 16, 4)),
+        HAT: tuple((s, 40) for s in range(1, 16, 2)),
     },
-    "boombap": {
-        KICK: ((0, 120), (3, 90), (10, 110)),
-        SNARE: ((4, 115), (12, 115)),
-        HAT: tuple((s, 80 if s % 2 == 0 else 55) for s in range(16)),
-    },
-    "ballad": {
-        KICK: ((0, 80), (8, 70)),
-        STICK: ((4, 75), (12, 75)),
-        HAT: tuple((s, 50) for s in range(0, 16, 4)),
-    },
-    "jazz": {
-        RIDE: ((0, 85), (4, 90), (6, 70), (8, 85), (12, 90), (14, 70)),
-        PEDAL_HAT: ((4, 70), (12, 70)),
-        KICK: ((0, 45),),
-    },
-    "metal": {
-        KICK: tuple((s, 115) for s in range(16)),
-        SNARE: ((4, 125), (12, 125)),
-        CRASH: ((0, 110), (8, 100)),
+    "tabla": {
+        LOW_BONGO: tuple((s, 120) for s in range(0, 16, 4)),
+        HI_BONGO: ((3, 50), (6, 55), (11, 50), (14, 55)),
+        LOW_CONGA: ((0, 80), (8, 70)),
     },
     "none": {},
+}
+
+#: The accent of each drum pattern, the rhythm whose place in the bar is the song's temporal
+#: signature: ``(drum keys struck together, velocity, steps on the beat, steps off the beat)``.
+#: "On" steps fall with the kick (or the tabla's low stroke); "off" steps between them. A bar
+#: has the same hits either way, only their place differs. Techno and the tabla have a low
+#: stroke on every beat, so four accents a bar; pop and rock keep their kick on beats 1 and 3
+#: (a kick on every beat makes the tagger hear them as electronic music), so two.
+ACCENTS: dict[str, tuple[tuple[int, ...], int, tuple[int, ...], tuple[int, ...]]] = {
+    "pop": ((SNARE, CLAP), 124, (0, 8), (4, 12)),
+    "rock": ((SNARE, CLAP), 127, (0, 8), (4, 12)),
+    "four": ((CLAP, SNARE), 120, (0, 4, 8, 12), (2, 6, 10, 14)),
+    "tabla": ((OPEN_CONGA, HI_BONGO), 124, (0, 4, 8, 12), (2, 6, 10, 14)),
+}
+
+#: Bass-line styles: ((step, length in steps, semitones above the chord root), ...) per bar.
+BASS_PATTERNS: dict[str, tuple[tuple[int, int, int], ...]] = {
+    "root_8ths": tuple((s, 2, 0) for s in range(0, 16, 2)),
+    "root_fifth": ((0, 6, 0), (6, 2, 0), (8, 4, 7), (12, 4, 0)),
+    "offbeat": tuple((s, 2, 0 if s != 14 else 12) for s in range(2, 16, 4)),
+    "whole": ((0, 16, 0),),
+    "none": (),
 }
 
 
@@ -116,6 +137,9 @@ class Arrangement:
         Length of one bar.
     n_bars : int
         Number of bars.
+    on_beat : tuple of bool
+        Per bar, whether its drum accent falls on the beat (length ``n_bars``; all False
+        without drums).
     """
 
     sections: tuple[Section, ...]
@@ -124,6 +148,7 @@ class Arrangement:
     programs: dict[int, tuple[int, int, bool]]
     bar_seconds: float
     n_bars: int
+    on_beat: tuple[bool, ...]
 
     @property
     def seconds(self) -> float:
@@ -152,20 +177,35 @@ def song_sections(n_bars: int) -> tuple[Section, ...]:
     return tuple(s for s in out if s.n_bars > 0)
 
 
-class _Grid:
-    """Converts (bar, step) to seconds, applying the archetype's swing."""
+def on_beat_bars(n_bars: int, *, on_beat: float, phase: float) -> tuple[bool, ...]:
+    """Which bars have their accent on the beat: bar ``i`` when ``frac(phase + i * GOLDEN) < on_beat``.
 
-    def __init__(self, tempo_bpm: float, swing: float, swing_steps: int) -> None:
+    Parameters
+    ----------
+    n_bars : int
+        Bars in the song.
+    on_beat : float
+        Share of bars with the accent on the beat, in [0, 1].
+    phase : float
+        Phase in [0, 1) (drawn per song).
+
+    Returns
+    -------
+    tuple of bool [length n_bars]
+        The chosen bars are spread evenly: over any ``n`` consecutive bars their count is
+        within about 2 of ``n * on_beat`` (a low-discrepancy sequence).
+    """
+    return tuple(bool((phase + i * GOLDEN) % 1.0 < on_beat) for i in range(n_bars))
+
+
+class _Grid:
+    """Converts (bar, step) to seconds at the song's tempo."""
+
+    def __init__(self, tempo_bpm: float) -> None:
         self.step = 60.0 / tempo_bpm / 4.0
-        self.swing = swing
-        self.swing_steps = swing_steps
 
     def t(self, bar: int, step: float) -> float:
-        base = (bar * STEPS_PER_BAR + step) * self.step
-        unit = self.swing_steps
-        if self.swing and float(step).is_integer() and (int(step) // unit) % 2 == 1 and int(step) % unit == 0:
-            base += self.swing * unit * self.step
-        return base
+        return (bar * STEPS_PER_BAR + step) * self.step
 
 
 def _scale(plan: SongPlan) -> tuple[int, ...]:
@@ -177,12 +217,9 @@ def _degree_pitch(scale: tuple[int, ...], tonic: int, degree: int) -> int:
     return tonic + 12 * octave + scale[idx]
 
 
-def _chord(scale: tuple[int, ...], tonic: int, degree: int, *, sevenths: bool, power: bool) -> list[int]:
-    if power:
-        root = _degree_pitch(scale, tonic, degree)
-        return [root, root + 7, root + 12]
-    n = 4 if sevenths else 3
-    return [_degree_pitch(scale, tonic, degree + 2 * k) for k in range(n)]
+def _chord(scale: tuple[int, ...], tonic: int, degree: int) -> list[int]:
+    """The triad on scale ``degree``: root, third and fifth (MIDI keys)."""
+    return [_degree_pitch(scale, tonic, degree + 2 * k) for k in range(3)]
 
 
 def _bar_chords(plan: SongPlan, sections: tuple[Section, ...]) -> list[int]:
@@ -201,31 +238,33 @@ def _motif(
     chords: list[int],
     *,
     density: float,
-    rap: bool,
     low: int,
     high: int,
 ) -> list[tuple[int, int, int]]:
-    """A two-bar melody: ``(step, length_steps, scale_degree)`` with steps in [0, 32)."""
-    grid = 1 if rap else 2
-    onsets = [s for s in range(0, 32, grid) if s == 0 or rng.random() < density]
+    """A two-bar melody: ``(step, length_steps, scale_degree)`` with steps in [0, 32).
+
+    Onsets on every eighth with probability ``density``; notes last until the next onset, at
+    most 6 steps; the line moves by small steps between scale degrees ``low`` and ``high`` and
+    lands on a chord tone on strong beats.
+    """
+    onsets = [s for s in range(0, 32, 2) if s == 0 or rng.random() < density]
     notes = []
     degree = int(rng.integers(low + 2, high - 2))
     for i, step in enumerate(onsets):
         nxt = onsets[i + 1] if i + 1 < len(onsets) else 32
-        length = min(nxt - step, 1 if rap else 6)
-        if rap:
-            degree = int(np.clip(low + 3 + rng.integers(-1, 2), low, high))
-        else:
-            degree = int(np.clip(degree + rng.choice([-2, -1, -1, 0, 1, 1, 2]), low, high))
-            if step % 8 == 0:  # strong beats land on a chord tone
-                root = chords[min(step // 16, len(chords) - 1)]
-                tones = [root + 2 * k + 7 * o for k in range(3) for o in (-1, 0, 1)]
-                degree = min(tones, key=lambda t: (abs(t - degree), t))
+        length = min(nxt - step, 6)
+        degree = int(np.clip(degree + rng.choice([-2, -1, -1, 0, 1, 1, 2]), low, high))
+        if step % 8 == 0:  # strong beats land on a chord tone
+            root = chords[min(step // 16, len(chords) - 1)]
+            tones = [root + 2 * k + 7 * o for k in range(3) for o in (-1, 0, 1)]
+            degree = min(tones, key=lambda t: (abs(t - degree), t))
         notes.append((step, length, degree))
     return notes
 
 
-def _drum_notes(plan: SongPlan, grid: _Grid, sections: tuple[Section, ...], rng: np.random.Generator) -> list[Note]:
+def _drum_notes(
+    plan: SongPlan, grid: _Grid, sections: tuple[Section, ...], on_beat: tuple[bool, ...], rng: np.random.Generator
+) -> list[Note]:
     pattern = DRUM_PATTERNS[plan.drum_pattern]
     notes: list[Note] = []
     if not pattern:
@@ -234,103 +273,51 @@ def _drum_notes(plan: SongPlan, grid: _Grid, sections: tuple[Section, ...], rng:
     for sec in sections:
         for b in range(sec.n_bars):
             bar = sec.start_bar + b
-            if sec.kind == "intro" and b < sec.n_bars // 2:
-                continue
-            if sec.kind == "verse" and plan.drum_pattern == "ballad":
-                continue
             scale = {"verse": 0.8, "chorus": 1.0, "bridge": 0.7, "intro": 0.7, "outro": 0.8}[sec.kind]
-            for key, hits in pattern.items():
-                if sec.kind == "bridge" and key not in (KICK, HAT, RIDE):
-                    continue
-                if key == CRASH and sec.kind != "chorus":
-                    continue
+            hits_by_key = list(pattern.items())
+            if plan.drum_pattern in ACCENTS:
+                keys, vel, on, off = ACCENTS[plan.drum_pattern]
+                hits_by_key += [(key, tuple((s, vel) for s in (on if on_beat[bar] else off))) for key in keys]
+            for key, hits in hits_by_key:
                 for step, vel in hits:
                     v = int(np.clip(vel * scale + rng.integers(-6, 7), 1, 127))
                     notes.append(Note(grid.t(bar, step), grid.t(bar, step) + hit, CH_DRUMS, key, v))
-            if b == 0 and sec.kind == "chorus" and plan.drum_pattern not in ("jazz", "ballad"):
-                notes.append(Note(grid.t(bar, 0), grid.t(bar, 0) + hit, CH_DRUMS, CRASH, 105))
-            if (
-                b == sec.n_bars - 1
-                and sec.kind in ("verse", "chorus")
-                and plan.drum_pattern in ("pop", "rock", "metal")
-            ):
-                for step in range(12, 16):
-                    notes.append(
-                        Note(grid.t(bar, step), grid.t(bar, step) + hit, CH_DRUMS, SNARE, 90 + 5 * (step - 12))
-                    )
     return notes
 
 
 def _bass_notes(plan: SongPlan, grid: _Grid, degrees: list[int], tonic: int) -> list[Note]:
     scale = _scale(plan)
-    style = plan.bass_style
-    # style -> ((step, length in steps, semitones above the root), ...) per bar
-    patterns = {
-        "root_8ths": [(s, 2, 0) for s in range(0, 16, 2)],
-        "root_16ths": [(s, 1, 0) for s in range(16)],
-        "root_fifth": [(0, 6, 0), (6, 2, 0), (8, 4, 7), (12, 4, 0)],
-        "offbeat": [(s, 2, 0 if s != 14 else 12) for s in range(2, 16, 4)],
-        "sub": [(0, 10, 0), (10, 6, 0)],
-        "whole": [(0, 16, 0)],
-    }
     notes: list[Note] = []
     bass_tonic = tonic - 12
     for bar, degree in enumerate(degrees):
         root = _degree_pitch(scale, bass_tonic, degree)
-        if style == "walking":
-            nxt = _degree_pitch(scale, bass_tonic, degrees[(bar + 1) % len(degrees)])
-            walk = [
-                root,
-                _degree_pitch(scale, bass_tonic, degree + 2),
-                _degree_pitch(scale, bass_tonic, degree + 4),
-                nxt + (1 if nxt < root else -1),
-            ]
-            for q, key in enumerate(walk):
-                notes.append(Note(grid.t(bar, 4 * q), grid.t(bar, 4 * q + 3.6), CH_BASS, key, 95))
-            continue
-        for step, length, semis in patterns[style]:
-            key = root + semis  # semitones above the chord root: 0 root, 7 fifth, 12 octave
-            notes.append(Note(grid.t(bar, step), grid.t(bar, step) + length * grid.step * 0.92, CH_BASS, key, 100))
+        for step, length, semis in BASS_PATTERNS[plan.bass_style]:
+            notes.append(
+                Note(grid.t(bar, step), grid.t(bar, step) + length * grid.step * 0.92, CH_BASS, root + semis, 100)
+            )
     return notes
 
 
 def _comp_notes(
-    plan: SongPlan, grid: _Grid, sections: tuple[Section, ...], degrees: list[int], tonic: int, rng: np.random.Generator
+    plan: SongPlan, grid: _Grid, sections: tuple[Section, ...], degrees: list[int], tonic: int
 ) -> list[Note]:
-    a = ARCHETYPES[plan.archetype]
+    """The chord accompaniment: held (``block``) or off-beat ``stabs`` (``none``: no chords)."""
     scale = _scale(plan)
+    # style -> ((step, length in steps, velocity), ...) per bar
+    hits = {"block": ((0, 15.8, 80),), "stabs": tuple((s, 1.2, 90) for s in (2, 6, 10, 14)), "none": ()}[
+        plan.comp_style
+    ]
     notes: list[Note] = []
     for sec in sections:
         vel_scale = {"intro": 0.75, "verse": 0.8, "chorus": 1.0, "bridge": 0.85, "outro": 0.8}[sec.kind]
         for b in range(sec.n_bars):
             bar = sec.start_bar + b
-            chord = _chord(scale, tonic, degrees[bar], sevenths=a.sevenths, power=a.power_chords)
-            style = plan.comp_style
-
-            def add(
-                step: float, length: float, keys: list[int], vel: int, bar: int = bar, vel_scale: float = vel_scale
-            ) -> None:
+            chord = _chord(scale, tonic, degrees[bar])
+            for step, length, vel in hits:
+                start = grid.t(bar, step)
+                end = start + length * grid.step
                 v = int(np.clip(vel * vel_scale, 1, 127))
-                for k in keys:
-                    notes.append(Note(grid.t(bar, step), grid.t(bar, step) + length * grid.step, CH_COMP, k, v))
-
-            if style == "block":
-                add(0, 15.8, chord, 80)
-            elif style == "strum":
-                mute = sec.kind == "verse"
-                for s in range(0, 16, 2):
-                    add(s, 1.0 if mute else 1.9, chord, 105 if s % 4 == 0 else 90)
-            elif style == "stabs":
-                for s in (2, 6, 10, 14):
-                    add(s, 1.2, chord, 90)
-            elif style == "arpeggio":
-                tones = chord + [c + 12 for c in chord]
-                order = [0, 1, 2, 3, 4, 3, 2, 1]
-                for i, s in enumerate(range(0, 16, 2)):
-                    add(s, 3.5, [tones[order[i] % len(tones)]], 75 if i else 88)
-            elif style == "jazz":
-                add(0, 3, chord, 70)
-                add(int(rng.choice([6, 10, 11])), 2, chord, 62)
+                notes.extend(Note(start, end, CH_COMP, k, v) for k in chord)
     return notes
 
 
@@ -339,15 +326,49 @@ def _pad_notes(
 ) -> list[Note]:
     if plan.pad_program < 0:
         return []
+    a = ARCHETYPES[plan.archetype]
     scale = _scale(plan)
     notes: list[Note] = []
+    if a.pad_style == "drone":  # tonic and fifth, re-struck every two bars
+        n_bars = sum(s.n_bars for s in sections)
+        for bar in range(0, n_bars, 2):
+            for k in (tonic - 12, tonic - 5, tonic):
+                notes.append(Note(grid.t(bar, 0), grid.t(min(bar + 2, n_bars), 0) - 0.02, CH_PAD, k, 72))
+        return notes
     for sec in sections:
         if sec.kind not in ("chorus", "bridge", "intro"):
             continue
         for b in range(sec.n_bars):
             bar = sec.start_bar + b
-            for k in _chord(scale, tonic + 12, degrees[bar], sevenths=False, power=False):
+            for k in _chord(scale, tonic + 12, degrees[bar]):
                 notes.append(Note(grid.t(bar, 0), grid.t(bar, 15.9), CH_PAD, k, 70))
+    return notes
+
+
+def figure_pitches(plan: SongPlan, degree: int, tonic: int) -> list[int]:
+    """The figure's five pitches for a bar on chord ``degree``, lowest first.
+
+    The bar's triad over about an octave and a half (root, third, fifth, root, third) from the
+    archetype's figure octave; for a drone archetype (one chord throughout) five consecutive
+    scale degrees from the root, a scale run.
+    """
+    a = ARCHETYPES[plan.archetype]
+    scale = _scale(plan)
+    base = tonic + 12 * a.figure_octave
+    if a.pad_style == "drone":
+        return [_degree_pitch(scale, base, degree + k) for k in range(5)]
+    return [_degree_pitch(scale, base, degree + 7 * (k // 3) + (0, 2, 4)[k % 3]) for k in range(5)]
+
+
+def _figure_notes(plan: SongPlan, grid: _Grid, degrees: list[int], tonic: int) -> list[Note]:
+    """Eighths up and down the figure's pitches (:data:`FIGURE_ORDER`) in every bar."""
+    notes: list[Note] = []
+    length = FIGURE_STEP * grid.step * 0.9
+    for bar, degree in enumerate(degrees):
+        pitches = figure_pitches(plan, degree, tonic)
+        for i, k in enumerate(FIGURE_ORDER):
+            start = grid.t(bar, FIGURE_STEP * i)
+            notes.append(Note(start, start + length, CH_FIGURE, pitches[k], FIGURE_VELOCITY))
     return notes
 
 
@@ -356,7 +377,7 @@ def _melodies(
 ) -> list[tuple[str, int, list[tuple[int, int, int]]]]:
     """Per two-bar block: ``(section kind, first bar, motif)``; the chorus repeats its hook."""
     a = ARCHETYPES[plan.archetype]
-    hook = _motif(rng, [0, 4], density=a.note_density, rap=plan.rap, low=2, high=11)
+    hook = _motif(rng, [0, 4], density=a.note_density, low=2, high=11)
     blocks = []
     for sec in sections:
         for b in range(0, sec.n_bars - 1, 2):
@@ -366,10 +387,10 @@ def _melodies(
                 motif = (
                     hook
                     if rng.random() < plan.catchiness
-                    else _motif(rng, chords, density=a.note_density, rap=plan.rap, low=2, high=11)
+                    else _motif(rng, chords, density=a.note_density, low=2, high=11)
                 )
             else:
-                motif = _motif(rng, chords, density=a.note_density * 0.85, rap=plan.rap, low=-2, high=7)
+                motif = _motif(rng, chords, density=a.note_density * 0.85, low=-2, high=7)
             blocks.append((sec.kind, bar, motif))
     return blocks
 
@@ -379,20 +400,23 @@ VOICE_TONIC_OFFSET = {"male": 0, "female": 7}
 
 def arrange(plan: SongPlan) -> Arrangement:
     """Build the song's structure and notes from its plan (deterministic for ``plan.seed``)."""
-    a = ARCHETYPES[plan.archetype]
     rng = np.random.default_rng(plan.seed)
-    grid = _Grid(plan.tempo_bpm, a.swing, a.swing_steps)
+    grid = _Grid(plan.tempo_bpm)
     bar_s = STEPS_PER_BAR * grid.step
-    n_bars = max(8, int(round(plan.duration_s / bar_s)))
+    n_bars = max(8, round(plan.duration_s / bar_s))
     sections = song_sections(n_bars)
     degrees = _bar_chords(plan, sections)
     tonic = 48 + plan.key if plan.key <= 5 else 36 + plan.key
     scale = _scale(plan)
+    accents = on_beat_bars(n_bars, on_beat=plan.on_beat, phase=plan.accent_phase)
+    if plan.drum_pattern not in ACCENTS:
+        accents = (False,) * n_bars
 
-    notes = _drum_notes(plan, grid, sections, rng)
+    notes = _drum_notes(plan, grid, sections, accents, rng)
     notes += _bass_notes(plan, grid, degrees, tonic)
-    notes += _comp_notes(plan, grid, sections, degrees, tonic, rng)
+    notes += _comp_notes(plan, grid, sections, degrees, tonic)
     notes += _pad_notes(plan, grid, sections, degrees, tonic)
+    notes += _figure_notes(plan, grid, degrees, tonic)
 
     voice: list[VoiceNote] = []
     sung = plan.vocal != "none"
@@ -416,6 +440,7 @@ def arrange(plan: SongPlan) -> Arrangement:
         CH_COMP: (0, plan.comp_program, False),
         CH_BASS: (0, plan.bass_program, False),
         CH_LEAD: (0, plan.lead_program, False),
+        CH_FIGURE: (0, plan.figure_program, False),
         CH_DRUMS: (128, plan.drum_kit, True),
     }
     if plan.pad_program >= 0:
@@ -429,4 +454,5 @@ def arrange(plan: SongPlan) -> Arrangement:
         programs=programs,
         bar_seconds=bar_s,
         n_bars=n_bars,
+        on_beat=accents,
     )

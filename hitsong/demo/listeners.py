@@ -1,15 +1,25 @@
-"""The demo label's two markets, their catalogues and their listeners.
+"""The demo label's two markets, their catalogues and their listeners: the listener model.
 
 Each market (``mandarin``, ``western``) has a catalogue mix of archetypes and a taste. A song's
-expected plays by user ``u`` follow a log-linear model (documented in the demo README)::
+*appeal* in market ``m`` is a documented mix of three parts of its sound, each visible to a
+different family of the paper's methods (DESIGN.md section 4):
 
-    appeal_m(s) = taste_m[archetype]                         # genre preference of the market
-                + vocal_m * has_vocal                         # sung line
-                - tempo_m * log2(tempo / preferred_tempo_m)**2 # tempo near the market's favourite
-                + loud * (loudness_dbfs + 14) / 6             # louder masters
-                + bright_m * (brightness - 0.5)               # spectral tilt
-                + catchy * (catchiness - 0.5)                 # chorus repeats its hook
-    log lambda(u, s) = log activity(u) + APPEAL_WEIGHT * (appeal_m(s) + d_u[archetype])
+(a) ``timbre`` in [-1, 1]: the song's loudness and brightness (mean of the two, each scaled from
+    its range, the same for every archetype, to [-1, 1]). Global level and spectral tilt:
+    visible to m1's per-band mel means and standard deviations (and to the CNNs).
+(b) ``rhythm`` in [-1, 1]: ``2 * on_beat - 1``, the share of bars whose drum accent falls on
+    the beat with the kick rather than between kicks (0 for archetypes without drums). Moving a
+    hit in time leaves every band's mean and standard deviation unchanged: invisible to m1;
+    a CNN's kernels over a few frames see whether the accent and the kick sound together.
+(c) ``semantic``: the market's taste for the archetype (its genre and instruments) plus its
+    taste for a sung line. What the MagnaTagATune tagger names (genre, instrument, voice tags):
+    visible to m4; partly visible to m1 and the CNNs through timbre.
+
+::
+
+    appeal_m(s)  = timbre_weight_m * timbre(s) + rhythm_weight_m * rhythm(s) + semantic_m(s)
+    semantic_m(s) = taste_m[archetype(s)] + vocal_m * has_vocal(s)
+    log lambda(u, s) = log activity(u) + APPEAL_WEIGHT * (appeal_m(s) + d_u[archetype(s)])
                      + fame(artist(s)) + log exposure(s) + noise(s) + c_m
 
 ``activity`` is log-normal (heavy users), ``d_u`` the user's own taste deviation, ``fame`` an
@@ -27,8 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from hitsong.demo.archetypes import ARCHETYPE_NAMES
-from hitsong.demo.plan import SongPlan
+from hitsong.demo.archetypes import ARCHETYPE_NAMES, ARCHETYPES
+from hitsong.demo.plan import BRIGHTNESS, LOUDNESS_DBFS, SongPlan
 
 #: The observation window (inclusive) and the release-date range around it.
 WINDOW_START = dt.date(2016, 1, 1)
@@ -43,8 +53,6 @@ ACTIVITY_SD = 0.9
 USER_TASTE_SD = 0.4
 NB_SHAPE = 0.5
 MEAN_PLAYS = 0.1
-LOUDNESS_WEIGHT = 0.35
-CATCHY_WEIGHT = 1.5
 #: Days over which a song's novelty (its pull before the window) decays by e.
 NOVELTY_DAYS = 365.0
 
@@ -60,24 +68,21 @@ class Market:
     catalogue : dict
         Archetype -> share of the market's songs.
     taste : dict
-        Archetype -> additive log-preference.
+        Archetype -> additive log-preference (part (c)).
     vocal : float
-        Log-preference for a sung line.
-    tempo_bpm : float
-        Preferred tempo.
-    tempo_weight : float
-        Penalty per squared octave away from the preferred tempo.
-    brightness_weight : float
-        Log-preference per unit of brightness above 0.5.
+        Log-preference for a sung line (part (c)).
+    timbre_weight : float
+        Log-preference per unit of part (a), ``timbre``.
+    rhythm_weight : float
+        Log-preference per unit of part (b), ``rhythm`` (positive: accents on the beat).
     """
 
     name: str
     catalogue: dict[str, float]
     taste: dict[str, float]
     vocal: float
-    tempo_bpm: float
-    tempo_weight: float
-    brightness_weight: float
+    timbre_weight: float
+    rhythm_weight: float
 
 
 MARKETS: dict[str, Market] = {
@@ -85,72 +90,52 @@ MARKETS: dict[str, Market] = {
     for m in (
         Market(
             name="mandarin",
-            catalogue={
-                "pop": 0.38,
-                "ballad": 0.30,
-                "hiphop": 0.08,
-                "electronic": 0.08,
-                "rock": 0.08,
-                "jazz": 0.03,
-                "classical": 0.03,
-                "metal": 0.02,
-            },
-            taste={
-                "pop": 0.6,
-                "ballad": 0.6,
-                "hiphop": -0.2,
-                "electronic": -0.1,
-                "rock": -0.3,
-                "jazz": -0.6,
-                "classical": -0.6,
-                "metal": -1.0,
-            },
-            vocal=0.8,
-            tempo_bpm=88.0,
-            tempo_weight=2.0,
-            brightness_weight=0.4,
+            catalogue={"pop": 0.40, "ambient": 0.15, "classical": 0.10, "rock": 0.10, "techno": 0.10, "indian": 0.15},
+            taste={"pop": 0.5, "ambient": 0.3, "classical": 0.0, "rock": -0.3, "techno": -0.3, "indian": -0.2},
+            vocal=0.6,
+            timbre_weight=0.4,
+            rhythm_weight=2.5,
         ),
         Market(
             name="western",
-            catalogue={
-                "pop": 0.18,
-                "rock": 0.16,
-                "electronic": 0.15,
-                "hiphop": 0.16,
-                "ballad": 0.09,
-                "metal": 0.09,
-                "jazz": 0.08,
-                "classical": 0.09,
-            },
-            taste={
-                "pop": 0.3,
-                "rock": 0.3,
-                "electronic": 0.3,
-                "hiphop": 0.4,
-                "ballad": -0.2,
-                "metal": -0.1,
-                "jazz": -0.5,
-                "classical": -0.6,
-            },
-            vocal=0.4,
-            tempo_bpm=120.0,
-            tempo_weight=1.5,
-            brightness_weight=0.8,
+            catalogue={"rock": 0.25, "techno": 0.20, "pop": 0.20, "classical": 0.10, "ambient": 0.10, "indian": 0.15},
+            taste={"rock": 0.4, "techno": 0.3, "pop": 0.1, "classical": -0.3, "ambient": -0.3, "indian": 0.0},
+            vocal=0.2,
+            timbre_weight=0.4,
+            rhythm_weight=-2.5,
         ),
     )
 }
 
+#: The parts of a song's appeal, in the order of the listener model (columns of truth.parquet).
+PARTS: tuple[str, ...] = ("timbre", "rhythm", "semantic")
+
+
+def _unit(value: float, bounds: tuple[float, float]) -> float:
+    """``value`` scaled from ``bounds`` to [-1, 1] (0 when the range is empty)."""
+    lo, hi = bounds
+    return 0.0 if hi <= lo else float(np.clip(2.0 * (value - lo) / (hi - lo) - 1.0, -1.0, 1.0))
+
+
+def song_parts(plan: SongPlan, market: Market) -> dict[str, float]:
+    """The three parts of a song's appeal in ``market``, from its synthesis parameters only.
+
+    Returns
+    -------
+    dict
+        ``timbre`` (a), ``rhythm`` (b) and ``semantic`` (c); see the module docstring.
+    """
+    a = ARCHETYPES[plan.archetype]
+    timbre = 0.5 * (_unit(plan.loudness_dbfs, LOUDNESS_DBFS) + _unit(plan.brightness, BRIGHTNESS))
+    rhythm = 2.0 * plan.on_beat - 1.0 if a.has_drums else 0.0
+    semantic = market.taste[plan.archetype] + market.vocal * (plan.vocal != "none")
+    return {"timbre": timbre, "rhythm": rhythm, "semantic": semantic}
+
 
 def audio_appeal(plan: SongPlan, market: Market) -> float:
-    """The market-level appeal of a song, computed from its synthesis parameters only."""
-    return float(
-        market.taste[plan.archetype]
-        + market.vocal * (plan.vocal != "none")
-        - market.tempo_weight * np.log2(plan.tempo_bpm / market.tempo_bpm) ** 2
-        + LOUDNESS_WEIGHT * (plan.loudness_dbfs + 14.0) / 6.0
-        + market.brightness_weight * (plan.brightness - 0.5)
-        + CATCHY_WEIGHT * (plan.catchiness - 0.5)
-    )
+    """The market-level appeal of a song: its parts mixed with the market's weights."""
+    p = song_parts(plan, market)
+    return float(market.timbre_weight * p["timbre"] + market.rhythm_weight * p["rhythm"] + p["semantic"])
 
 
 def exposure(release: dt.date) -> float:
@@ -195,9 +180,11 @@ def simulate_market(
     events : pd.DataFrame
         Aggregated rows ``user_id, song_id, play_count`` (play_count >= 1).
     truth : pd.DataFrame
-        Per song: ``song_id, appeal, fame, exposure, noise, expected_plays``.
+        Per song: ``song_id, timbre, rhythm, semantic, appeal, fame, exposure, noise,
+        expected_plays``.
     """
     n = len(plans)
+    parts = pd.DataFrame([song_parts(p, market) for p in plans], columns=list(PARTS))
     appeal = np.array([audio_appeal(p, market) for p in plans])
     artists = songs["artist"].to_numpy()
     uniq = sorted(set(artists))
@@ -228,6 +215,7 @@ def simulate_market(
     truth = pd.DataFrame(
         {
             "song_id": songs["song_id"].to_numpy(),
+            **{name: parts[name].to_numpy() for name in PARTS},
             "appeal": appeal,
             "fame": fame,
             "exposure": expo,

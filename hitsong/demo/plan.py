@@ -17,17 +17,24 @@ from hitsong.errors import ConfigError
 
 #: (file format, soundfile subtype, sample rate in Hz, channels, probability).
 #: MP3 at 44.1 kHz stereo is the common real case; the rest exercise the decoders. The shares
-#: keep the slow encoders (MP3 44.1 kHz stereo ~40x real time here, Vorbis ~200x) a minority.
+#: keep the slow encoders a minority: per 66-s song (CPU s, noise-like worst case) WAV 0.01-0.05,
+#: FLAC 0.03-0.11, Vorbis 0.2-0.4, MP3 22.05 kHz mono 0.5, MP3 44.1 kHz stereo 1.9.
 AUDIO_FORMATS: tuple[tuple[str, str, int, int, float], ...] = (
-    ("wav", "PCM_16", 22050, 1, 0.32),
-    ("wav", "PCM_16", 44100, 2, 0.06),
-    ("flac", "PCM_16", 22050, 1, 0.18),
-    ("flac", "PCM_16", 44100, 2, 0.08),
-    ("ogg", "VORBIS", 22050, 1, 0.12),
-    ("ogg", "VORBIS", 22050, 2, 0.06),
-    ("mp3", "MPEG_LAYER_III", 22050, 1, 0.10),
-    ("mp3", "MPEG_LAYER_III", 44100, 2, 0.08),
+    ("wav", "PCM_16", 22050, 1, 0.36),
+    ("wav", "PCM_16", 44100, 2, 0.08),
+    ("flac", "PCM_16", 22050, 1, 0.20),
+    ("flac", "PCM_16", 44100, 2, 0.10),
+    ("ogg", "VORBIS", 22050, 1, 0.10),
+    ("ogg", "VORBIS", 22050, 2, 0.04),
+    ("mp3", "MPEG_LAYER_III", 22050, 1, 0.08),
+    ("mp3", "MPEG_LAYER_III", 44100, 2, 0.04),
 )
+
+
+#: Ranges of the mix's RMS level (dBFS) and of its high-frequency tilt (0 dark .. 1 bright), the
+#: same for every archetype, so that the listener model's part (a) is independent of the genre.
+LOUDNESS_DBFS: tuple[float, float] = (-22.0, -10.0)
+BRIGHTNESS: tuple[float, float] = (0.2, 0.8)
 
 
 @dataclass(frozen=True)
@@ -54,12 +61,17 @@ class SongPlan:
         Drum-kit preset (bank 128).
     bass_style, comp_style : str
         Bass-line and accompaniment styles.
-    bass_program, comp_program, pad_program, lead_program : int
+    bass_program, comp_program, pad_program, lead_program, figure_program : int
         General MIDI programs (0-based); ``pad_program`` -1 means no pad.
+    on_beat : float
+        In [0, 1]: the share of bars whose drum accent falls on the beat, with the kick (the
+        others have it between the kicks); the song's temporal signature (listener model
+        part (b)). 0.5 for archetypes without drums, where it has nothing to move.
+    accent_phase : float
+        In [0, 1): phase of the sequence that spreads the on-beat bars over the song
+        (:func:`hitsong.demo.arrange.on_beat_bars`).
     vocal : str
         ``"none"``, ``"male"`` or ``"female"``: range of the formant-synthesised sung line.
-    rap : bool
-        Whether the sung line is rhythmic and speech-like.
     catchiness : float
         In [0, 1]: how often the chorus repeats its two-bar hook exactly.
     loudness_dbfs : float
@@ -93,8 +105,10 @@ class SongPlan:
     comp_program: int
     pad_program: int
     lead_program: int
+    figure_program: int
+    on_beat: float
+    accent_phase: float
     vocal: str
-    rap: bool
     catchiness: float
     loudness_dbfs: float
     brightness: float
@@ -162,12 +176,11 @@ def draw_plan(
         return options[int(rng.integers(len(options)))]
 
     vocal = "none"
-    rap = False
     if rng.random() < a.vocal_prob:
         vocal = "female" if rng.random() < a.female_prob else "male"
-        rap = bool(rng.random() < a.rap_prob)
     fmt_probs = np.array([f[4] for f in AUDIO_FORMATS])
     fmt = AUDIO_FORMATS[int(rng.choice(len(AUDIO_FORMATS), p=fmt_probs / fmt_probs.sum()))]
+    on_beat = float(rng.uniform(0.0, 1.0)) if a.has_drums else 0.5
     verse = pick(a.progressions)
     chorus = pick(a.progressions)
     return SongPlan(
@@ -186,11 +199,13 @@ def draw_plan(
         comp_program=int(pick(a.comp_programs)),
         pad_program=int(pick(a.pad_programs)) if a.pad_programs else -1,
         lead_program=int(pick(a.lead_programs)),
+        figure_program=int(pick(a.figure_programs)),
+        on_beat=round(on_beat, 3),
+        accent_phase=round(float(rng.uniform(0.0, 1.0)), 3),
         vocal=vocal,
-        rap=rap,
         catchiness=round(float(rng.beta(2.0, 2.0)), 3),
-        loudness_dbfs=round(float(rng.uniform(*a.loudness_dbfs)), 2),
-        brightness=round(float(rng.uniform(*a.brightness)), 3),
+        loudness_dbfs=round(float(rng.uniform(*LOUDNESS_DBFS)), 2),
+        brightness=round(float(rng.uniform(*BRIGHTNESS)), 3),
         duration_s=round(draw_duration(rng, song_seconds=song_seconds, short_share=short_share), 2),
         sample_rate=fmt[2],
         channels=fmt[3],

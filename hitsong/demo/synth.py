@@ -16,15 +16,7 @@ import soundfile as sf
 import soxr
 from scipy import signal
 
-from hitsong.demo.arrange import (
-    CH_BASS,
-    CH_COMP,
-    CH_DRUMS,
-    CH_LEAD,
-    CH_PAD,
-    Arrangement,
-    arrange,
-)
+from hitsong.demo.arrange import CH_BASS, CH_COMP, CH_DRUMS, CH_FIGURE, CH_LEAD, CH_PAD, Arrangement, arrange
 from hitsong.demo.plan import SongPlan
 from hitsong.demo.voice import render_voice
 from hitsong.errors import ConfigError
@@ -38,7 +30,14 @@ BRIGHTNESS_SPLIT_HZ = 1800.0
 #: Voice level relative to the instruments' RMS.
 VOICE_LEVEL = 0.8
 #: Per channel: (volume CC7, pan CC10; 64 is centre).
-CHANNEL_MIX = {CH_COMP: (92, 44), CH_BASS: (105, 64), CH_PAD: (70, 88), CH_LEAD: (100, 70), CH_DRUMS: (100, 64)}
+CHANNEL_MIX = {
+    CH_COMP: (92, 44),
+    CH_BASS: (105, 64),
+    CH_PAD: (70, 88),
+    CH_LEAD: (100, 70),
+    CH_FIGURE: (100, 58),
+    CH_DRUMS: (127, 64),
+}
 
 
 @functools.cache
@@ -124,7 +123,6 @@ def render_song(plan: SongPlan, *, arrangement: Arrangement | None = None) -> np
             n_samples=n,
             sr=sr,
             female=plan.vocal == "female",
-            rap=plan.rap,
             rng=np.random.default_rng([plan.seed, 1]),
         )
         voice_rms, inst_rms = _rms(voice), _rms(mix)

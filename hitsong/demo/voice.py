@@ -3,7 +3,6 @@
 Each sung note is a sawtooth-like glottal pulse train at the note's pitch, with vibrato and a
 little aspiration noise, filtered by three parallel resonators at the formant frequencies of a
 vowel (adult male values from Peterson & Barney 1952; female values scaled up by 17 %).
-A rap line glides its pitch down over each syllable like speech and has no vibrato.
 """
 
 from __future__ import annotations
@@ -27,6 +26,8 @@ FORMANT_BANDWIDTH_HZ = (90.0, 110.0, 170.0)
 FORMANT_GAIN = (1.0, 0.55, 0.3)
 FEMALE_FORMANT_SCALE = 1.17
 ATTACK_S, RELEASE_S = 0.03, 0.08
+#: Vibrato depth in semitones and rate in Hz (it sets in after 0.15 s).
+VIBRATO_DEPTH, VIBRATO_HZ = 0.35, 5.5
 
 
 def _resonators(sr: int, scale: float) -> list[list[tuple[np.ndarray, np.ndarray, float]]]:
@@ -49,7 +50,6 @@ def render_voice(
     n_samples: int,
     sr: int,
     female: bool,
-    rap: bool,
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Synthesise the sung line.
@@ -64,8 +64,6 @@ def render_voice(
         Sample rate in Hz.
     female : bool
         Female formants (else male).
-    rap : bool
-        Speech-like pitch glides instead of sustained, vibrato notes.
     rng : np.random.Generator
         Source of vibrato phase and aspiration noise.
 
@@ -86,16 +84,13 @@ def render_voice(
             continue
         n = min(n, n_samples - start)
         t = np.arange(n) / sr
-        if rap:
-            semis = -2.5 * t / max(t[-1], 1e-3)
-        else:
-            depth = 0.35 * np.clip((t - 0.15) / 0.2, 0.0, 1.0)
-            semis = depth * np.sin(2 * np.pi * 5.5 * t + rng.uniform(0, 2 * np.pi))
+        depth = VIBRATO_DEPTH * np.clip((t - 0.15) / 0.2, 0.0, 1.0)
+        semis = depth * np.sin(2 * np.pi * VIBRATO_HZ * t + rng.uniform(0, 2 * np.pi))
         f0 = 440.0 * 2.0 ** ((note.midi + semis - 69.0) / 12.0)
         phase = np.cumsum(f0) / sr + rng.random()
         source = 2.0 * (phase % 1.0) - 1.0
         source = signal.lfilter(smooth_b, smooth_a, source)
-        source += (0.25 if rap else 0.06) * rng.standard_normal(n)
+        source += 0.06 * rng.standard_normal(n)
         voiced = sum(g * signal.lfilter(b, a, source) for b, a, g in filters[note.vowel])
         env = np.ones(n)
         env[:attack] = np.linspace(0.0, 1.0, attack)

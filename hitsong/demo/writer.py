@@ -20,12 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hitsong.demo import (
-    DEFAULT_SEED,
-    DEFAULT_SONGS_PER_SUBSET,
-    DEFAULT_USERS,
-    listeners,
-)
+from hitsong.demo import DEFAULT_SEED, DEFAULT_SONGS_PER_SUBSET, DEFAULT_USERS, listeners
 from hitsong.demo.archetypes import ARCHETYPE_NAMES
 from hitsong.demo.plan import SongPlan, draw_plan
 from hitsong.demo.readme import readme_text
@@ -117,8 +112,8 @@ class DemoConfig:
     songs_per_subset: int = DEFAULT_SONGS_PER_SUBSET
     users: int = DEFAULT_USERS
     seed: int = DEFAULT_SEED
-    song_seconds: tuple[float, float] = (90.0, 200.0)
-    short_share: float = 0.07
+    song_seconds: tuple[float, float] = (62.0, 72.0)
+    short_share: float = 0.05
 
     def __post_init__(self) -> None:
         if self.songs_per_subset < 1:
@@ -281,9 +276,20 @@ def simulate_listening(
     return pd.concat(events, ignore_index=True), pd.concat(truths, ignore_index=True)
 
 
-def _truth_frame(
+def truth_frame(
     songs: pd.DataFrame, plans: list[SongPlan], truth: pd.DataFrame, events: pd.DataFrame, seconds: np.ndarray
 ) -> pd.DataFrame:
+    """The ground truth per song: metadata, the listener model's parts, plays, hit score, plan.
+
+    Parameters
+    ----------
+    songs, plans
+        From :func:`build_catalogue`.
+    truth, events
+        From :func:`simulate_listening`.
+    seconds : np.ndarray [shape=(N,)]
+        Rendered length of each song (zeros when nothing was rendered).
+    """
     params = pd.DataFrame([p.to_record() for p in plans])
     stats = events.groupby("song_id").agg(playcount=("play_count", "sum"), listeners=("user_id", "size"))
     out = songs[["song_id", "subset", "artist", "release_date"]].merge(truth, on="song_id")
@@ -361,9 +367,9 @@ def init_demo(
         events, truth = simulate_listening(songs, plans, config)
         songs.to_csv(tmp / SONGS_FILE, index=False, lineterminator="\n")
         events.to_parquet(tmp / EVENTS_FILE, index=False)
-        truth_frame = _truth_frame(songs, plans, truth, events, seconds)
-        truth_frame.to_parquet(tmp / TRUTH_FILE, index=False)
-        (tmp / README_FILE).write_text(readme_text(config, truth_frame, events), encoding="utf-8")
+        frame = truth_frame(songs, plans, truth, events, seconds)
+        frame.to_parquet(tmp / TRUTH_FILE, index=False)
+        (tmp / README_FILE).write_text(readme_text(config, frame, events), encoding="utf-8")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)
@@ -396,4 +402,12 @@ def init_demo(
     return summary
 
 
-__all__ = ["DemoConfig", "DemoSummary", "build_catalogue", "demo_exists", "init_demo"]
+__all__ = [
+    "DemoConfig",
+    "DemoSummary",
+    "build_catalogue",
+    "demo_exists",
+    "init_demo",
+    "simulate_listening",
+    "truth_frame",
+]

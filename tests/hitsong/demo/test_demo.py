@@ -1,7 +1,10 @@
-"""The embedded demo label: determinism, ingestibility, heavy tail, a planted signal, distinct archetypes.
+"""The embedded demo label: determinism, ingestibility, heavy tail, the listener model, distinct archetypes.
 
-Songs here are 20-30 s (the demo's ``song_seconds`` option) so the suite stays fast; the
-defaults (1.5-3.7 min songs) are exercised by ``hitsong demo init`` and BENCHMARKS.md.
+Songs here are a few seconds long (the demo's ``song_seconds`` option) so the suite stays fast;
+the defaults (62-72 s songs) are exercised by ``hitsong demo init`` and BENCHMARKS.md. The
+listener model's statistics need no audio: they come from the catalogue and the simulated
+listeners alone (``build_catalogue``, ``simulate_listening``). That each part of the model is
+heard by the methods meant to hear it is tested in ``test_signals.py``.
 """
 
 from __future__ import annotations
@@ -48,11 +51,22 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small demo for the statistical tests: 2 x 60 songs, 300 users per market."""
-    out = tmp_path_factory.mktemp("planted") / "demo"
-    init_demo(out, songs_per_subset=60, users=300, seed=11, workers=2, song_seconds=(20.0, 30.0), short_share=0.0)
+def formats(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A demo of 2 x 40 songs of 3-4 s: enough files to draw every audio format."""
+    out = tmp_path_factory.mktemp("formats") / "demo"
+    init_demo(out, songs_per_subset=40, users=20, seed=11, workers=2, song_seconds=(3.0, 4.0), short_share=0.0)
     return out
+
+
+@pytest.fixture(scope="module")
+def truth() -> pd.DataFrame:
+    """The ground truth of a 2 x 340-song demo (the default size) without rendering its audio."""
+    from hitsong.demo.writer import DemoConfig, build_catalogue, simulate_listening, truth_frame
+
+    config = DemoConfig(seed=11)
+    songs, plans = build_catalogue(config)
+    events, parts = simulate_listening(songs, plans, config)
+    return truth_frame(songs, plans, parts, events, np.zeros(len(plans)))
 
 
 def test_files_and_columns(tiny: Path) -> None:
@@ -90,11 +104,11 @@ def test_same_seed_same_files(tiny: Path, tmp_path: Path) -> None:
     assert _digests(other)["events.parquet"] != _digests(tiny)["events.parquet"]
 
 
-def test_formats_mixed(planted: Path) -> None:
-    songs = pd.read_csv(planted / "songs.csv")
+def test_formats_mixed(formats: Path) -> None:
+    songs = pd.read_csv(formats / "songs.csv")
     kinds = set()
     for rel in songs["audio_path"]:
-        info = sf.info(str(planted / rel))
+        info = sf.info(str(formats / rel))
         kinds.add((Path(rel).suffix, info.samplerate, info.channels))
     assert {k[0] for k in kinds} == {".wav", ".flac", ".ogg", ".mp3"}
     assert {k[1] for k in kinds} == {22050, 44100}
@@ -123,6 +137,24 @@ def test_ingest_accepts_demo(tiny: Path, tmp_path: Path) -> None:
     assert set(got["release_quarter"]) <= {f"Q{i}" for i in range(1, 5)} | {f"-Q{i}" for i in range(1, 5)}
 
 
+def test_genre_section_written_once(tiny: Path, tmp_path: Path) -> None:
+    """``demo run`` puts the archetype x genre table at the end of the README; a re-run replaces it."""
+    from hitsong.demo.genres import genre_agreement
+    from hitsong.demo.readme import GENRE_SECTION, write_genre_section
+
+    readme = tmp_path / "README.md"
+    readme.write_text((tiny / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
+    archetypes, genres = ["pop", "pop", "rock", "techno"], ["pop", "rock", "rock", "techno"]
+    write_genre_section(readme, archetypes, genres)
+    write_genre_section(readme, archetypes, ["pop", "pop", "rock", "techno"])
+    text = readme.read_text(encoding="utf-8")
+    assert text.count(GENRE_SECTION) == 1 and text.startswith("# hitsong demo label")
+    assert "| pop (pop) | 2 | 0 | 0 | 0 | 0 | 0 | 100% |" in text  # the second call's table
+    assert genre_agreement(archetypes, genres).to_dict() == {"pop": 0.5, "rock": 1.0, "techno": 1.0}
+    write_genre_section(tmp_path / "missing.md", archetypes, genres)  # no README: nothing happens
+    assert not (tmp_path / "missing.md").exists()
+
+
 def test_cli_init(tmp_path: Path) -> None:
     out = tmp_path / "cli"
     code = main(["demo", "init", "--out", str(out), "--songs-per-subset", "1", "--users", "3", "--seed", "1"])
@@ -130,74 +162,64 @@ def test_cli_init(tmp_path: Path) -> None:
     assert main(["demo", "init", "--out", str(out), "--songs-per-subset", "1", "--users", "3"]) == 1
 
 
-def test_hit_scores_heavy_tailed(planted: Path) -> None:
-    truth = pd.read_parquet(planted / "truth.parquet")
+def test_hit_scores_heavy_tailed(truth: pd.DataFrame) -> None:
     for subset, g in truth.groupby("subset"):
         plays = np.sort(g["playcount"].to_numpy())[::-1]
         top = plays[: len(plays) // 10].sum() / plays.sum()
-        # 10 % of the songs take over 25 % of the plays (2.5x an equal share; ~0.3 in mandarin,
-        # ~0.5 in western at this size, 0.40 / 0.54 at the defaults)
+        # 10 % of the songs take over 25 % of the plays (2.5x an equal share)
         assert top > 0.25, (subset, top)
         assert stats.skew(plays) > 0.5, subset
         assert stats.skew(g["hit_score"]) > 0.0, subset  # right-skewed, as paper Fig. 2
 
 
-def _m1_features(root: Path, songs: pd.DataFrame) -> np.ndarray:
-    from hitsong.audio import log_mel, mel_stats
+def test_parts_of_the_listener_model(truth: pd.DataFrame) -> None:
+    """The three parts are what the listener model says, recomputed from the synthesis parameters.
 
-    return np.stack([mel_stats(log_mel(root / rel)) for rel in songs["audio_path"]])
-
-
-@pytest.mark.slow
-def test_planted_signal_ridge_on_mel_stats(planted: Path) -> None:
-    """Ridge regression on m1's 256-d mel statistics finds the appeal planted in the audio.
-
-    The planted audio appeal explains roughly half of the log expected plays (the rest is
-    artist fame, release-date exposure and noise, none audible). Mel mean/std see archetype,
-    vocals, loudness and brightness, not tempo or hook repetition; so an out-of-fold Spearman
-    rho around 0.4-0.6 is expected. Threshold 0.3: with 120 songs the null rho has sd ~0.09,
-    so 0.3 is more than 3 sd above chance. Trained on shuffled targets (five shuffles) the
-    mean rho must stay within 0.12 of zero and no single one above 0.35.
+    (a) timbre: the mean of loudness and brightness, each scaled from its range (shared by all
+    archetypes) to [-1, 1]; (b) rhythm: 2 * on_beat - 1, 0 without drums; (c) semantic: the
+    market's archetype taste plus its vocal taste for a sung song; appeal = the market's
+    weighted sum. Part (a) is independent of the archetype, so it does not carry the genre.
     """
-    from sklearn.linear_model import RidgeCV
-    from sklearn.model_selection import KFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from hitsong.demo.archetypes import ARCHETYPES
+    from hitsong.demo.listeners import MARKETS
+    from hitsong.demo.plan import BRIGHTNESS, LOUDNESS_DBFS
 
-    with pytest.warns():  # 20-30 s songs are padded to 60 s, with the project's warning
-        songs = pd.read_csv(planted / "songs.csv")
-        x = _m1_features(planted, songs)
-    truth = pd.read_parquet(planted / "truth.parquet").set_index("song_id").loc[songs["song_id"]]
-    y = truth.groupby("subset")["hit_score"].transform(lambda s: (s - s.mean()) / s.std()).to_numpy()
-    model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 12)))
-    folds = KFold(5, shuffle=True, random_state=0)
-    rho = stats.spearmanr(y, cross_val_predict(model, x, y, cv=folds))[0]
-    shuffled = []
-    for k in range(5):
-        y_shuffled = np.random.default_rng(k).permutation(y)
-        shuffled.append(stats.spearmanr(y_shuffled, cross_val_predict(model, x, y_shuffled, cv=folds))[0])
-    print(f"planted rho {rho:.3f}, shuffled {np.round(shuffled, 3)}")
-    assert rho > 0.3, rho
-    # one shuffle's rho has sd ~0.09 around 0; the mean of five ~0.04
-    assert abs(np.mean(shuffled)) < 0.12 and max(map(abs, shuffled)) < 0.35, shuffled
+    def unit(x: pd.Series, lo_hi: tuple[float, float]) -> np.ndarray:
+        return 2.0 * (x.to_numpy() - lo_hi[0]) / (lo_hi[1] - lo_hi[0]) - 1.0
 
-
-def test_appeal_drives_plays(planted: Path) -> None:
-    """The generative model: appeal, fame and exposure each raise plays; the appeal most."""
-    truth = pd.read_parquet(planted / "truth.parquet")
-    for _, g in truth.groupby("subset"):
-        assert stats.spearmanr(g["appeal"], g["hit_score"])[0] > 0.3
-        assert stats.spearmanr(g["fame"], g["hit_score"])[0] > 0.0
-        assert stats.spearmanr(g["exposure"], g["hit_score"])[0] > 0.0
+    for subset, g in truth.groupby("subset"):
+        m = MARKETS[subset]
+        timbre = 0.5 * (unit(g["loudness_dbfs"], LOUDNESS_DBFS) + unit(g["brightness"], BRIGHTNESS))
+        np.testing.assert_allclose(g["timbre"], timbre, atol=1e-9)
+        drums = np.array([ARCHETYPES[x].has_drums for x in g["archetype"]])
+        np.testing.assert_allclose(g["rhythm"], np.where(drums, 2 * g["on_beat"] - 1, 0.0), atol=1e-9)
+        assert (g.loc[~drums, "on_beat"] == 0.5).all()
+        semantic = [m.taste[x] + m.vocal * (v != "none") for x, v in zip(g["archetype"], g["vocal"], strict=True)]
+        np.testing.assert_allclose(g["semantic"], semantic, atol=1e-9)
+        appeal = m.timbre_weight * g["timbre"] + m.rhythm_weight * g["rhythm"] + g["semantic"]
+        np.testing.assert_allclose(g["appeal"], appeal, atol=1e-9)
+        assert g["timbre"].between(-1, 1).all() and g["rhythm"].between(-1, 1).all()
+        by_archetype = g.groupby("archetype")["timbre"].mean()
+        assert by_archetype.max() - by_archetype.min() < 0.4, by_archetype  # no archetype is louder by design
 
 
-def test_markets_differ(planted: Path) -> None:
-    truth = pd.read_parquet(planted / "truth.parquet")
-    share = truth.groupby("subset")["archetype"].apply(lambda s: s.isin(["pop", "ballad"]).mean())
+def test_appeal_drives_plays(truth: pd.DataFrame) -> None:
+    """The generative model: appeal, fame and exposure each raise plays; the rhythm part has the
+    market's sign (mandarin listeners favour accents on the beat, western ones the backbeat)."""
+    for subset, g in truth.groupby("subset"):
+        assert stats.spearmanr(g["appeal"], g["hit_score"])[0] > 0.4, subset
+        assert stats.spearmanr(g["fame"], g["hit_score"])[0] > 0.0, subset
+        assert stats.spearmanr(g["exposure"], g["hit_score"])[0] > 0.0, subset
+    rhythm = {s: stats.spearmanr(g["rhythm"], g["hit_score"])[0] for s, g in truth.groupby("subset")}
+    assert rhythm["mandarin"] > 0.3 and rhythm["western"] < -0.3, rhythm
+
+
+def test_markets_differ(truth: pd.DataFrame) -> None:
+    share = truth.groupby("subset")["archetype"].apply(lambda s: (s == "pop").mean())
     vocal = truth.groupby("subset")["vocal"].apply(lambda s: (s != "none").mean())
-    assert share["mandarin"] > share["western"] + 0.2
+    assert share["mandarin"] > share["western"] + 0.1
     assert vocal["mandarin"] > vocal["western"]
-    assert truth.loc[truth["subset"] == "western", "archetype"].nunique() >= 6
+    assert truth.loc[truth["subset"] == "western", "archetype"].nunique() == 6
 
 
 def _descriptors(y: np.ndarray, sr: int) -> tuple[float, float, float]:
@@ -218,7 +240,7 @@ def test_archetypes_measurably_different() -> None:
     Three 16-s songs per archetype, descriptors on their middle 12 s. For centroid and
     percussive share the one-way ANOVA F (between- over within-archetype variance) must be
     large and a few orderings must hold. librosa's tempo estimate is right up to an octave
-    (a ballad at 70 bpm reads 140); it must match the synthesised tempo within 4 % up to a
+    (an ambient piece at 70 bpm reads 140); it must match the synthesised tempo within 4 % up to a
     factor of 2 for most songs, so the archetypes' tempo ranges are audible.
     """
     import dataclasses
@@ -243,6 +265,54 @@ def test_archetypes_measurably_different() -> None:
     tempo_ok = np.min([np.abs(octave_error - k) for k in (0.0, 1.0)], axis=0) < np.log2(1.04)
     assert tempo_ok.mean() >= 0.7, df[["archetype", "planned", "tempo"]]
     means = df.groupby("archetype").mean(numeric_only=True)
-    assert means.loc["classical", "percussive"] < means.loc["electronic", "percussive"]
-    assert means.loc["metal", "centroid"] > means.loc["classical", "centroid"]
-    assert means.loc["ballad", "centroid"] < means.loc["rock", "centroid"]
+    assert means.loc["classical", "percussive"] < means.loc["techno", "percussive"]
+    assert means.loc["rock", "centroid"] > means.loc["classical", "centroid"]
+    assert means.loc["ambient", "centroid"] < means.loc["rock", "centroid"]
+
+
+def test_accent_placement_leaves_band_statistics() -> None:
+    """Moving the drum accent on or off the beat barely moves m1's mel means and stds.
+
+    For each archetype with drums, one 16-s song rendered with every accent on the beat and
+    with every accent off it (``on_beat`` 1 and 0, all else equal), and a second song of the
+    same archetype; m1's 256 statistics over the middle 12 s. The placement moves them (mean
+    absolute change) by a fraction of what another song of the same archetype does, while the
+    spectrogram frames themselves differ. Not zero: where accent and kick sound together their
+    energies add in the bands they share and the soft limiter bites, so a few bands move.
+    Measured 2026-11-30: pop 0.10 vs 0.46, rock 0.04 vs 0.37, techno 0.12 vs 0.42, indian 0.05
+    vs 0.39 (ratios 0.09-0.29); threshold 0.4. That m1 cannot learn the part from the
+    statistics is tested in ``test_signals.py``.
+    """
+    import dataclasses
+
+    from hitsong.audio import AudioConfig, log_mel, mel_stats
+    from hitsong.demo.archetypes import ARCHETYPES
+    from hitsong.demo.plan import draw_plan
+    from hitsong.demo.synth import RENDER_SR, render_song
+
+    config = AudioConfig(seconds=12.0)
+
+    def stats_of(plan: object) -> tuple[np.ndarray, np.ndarray]:
+        y = render_song(dataclasses.replace(plan, sample_rate=RENDER_SR, channels=1))[:, 0]
+        first = (len(y) - 12 * RENDER_SR) // 2
+        mel = log_mel(y[first : first + 12 * RENDER_SR], config=config)
+        return mel_stats(mel), mel
+
+    for a_idx, name in enumerate(a for a in ARCHETYPE_NAMES if ARCHETYPES[a].has_drums):
+        plans = [
+            draw_plan(
+                np.random.default_rng([6, a_idx, k]),
+                name,
+                seed=700 + 10 * a_idx + k,
+                song_seconds=(16.0, 16.0),
+                short_share=0.0,
+            )
+            for k in range(2)
+        ]
+        on, mel_on = stats_of(dataclasses.replace(plans[0], on_beat=1.0))
+        off, mel_off = stats_of(dataclasses.replace(plans[0], on_beat=0.0))
+        other, _ = stats_of(dataclasses.replace(plans[1], on_beat=1.0))
+        placement, between = np.abs(on - off).mean(), np.abs(on - other).mean()
+        print(f"{name}: placement moves the statistics by {placement:.3f} on average, another song by {between:.3f}")
+        assert placement < 0.4 * between, (name, placement, between)
+        assert np.abs(mel_on - mel_off).max() > 1.0, name  # the frames themselves differ
