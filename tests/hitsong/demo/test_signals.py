@@ -16,7 +16,15 @@ trained with the project's own loop (``hitsong.training.fit``, the ``demo`` prof
 out-of-fold splits: ``FOLDS`` folds, each predicted by a model trained on the others (a fifth
 of which is its validation split), so every song gets one held-out prediction, and the score is
 Spearman's rho over all of them. The default-size demo's figures are measured by
-``python -m benchmarks.bench_demo --full`` (BENCHMARKS.md, "Demo").
+``python -m benchmarks.bench_demo full --home DIR`` (BENCHMARKS.md, "Demo end to end").
+
+Every figure below is deterministic on a CPU (seeded rendering, folds and training) and was
+measured on 2026-11-30 with these constants. Cost: the probe (render + log-mel + tags of 180
+songs in 2 processes) and 30 out-of-fold trainings (6 of them the CNN m2): 372 s wall in all at
+load average ~10 on the shared 2-core machine (BENCHMARKS.md, "Demo end to end", has the
+latest ``--durations``). A null rho over n songs has sd ~1/sqrt(n - 1): 0.075 over 180 songs,
+0.092 over the 120 with drums; every threshold below leaves at least one null sd on either side
+of the measured value.
 """
 
 from __future__ import annotations
@@ -195,22 +203,23 @@ def rho(probe: dict[str, Any]) -> Any:
 
 
 def test_timbre_part_is_heard_by_the_mel_statistics(rho: Any) -> None:
-    """(a) Loudness and brightness: m1's mel means and stds recover it, and so does the CNN; m4
-    partly, through the tagger's words for level ("loud", "quiet", "soft").
+    """(a) Loudness and brightness: m1's mel means and stds recover it; m4 too, through the
+    tagger's words for level and sound ("loud", "quiet", "soft", ...).
 
-    Measured 2026-11-30 (seed 29, 180 songs of 12 s, 3 folds): m1 0.878, m2 0.846, m4 M4T.
-    Thresholds: m1 > 0.5, m2 > 0.3, m4 > 0.2 (a null rho over 180 songs has sd ~0.075).
+    Measured (seed 29, 180 songs of 12 s, 3 folds): m1 0.878, m4 0.734 (the CNN m2, not asserted
+    to save its three trainings: 0.846). Thresholds: m1 > 0.5 (5 null sd; margin 0.38), m4 > 0.2
+    (margin 0.53).
     """
     assert rho("timbre", "m1") > 0.5
-    assert rho("timbre", "m2") > 0.3
     assert rho("timbre", "m4") > 0.2
 
 
 def test_rhythm_part_is_heard_by_the_cnn_only(rho: Any) -> None:
     """(b) Where the drum accent falls: the CNN recovers it, m1 and m4 do not.
 
-    Measured 2026-11-30 (the 120 songs with drums): m2 0.507, m1 0.041, m4 -0.076.
-    Thresholds: m2 > 0.4 (4 null sd); |m1|, |m4| < 0.25 (a null rho over 120 songs has sd ~0.09).
+    Measured (the 120 songs with drums): m2 0.507, m1 0.041, m4 -0.076.
+    Thresholds: m2 > 0.4 (4.3 null sd; margin 0.11); |m1|, |m4| < 0.25 (2.7 null sd; margins
+    0.21 and 0.17).
     """
     assert rho("rhythm", "m2") > 0.4
     assert abs(rho("rhythm", "m1")) < 0.25
@@ -221,7 +230,7 @@ def test_semantic_part_is_heard_by_the_tags(rho: Any) -> None:
     """(c) Genre, instruments and sung line: m4 on the tagger's 50 tags recovers it; so does m1,
     because the archetypes also differ in timbre.
 
-    Measured 2026-11-30: m4 0.936, m1 M1S. Thresholds 0.5.
+    Measured: m4 0.936, m1 0.918. Thresholds 0.5 (margins 0.44 and 0.42).
     """
     assert rho("semantic", "m4") > 0.5
     assert rho("semantic", "m1") > 0.5
@@ -231,7 +240,9 @@ def test_semantic_part_is_heard_by_the_tags(rho: Any) -> None:
 def test_shuffled_labels_give_nothing(part: str, method: str, rho: Any) -> None:
     """Each family on its own part's label permuted among the songs: |rho| < 0.25.
 
-    Measured 2026-11-30: m1 on timbre -0.088, m4 on semantic 0.008, m2 on rhythm 0.106.
+    Measured: m1 on timbre -0.088, m4 on semantic +0.008, m2 on rhythm +0.106 (the same
+    trainings on the true labels: 0.878, 0.936, 0.507). 0.25 is 3.3 null sd over 180 songs and
+    2.7 over 120; margins 0.16, 0.24 and 0.14.
     """
     assert abs(rho(part, method, shuffled=True)) < 0.25
 
@@ -239,8 +250,9 @@ def test_shuffled_labels_give_nothing(part: str, method: str, rho: Any) -> None:
 def test_tagger_names_each_archetypes_genre(probe: dict[str, Any]) -> None:
     """The MTT tagger's strongest genre tag is the archetype's intended genre for most of its songs.
 
-    Measured 2026-11-30 on 12-s clips (30 songs each): pop 90 %, rock 80 %, techno 100 %,
-    classical 100 %, indian 100 %, ambient 97 %. Threshold: at least 60 % per archetype.
+    Measured on 12-s clips (30 songs each): pop 90 %, rock 80 %, techno 100 %, classical 100 %,
+    indian 100 %, ambient 97 % (the misses: country and electronic). Threshold: at least 60 %
+    per archetype (margin 20 points for rock, 6 songs); chance is 1 in 50 tags.
     """
     from hitsong.demo.genres import confusion_markdown, genre_agreement
 
