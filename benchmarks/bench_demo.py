@@ -250,12 +250,41 @@ def table_markdown(frame: pd.DataFrame, labels: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def readme_tables(frames: dict[tuple[str, str], pd.DataFrame], metric: str) -> str:
+    """README's Table 1 of one metric: methods x (market, split) cells ``mean [95 % CI] (gap to m0 [CI])``."""
+    from hitsong.results import gap_columns
+
+    keys = [(subset, split) for subset in SUBSETS for split in ("random", "artist") if (subset, split) in frames]
+    names = {"random": "random", "artist": "artist-disjoint"}
+    lines = [
+        f"| {metric} | " + " | ".join(f"{subset}, {names[split]}" for subset, split in keys) + " |",
+        "|---" * (len(keys) + 1) + "|",
+    ]
+    gap = gap_columns("m0")
+    methods = list(dict.fromkeys(m for key in keys for m in frames[key]["method"]))
+    for method in methods:
+        cells = []
+        for key in keys:
+            rows = frames[key].query("method == @method and metric == @metric")
+            if rows.empty:
+                cells.append("")
+                continue
+            r = rows.iloc[0]
+            cell = f"{r['mean']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+            if method != "m0" and gap.diff in r and not pd.isna(r[gap.diff]):
+                cell += f" ({r[gap.diff]:+.2f} [{r[gap.low]:+.2f}, {r[gap.high]:+.2f}])"
+            cells.append(cell)
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def summarise(home: Path, log_text: str, splits: tuple[str, ...]) -> dict[str, Any]:
     """Step times, Table 1 per split and market, best epochs, paired gaps and the genre table."""
     from hitsong.demo.genres import confusion_markdown, demo_genres, genre_agreement
 
     runs = home / "runs"
     tables: dict[str, dict[str, Any]] = {}
+    frames: dict[tuple[str, str], pd.DataFrame] = {}
     reps = []
     for split in splits:
         for subset in SUBSETS:
@@ -264,6 +293,7 @@ def summarise(home: Path, log_text: str, splits: tuple[str, ...]) -> dict[str, A
                 continue
             blob = json.loads((folder / "table1.json").read_text())
             frame = pd.DataFrame(blob["cells"])
+            frames[(subset, split)] = frame
             tables[f"{split}/{subset}"] = {
                 "n_test": blob["n_test"],
                 "k": blob["k"],
@@ -293,6 +323,7 @@ def summarise(home: Path, log_text: str, splits: tuple[str, ...]) -> dict[str, A
         }
         if len(rep_frame)
         else {},
+        "readme_tables": {m: readme_tables(frames, m) for m in ("spearman_rho", "ndcg_at_k")},
         "genre_confusion_markdown": confusion_markdown(genres["archetype"], genres["genre"]),
         "genre_agreement": genre_agreement(genres["archetype"], genres["genre"]).to_dict(),
     }
@@ -311,6 +342,8 @@ def _print_full(r: dict[str, Any]) -> None:
     print(f"\nCNN repetitions with best epoch > 2: {r['cnn_best_epoch_past_2']:.0%}")
     for key, epochs in r["best_epochs"].items():
         print(f"  {key}: best epochs {epochs}")
+    for text in r["readme_tables"].values():
+        print("\n" + text)
     print("\n" + r["genre_confusion_markdown"])
 
 
