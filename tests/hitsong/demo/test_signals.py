@@ -20,11 +20,11 @@ Spearman's rho over all of them. The default-size demo's figures are measured by
 
 Every figure below is deterministic on a CPU (seeded rendering, folds and training) and was
 measured on 2026-11-30 with these constants. Cost: the probe (render + log-mel + tags of 180
-songs in 2 processes) and 30 out-of-fold trainings (6 of them the CNN m2): 372 s wall in all at
-load average ~10 on the shared 2-core machine (BENCHMARKS.md, "Demo end to end", has the
-latest ``--durations``). A null rho over n songs has sd ~1/sqrt(n - 1): 0.075 over 180 songs,
-0.092 over the 120 with drums; every threshold below leaves at least one null sd on either side
-of the measured value.
+songs in 2 processes) and 30 out-of-fold trainings (6 of them the CNN m2): 160 s wall and 75 s
+CPU for the module on the shared 2-core machine at load average 4-8 (``--durations``: probe
+111 s, rhythm 14 s, shuffled rhythm 9 s, timbre 7 s, the rest under 3 s each). A null rho over
+n songs has sd ~1/sqrt(n - 1): 0.075 over 180 songs, 0.092 over the 120 with drums; every
+threshold below leaves at least one null sd on either side of the measured value.
 """
 
 from __future__ import annotations
