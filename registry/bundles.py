@@ -59,7 +59,9 @@ def _listing(artifact_uri: str, tracking_uri: str) -> dict[str, Any]:
     return {PurePosixPath(f.path).name: f for f in list_artifacts(artifact_uri=artifact_uri, tracking_uri=tracking_uri)}
 
 
-def _download(artifact_uri: str, name: str, limit: int, files: dict[str, Any], dest: Path, what: str) -> Path:
+def _download(
+    artifact_uri: str, name: str, limit: int, files: dict[str, Any], dest: Path, what: str, *, tracking_uri: str
+) -> Path:
     from mlflow.artifacts import download_artifacts
 
     entry = files.get(name)
@@ -68,7 +70,7 @@ def _download(artifact_uri: str, name: str, limit: int, files: dict[str, Any], d
     if entry.file_size is not None and entry.file_size > limit:
         raise RegistryError(f"{name} is {entry.file_size} bytes, more than the {limit}-byte limit for {what}")
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
-        got = Path(download_artifacts(artifact_uri=f"{artifact_uri}/{name}", dst_path=tmp))
+        got = Path(download_artifacts(artifact_uri=f"{artifact_uri}/{name}", dst_path=tmp, tracking_uri=tracking_uri))
         if not got.is_file():
             raise RegistryError(f"{name} is not a file")
         if got.stat().st_size > limit:
@@ -112,18 +114,24 @@ def fetch_bundle(model: str, version: str, dest: Path, *, tracking_uri: str) -> 
     RegistryError
         The version does not exist, or is not a hitsong bundle (the message names it and why).
     """
+    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    root = f"models:/{model}/{version}"
     try:
-        mlmodel = _download(root, "MLmodel", MAX_MLMODEL_BYTES, _listing(root, tracking_uri), dest, "MLmodel")
+        # The version's own artifact URI, not models:/...: MLflow resolves a models:/ URI on its
+        # default registry whatever tracking URI is passed (a local SQLite file when the
+        # environment names no server, as under `make demo`).
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        root = client.get_model_version_download_uri(model, version)
+        listing = _listing(root, tracking_uri)
+        mlmodel = _download(root, "MLmodel", MAX_MLMODEL_BYTES, listing, dest, "MLmodel", tracking_uri=tracking_uri)
         folder = _bundle_folder(mlmodel)
         source = f"{root}/{folder}"
         files = _listing(source, tracking_uri)
         out = dest / "bundle"
         out.mkdir(parents=True, exist_ok=True)
         for name, limit in ((META_FILE, MAX_META_BYTES), (WEIGHTS_FILE, MAX_WEIGHTS_BYTES)):
-            _download(source, name, limit, files, out, "a bundle file")
+            _download(source, name, limit, files, out, "a bundle file", tracking_uri=tracking_uri)
     except RegistryError as exc:
         raise _not_a_bundle(model, version, str(exc)) from exc
     except MlflowException as exc:
