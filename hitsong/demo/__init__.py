@@ -27,7 +27,7 @@ parts of its sound, each meant for a different family of the paper's methods:
 The appeal, artist fame, exposure (release date) and noise set each user's expected plays
 (negative-binomial); two markets, ``mandarin`` and ``western``, weigh the parts differently
 (the rhythm part with opposite signs). ``tests/hitsong/demo/test_signals.py`` plants a label built from
-one part alone and checks who recovers it; BENCHMARKS.md ("Demo") has the default demo's
+one part alone and checks who recovers it; BENCHMARKS.md ("Demo end to end") and the README have the default demo's
 Table 1. The numbers are about this model, not a reproduction of the paper's.
 
 Modules: :mod:`~hitsong.demo.writer` writes the files, :mod:`~hitsong.demo.readme` the README.

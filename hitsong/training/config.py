@@ -95,12 +95,13 @@ class TrainConfig:
 
 
 #: Presets. ``paper``: the lab's defaults. ``demo``: six methods x 3 repetitions x 2 subsets of
-#: ~184/61/61 songs on a 2-core CPU within the demo's budget (BENCHMARKS.md, "Demo"). Adam at
+#: ~184/61/61 songs on a 2-core CPU (BENCHMARKS.md, "Demo end to end"). Adam at
 #: 2e-3 rather than Adagrad: on the demo the CNNs sit on a plateau for several epochs before
 #: they find the rhythm signal (hitsong.demo.arrange), and Adam leaves it in ~5-15 epochs where
 #: Adagrad at 5e-3 took longer and at 2e-2 diverged in the first epoch; the learning rate decays
 #: only after 4 epochs without improvement and training stops after 10, so the plateau is not
-#: cut short. ``tiny``: unit tests.
+#: cut short. On the default demo the 20-epoch cap binds where the rhythm matters most (mandarin:
+#: every CNN repetition's best epoch at 15-20), against 1-10 in western. ``tiny``: unit tests.
 PROFILES: dict[str, dict[str, Any]] = {
     "paper": {},
     "demo": {
