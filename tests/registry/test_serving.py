@@ -72,6 +72,21 @@ def test_logged_model_carries_its_code_and_pinned_requirements(served_model, tmp
     assert not list(code.rglob("__pycache__"))
 
 
+def test_bundle_comes_from_the_named_server_whatever_mlflow_defaults_to(served_model, tmp_path: Path) -> None:
+    """``make demo`` names its server but sets no ``MLFLOW_TRACKING_URI``: MLflow's default store is
+    then another one (a local SQLite file), and the bundle must still come from the named server."""
+    from registry.bundles import fetch_bundle
+
+    srv, done = served_model
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    try:
+        folder = fetch_bundle(done["model"], done["version"], tmp_path, tracking_uri=srv.uri)
+    finally:
+        mlflow.set_tracking_uri(before)
+    assert {p.name for p in folder.iterdir()} == {"bundle.json", "weights.safetensors"}
+
+
 @pytest.fixture(scope="session")
 def model_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[Path], Path]]:
     """``make(requirements_file) -> venv folder``: one fresh venv per requirements hash and session."""
