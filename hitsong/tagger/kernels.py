@@ -36,8 +36,9 @@ one runs is decided by :mod:`hitsong.tagger.precision`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import cast
+from typing import TypeVar, cast
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +47,8 @@ from torch import nn
 from hitsong.errors import ModelError
 from hitsong.tagger.fastblocks import TOEPLITZ_FRAMES, TemporalToeplitz, TimbralInt8, quantize_patch
 from hitsong.tagger.nets import ConvReluBN, FrozenBatchNorm, MusiCNN
+
+T = TypeVar("T")
 
 #: Patches per front-end step (cache-sized; see the module docstring).
 FRONT_CHUNK = 1
@@ -71,6 +74,23 @@ def patch_pool(n: int) -> ThreadPoolExecutor:
             pool = ThreadPoolExecutor(n, thread_name_prefix="hitsong-tagger", initializer=_one_torch_thread)
             _pools[n] = pool
         return pool
+
+
+def on_one_thread(fn: Callable[..., T], *args: object) -> T:
+    """``fn(*args)`` under ``torch.inference_mode`` on a worker thread with one torch thread.
+
+    For small CPU steps beside the tagger (a log-mel, a hit-song network): two OpenMP threads
+    gain nothing on them idle, and on a busy machine a descheduled OpenMP thread stalls the
+    step at its barrier and keeps spinning after it (measured: m6's network 4 ms idle, 0.5 s at
+    load 8 on 2 cores). Runs in the caller's thread when torch already has one thread.
+    """
+
+    def run() -> T:
+        with torch.inference_mode():
+            return fn(*args)
+
+    threads = torch.get_num_threads()
+    return run() if threads < 2 else patch_pool(threads).submit(run).result()
 
 
 def bn_affine(bn: FrozenBatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
@@ -228,4 +248,4 @@ class MusiCNNKernel(nn.Module):
             return self.net.head(torch.cat(fronts))
 
 
-__all__ = ["FRONT_CHUNK", "MusiCNNKernel", "bn_affine", "patch_pool"]
+__all__ = ["FRONT_CHUNK", "MusiCNNKernel", "bn_affine", "on_one_thread", "patch_pool"]
