@@ -12,6 +12,9 @@ What odd input does (each case is a test in ``tests/audio/test_bad_input.py``):
 - shorter than the segment: zero-padded around the centre, :class:`HitsongWarning`;
 - a header that promises more audio than the file holds (truncated file): the audio that
   can be decoded is used, with a :class:`HitsongWarning`;
+- a header that does not match the stream at all (a crafted file claiming hours, or seconds,
+  of audio): decoding from the start stops after :data:`MAX_FALLBACK_SEGMENTS` times the
+  segment, with a :class:`HitsongWarning`, so memory stays bounded whatever the header says;
 - silence (peak below :data:`SILENCE_PEAK`): valid (all-zero) features, :class:`HitsongWarning`;
 - NaN or infinite samples: replaced by 0 with a :class:`HitsongWarning`; a segment with no
   finite sample at all is an :class:`AudioError`;
@@ -48,6 +51,11 @@ SILENCE_PEAK = 1e-6
 #: context at the segment edges (0.1 s is a whole number of samples at every common rate).
 CONTEXT_SECONDS = 0.1
 
+#: When the header's length cannot be trusted, the file is decoded from its start: at most
+#: this many times the segment (with its context), and the middle of what was read is used.
+#: Bounds memory at ~4 x 60 s x channels x 4 bytes (85 MB for 44.1 kHz stereo), not the file's length.
+MAX_FALLBACK_SEGMENTS = 4
+
 
 def _check_file(path: Path) -> None:
     if not path.exists():
@@ -73,21 +81,29 @@ def _read(f: sf.SoundFile, start: int, n: int, path: Path) -> np.ndarray:
         ) from exc
 
 
-def _read_all(f: sf.SoundFile, path: Path, block: int) -> np.ndarray:
-    """Decode from the start until the decoder stops (for files whose header lies)."""
+def _read_all(f: sf.SoundFile, path: Path, block: int, limit: int) -> tuple[np.ndarray, bool]:
+    """Decode from the start until the decoder stops or ``limit`` frames are read (for files whose header lies).
+
+    Returns
+    -------
+    data : np.ndarray [shape=(n, channels), dtype=float32]
+        ``n <= limit``; the buffer is filled block by block, never concatenated.
+    cut : bool
+        The stream holds more than ``limit`` frames.
+    """
+    out = np.empty((limit, f.channels), dtype=np.float32)  # pages are touched only as they fill
+    got = 0
     try:
         f.seek(0)
-        parts = []
-        while True:
-            part = f.read(block, dtype="float32", always_2d=True)
-            if part.shape[0] == 0:
+        while got < limit:
+            n = f.read(min(block, limit - got), dtype="float32", always_2d=True, out=out[got : got + block]).shape[0]
+            if n == 0:
                 break
-            parts.append(part)
+            got += n
+        cut = got == limit and f.read(1, dtype="float32", always_2d=True).shape[0] > 0
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioError(f"{path}: decoding failed ({exc}); the file is corrupt") from exc
-    if not parts:
-        return np.zeros((0, f.channels), dtype=np.float32)
-    return np.concatenate(parts)
+    return out[:got], cut
 
 
 def _decode_soundfile(path: Path, seconds: float, context: float) -> tuple[np.ndarray, DecodeInfo]:
@@ -109,12 +125,21 @@ def _decode_soundfile(path: Path, seconds: float, context: float) -> tuple[np.nd
                 info = DecodeInfo(str(path), nsr, channels, frames / nsr, start - lo, need, hi - start - need)
                 return data, info
             truncated = True  # the header promised frames the stream does not hold
-        data = _read_all(f, path, block=max(need, nsr))
+        data, cut = _read_all(f, path, block=max(need, nsr), limit=MAX_FALLBACK_SEGMENTS * (need + 2 * ctx))
     got = data.shape[0]
     if got == 0:
         raise AudioError(f"{path}: no audio could be decoded from the file (corrupt or not audio)")
-    truncated = truncated or got < frames
-    if truncated:
+    if cut:
+        truncated = True
+        warnings.warn(
+            f"{path}: the header says {frames / nsr:.1f} s, which the audio stream does not match; decoded only "
+            f"the first {got / nsr:.1f} s (at most {MAX_FALLBACK_SEGMENTS} times the {seconds:g}-s segment) and "
+            "analysed their middle",
+            HitsongWarning,
+            stacklevel=3,
+        )
+    elif truncated or got < frames:
+        truncated = True
         warnings.warn(
             f"{path}: the header says {frames / nsr:.1f} s but only {got / nsr:.1f} s could be "
             "decoded (truncated file?); using what is there",
