@@ -123,6 +123,7 @@ def model_card(
     tags: Mapping[str, str],
     dataset: str | None,
     run_id: str,
+    evaluation: str | None = None,
 ) -> str:
     """The version's description (Markdown, at most :data:`MAX_DESCRIPTION` characters).
 
@@ -138,6 +139,8 @@ def model_card(
         The experiment's dataset (``hitsong.dataset`` experiment tag).
     run_id : str
         The repetition run.
+    evaluation : str, optional
+        The split and the gap to the metadata baseline in one sentence (``hitsong.evaluation`` tag).
     """
     label = METHODS[method].label if method in METHODS else method
     sizes = _split_sizes(params)
@@ -149,6 +152,7 @@ def model_card(
         "",
         f"Chosen by {selected_by}.",
         "",
+        *([evaluation, ""] if evaluation else []),
         *_metric_table(metrics),
         "",
         f"- Data: dataset {dataset or '?'}, subset {tags.get(runlayout.TAG_SUBSET, '?')}, data version "

@@ -160,7 +160,7 @@ def test_comparison_intervals_hold_the_point_values_and_the_difference_is_paired
     assert ((m["ci_low"] <= m["mean"] + 1e-12) & (m["mean"] <= m["ci_high"] + 1e-12)).all()
     challenger = m[m["method"] == "v2"].set_index("metric")
     champion = m[m["method"] == "v1"].set_index("metric")
-    np.testing.assert_allclose(challenger["diff"], challenger["mean"] - champion["mean"])
+    np.testing.assert_allclose(challenger["diff_v1"], challenger["mean"] - champion["mean"])
     table = compare.metrics_frame(result)
     assert list(table.columns) == ["v1", "v2", "v2 − v1", "p"]
     fig = compare.scatter_figure(result)

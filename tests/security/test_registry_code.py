@@ -57,7 +57,7 @@ def test_readers_never_import_a_registered_models_code(server, tmp_path, clip, w
     if with_bundle:  # scored from the data files, the code untouched
         assert proc.returncode == 0, proc.stderr
         line = json.loads(proc.stdout.strip().splitlines()[-1])
-        assert line["method"] == "m4" and np.isfinite(line["score"])
+        assert line["method"] == "m4" and np.isfinite(line["hit_score"])
         scorer = dashboard_data.load_scorer(server.uri, name, version, "cpu")
         assert scorer.method == "m4"
     else:  # refused, by name
