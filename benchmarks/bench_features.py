@@ -200,13 +200,17 @@ def run(n_songs: int, rounds: int, pool_songs: int, workdir: Path) -> str:
                 cpus[name].append(cpu)
         log.info("round %d/%d done", r + 1, rounds)
     diffs = {m: max(float(np.abs(outs[m][p] - outs["ours"][p]).max()) for p in paths) for m in ("whole", "offset")}
+    # (b) resamples a segment cut without context: its first frame differs (edge of the resampler)
+    diffs["offset_after_first"] = max(
+        float(np.abs(outs["offset"][p][:, 1:] - outs["ours"][p][:, 1:]).max()) for p in paths
+    )
     med = {m: statistics.median(v) for m, v in times.items()}
     cpu = {m: statistics.median(v) for m, v in cpus.items()}
     log.info("per-song medians: %s", {m: round(v, 4) for m, v in med.items()})
     tagged = tagger_audio_config(cfg, DEFAULT_TAGGER)
     rates = {w: _pool_rate(paths, tagged, w, pool_songs, DEFAULT_TAGGER) for w in (1, 2)}
     load_after = os.getloadavg()
-    ok = "yes" if max(diffs.values()) <= PATH_ATOL else "NO"
+    ok = "yes" if max(diffs["whole"], diffs["offset_after_first"]) <= PATH_ATOL else "NO"
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(
         [
@@ -236,8 +240,9 @@ def run(n_songs: int, rounds: int, pool_songs: int, workdir: Path) -> str:
                 for m in METHODS
             ),
             "",
-            f"Agreement with ours: max |difference| (log10 units) (a) {diffs['whole']:.2e}, (b) {diffs['offset']:.2e};"
-            f" stated tolerance {PATH_ATOL:g}: {ok}.",
+            f"Agreement with ours: max |difference| (log10 units) (a) {diffs['whole']:.2e}, (b) {diffs['offset']:.2e}"
+            f" in its first frame (a segment resampled without context), {diffs['offset_after_first']:.2e} after it;"
+            f" stated tolerance {PATH_ATOL:g} for (a) and (b) after its first frame: {ok}.",
             "",
             f"Mel + tags at the full tagger window ({tagged.tagger_span:g} s, 20 patches, {DEFAULT_TAGGER}, precision"
             f" {tagged.tagger_precision}), `compute_song_features` in a spawn process pool (one torch thread per"
