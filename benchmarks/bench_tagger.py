@@ -59,7 +59,7 @@ ORIGINAL_BATCHED = "original, 20 patches in one run"
 #: The last same-run comparison with the original on this kind of machine (2 cores, AVX-512
 #: BF16), stated when TensorFlow is not available: median seconds for one 60-s clip and the
 #: load at the time. Update it with the figures of BENCHMARKS.md "Tagger".
-ORIGINAL_LAST = {"date": "2026-11-30 07:26 UTC", "per_patch": 0.788, "batched": 0.649, "load": "3.7-4.6 on 2 cores"}
+ORIGINAL_LAST = {"date": "2026-11-30 10:01 UTC", "per_patch": 1.093, "batched": 0.929, "load": "2.5-3.6 on 2 cores"}
 
 #: A timer runs one call and returns (wall seconds, CPU seconds).
 Timer = Callable[[], tuple[float, float]]
