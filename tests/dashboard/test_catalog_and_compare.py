@@ -26,7 +26,7 @@ from tests.helpers.catalog import MODEL, log_compared_versions, seed_scores, wri
 from tests.helpers.dashboard import seed_store
 from tests.helpers.mlflow import mlflow_server
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "navigation.py")  # AppTest runs scripts, not an st.App
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def app(server, monkeypatch):
 
 
 def _page(at: AppTest, page: str) -> AppTest:
-    at.switch_page(f"pages/{page}.py")
+    at.switch_page(f"views/{page}.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
