@@ -117,7 +117,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--by",
-        choices=["random", "release_date", "artist"],
+        choices=["random", "release_date", "artist"],  # hitsong.store.sample.SAMPLE_BY (not imported: no DuckDB for --help)
         default="random",
         help="random (seeded); release_date: oldest to train, newest to test; artist (seeded): "
         "no artist in more than one split, sizes as close to the fractions as the artists allow",

@@ -79,6 +79,7 @@ def test_catalog_page_lists_top_songs_with_players_and_a_csv(app, server) -> Non
     assert (table.set_index("song_id")["release_quarter"] == quarters.loc[table["song_id"]]).all()
     assert set(table["title"]) <= {f"Song s{i:03d}" for i in range(60)}
     assert len(at.get("audio")) == catalog.PLAYERS  # the top five, from their real files
+    assert any("not a probability" in c.value for c in at.caption)  # a score stated as a score
     download = at.get("download_button")[0]
     assert download.proto.label == "Download the table (CSV)"
 
