@@ -11,7 +11,21 @@ Tables (DESIGN.md section 2, ARCHITECTURE.md):
   distinct users over the whole subset (not a sum over songs), also computed at ingest.
 - ``window(window_start, window_end, source)``: the observation window (one row).
 - ``splits(song_id, subset, split)`` and ``sample_log``: the experiment sample.
-- ``ingest_log`` and ``event_files``: what was ingested, with content hashes.
+- ``ingest_log`` and ``event_files``: what was ingested; one ``event_files`` row per events file
+  counted (path, SHA-256, size, modification time), so that no file is counted twice.
+
+What makes an ingest incremental (``hitsong.store.ingest``; the key sets of
+``hitsong.store.keysets`` sit beside the file in ``<db>.pairs/``):
+
+- ``listening_state(format, user_keys, source, listeners)``: one row. ``user_keys`` is
+  ``numbers`` (user ids are whole numbers 0..2**32-1 and number themselves) or ``dictionary``
+  (``user_numbers`` numbers them); ``source`` is ``events`` (exact pairs kept) or ``song_stats``
+  (per-song aggregates given by a warehouse); ``listeners`` is distinct users overall.
+- ``song_numbers(song_id, song_no)`` and ``subset_numbers(subset, subset_no, listeners)``: stable
+  numbers of every song and subset ever in a catalogue (keys use them), and each subset's
+  distinct listeners.
+- ``song_totals(song_no, plays, events, listeners)``: per song, over every events file counted.
+- ``key_runs(keyset, file, keys)``: the run files that make up each key set.
 """
 
 from __future__ import annotations
@@ -55,5 +69,31 @@ CREATE TABLE IF NOT EXISTS ingest_log (
     ingest_id INTEGER PRIMARY KEY, created_at TIMESTAMP, request_key VARCHAR, songs_path VARCHAR,
     songs_sha256 VARCHAR, report JSON);
 CREATE TABLE IF NOT EXISTS event_files (
-    ingest_id INTEGER, path VARCHAR, sha256 VARCHAR, shape VARCHAR, rows BIGINT);
+    ingest_id INTEGER, path VARCHAR, sha256 VARCHAR, shape VARCHAR, rows BIGINT, size BIGINT, mtime_ns BIGINT);
+CREATE TABLE IF NOT EXISTS listening_state (
+    format INTEGER NOT NULL, user_keys VARCHAR NOT NULL, source VARCHAR NOT NULL, listeners BIGINT);
+CREATE TABLE IF NOT EXISTS song_numbers (song_id VARCHAR NOT NULL, song_no INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS subset_numbers (subset VARCHAR NOT NULL, subset_no INTEGER NOT NULL, listeners BIGINT);
+CREATE TABLE IF NOT EXISTS song_totals (
+    song_no INTEGER NOT NULL, plays BIGINT NOT NULL, events BIGINT NOT NULL, listeners BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS user_numbers (user_id VARCHAR NOT NULL, user_no BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS key_runs (keyset VARCHAR NOT NULL, file VARCHAR NOT NULL, keys BIGINT NOT NULL);
 """
+
+#: Version of the incremental layout (``listening_state.format``); a store without it is rebuilt.
+STORE_FORMAT = 2
+
+#: The tables an ingest rewrites or appends to (the others belong to sampling and features).
+LISTENING_TABLES = (
+    "songs",
+    "song_stats",
+    "subset_stats",
+    "window",
+    "event_files",
+    "listening_state",
+    "song_numbers",
+    "subset_numbers",
+    "song_totals",
+    "user_numbers",
+    "key_runs",
+)

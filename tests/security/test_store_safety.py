@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import subprocess
 import sys
 import time
@@ -21,8 +23,11 @@ import pytest
 from hitsong.audio import AudioConfig, log_mel
 from hitsong.features import read_shard
 from hitsong.store import connect
+from hitsong.store.ingest import ingest
 from hitsong.store.lock import lock_path
+from hitsong.store.read import hit_score_frame, quarter_playcounts, stats
 from tests.helpers.audio import make_db, make_library
+from tests.helpers.store import WINDOW_START, snapshot, write_songs
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -91,3 +96,91 @@ def test_a_second_features_run_on_one_store_stops_and_names_the_first(tmp_path) 
             want = log_mel(paths[song_id], config=cfg).astype(np.float16)
         np.testing.assert_array_equal(read_shard(store, shard, n_mels=cfg.n_mels, n_frames=cfg.n_frames), want)
     assert pd.Series([s for s, _ in index]).is_unique
+
+
+def _held(path: Path) -> bool:
+    """Whether some process holds the lock file ``path`` (a shared lock cannot be had)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_the_data_page_readers_answer_while_a_large_ingest_runs(tmp_path) -> None:
+    import duckdb
+
+    songs = write_songs(tmp_path, [(f"s{i}", "t", "a", "mw"[i % 2], "2012-11-01", "x.mp3") for i in range(2000)])
+    (first := tmp_path / "first.csv").write_text("user_id,song_id,play_count\nuser-1,s1,2\n")
+    db = tmp_path / "db.duckdb"
+    ingest(db, first, songs, window_start=WINDOW_START)
+    big = tmp_path / "big.parquet"  # 3M rows with text user ids: several seconds of work
+    duckdb.execute(
+        f"""COPY (SELECT 'user-' || (hash(i) % 200000) AS user_id, 's' || (hash(i + 7) % 2000) AS song_id,
+                         1 + hash(i + 3) % 4 AS play_count FROM range(3000000) t(i)) TO '{big}' (FORMAT parquet)"""
+    )
+    ingest_lock = lock_path(db, "ingest")
+    proc = _hitsong(["ingest", "--db", str(db), "--events", str(big), "--songs", str(songs)], tmp_path / "ingest.log")
+    latencies: list[float] = []
+    held_reads = 0
+    held_since = held_until = None
+    try:
+        while proc.poll() is None:
+            held = ingest_lock.exists() and _held(ingest_lock)
+            t0 = time.monotonic()
+            plays = quarter_playcounts(db)  # what the Data page draws (Fig. 1, Fig. 2, the summary)
+            hit_score_frame(db)
+            summary = stats(db)
+            latencies.append(time.monotonic() - t0)
+            if held and proc.poll() is None:
+                held_reads += 1
+                held_since = held_since or t0
+                held_until = time.monotonic()
+            assert not plays.empty and summary.plays.sum() in (2, 2 + _total_plays(big))
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, (tmp_path / "ingest.log").read_text()
+    assert held_since is not None and held_until - held_since > 3.0, "the ingest was too quick to test anything"
+    assert held_reads >= 5
+    assert max(latencies) < 5.0, f"a reader waited {max(latencies):.1f} s (all: {sorted(latencies)[-5:]})"
+    assert stats(db).plays.sum() == 2 + _total_plays(big)
+
+
+def _total_plays(path: Path) -> int:
+    import duckdb
+
+    return int(duckdb.execute("SELECT sum(play_count) FROM read_parquet(?)", [str(path)]).fetchall()[0][0])
+
+
+def test_a_play_count_beyond_int64_is_a_clear_error_and_changes_nothing(tmp_path) -> None:
+    songs = write_songs(tmp_path, [(f"s{i}", "t", "a", "m", "2012-11-01", "x.mp3") for i in range(1, 4)])
+    (good := tmp_path / "good.csv").write_text("user_id,song_id,play_count\nu1,s1,2\nu2,s2,9000000000000000000\n")
+    db = tmp_path / "db.duckdb"
+    ingest(db, good, songs, window_start=WINDOW_START)
+    cases = {
+        "huge.csv": ("u9,s1,99999999999999999999999\n", ["'play_count'", "larger than 9223372036854775807", "row 1"]),
+        "sum.csv": ("u8,s3,5000000000000000000\nu9,s3,5000000000000000000\n", ["'play_count'", "'s3'", "add up"]),
+        "total.csv": ("u7,s2,900000000000000000\n", ["'s2'", "already counted", "exceed"]),
+    }
+    for name, (rows, fragments) in cases.items():
+        (bad := tmp_path / name).write_text("user_id,song_id,play_count\n" + rows)
+        before = snapshot(db)
+        proc = subprocess.run(
+            [sys.executable, "-m", "hitsong", "ingest", "--db", str(db), "--events", str(bad), "--songs", str(songs)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 1, out
+        assert "Traceback" not in out and "database was not changed" in out, out
+        for fragment in fragments:
+            assert fragment in out, (name, fragment, out)
+        if name != "total.csv":
+            assert str(bad) in out
+        assert snapshot(db) == before

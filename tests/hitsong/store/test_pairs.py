@@ -34,11 +34,13 @@ def _expected(users, songs, counts, catalogue, subset_of):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_count_pairs_matches_pandas_with_duplicates_unknowns_and_many_buckets(rng, threads):
+@pytest.mark.parametrize("span", [2**20, 100])
+def test_count_pairs_matches_pandas_with_duplicates_unknowns_and_many_buckets(rng, threads, span):
+    """20 user bits: 8 songs per bucket, 38 sparse buckets; 100 users: one dense bucket."""
     catalogue = np.sort(rng.choice(10_000, size=300, replace=False)) + 5_000  # ids with gaps
     subset_of = rng.integers(0, 3, size=catalogue.size)
-    pool = np.concatenate([[-7, 2**20 - 8], rng.choice(2**20, size=150, replace=False) - 7])  # 20 user bits:
-    n = 20_000  # 8 songs per bucket, 38 buckets
+    pool = np.concatenate([[3, span + 2], rng.choice(span, size=min(150, span), replace=False) + 3])
+    n = 20_000
     users = rng.choice(pool, size=n)
     songs = np.where(rng.random(n) < 0.02, rng.choice([1, 4_999, 99_999], size=n), rng.choice(catalogue, size=n))
     counts = rng.integers(0, 4, size=n)  # zeros included; (user, song) pairs repeat often
@@ -67,6 +69,12 @@ def test_count_pairs_matches_pandas_with_duplicates_unknowns_and_many_buckets(rn
     np.testing.assert_array_equal(got.unknown_ids, unknown.index.to_numpy())
     np.testing.assert_array_equal(got.unknown_rows, unknown.rows.to_numpy())
     np.testing.assert_array_equal(got.unknown_plays, unknown.plays.to_numpy())
+    # the distinct pairs with plays, sorted, as song index << 32 | user id
+    index = dict(zip(catalogue, range(catalogue.size)))
+    known = [(index[s], u) for u, s, c in zip(users, songs, counts) if c > 0 and s in index]
+    want = np.unique(np.array([(s << 32) | u for s, u in known], dtype=np.int64))
+    np.testing.assert_array_equal(got.pair_keys, want)
+    assert got.pair_keys.size == int(got.listeners.sum())
 
 
 def _songs_csv(folder: Path, ids, subsets) -> Path:
