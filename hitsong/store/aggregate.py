@@ -35,8 +35,9 @@ class Delta:
 
     Attributes
     ----------
-    song_no, plays, events : np.ndarray [shape=(n_touched,), int64]
-        Catalogue songs with at least one event row (sorted), their summed plays and event rows.
+    song_no, plays, events, listeners : np.ndarray [shape=(n_touched,), int64]
+        Catalogue songs with at least one event row (sorted), their summed plays and event rows,
+        and their distinct users with plays in the new files (new listeners of an empty store).
     pair_keys : np.ndarray [shape=(n_pairs,), int64]
         Distinct ``song_no << 32 | user_no`` with plays > 0, sorted.
     subset_user_keys : np.ndarray [shape=(n,), int64]
@@ -50,6 +51,7 @@ class Delta:
     song_no: np.ndarray
     plays: np.ndarray
     events: np.ndarray
+    listeners: np.ndarray
     pair_keys: np.ndarray
     subset_user_keys: np.ndarray
     outside: int = 0
@@ -146,10 +148,7 @@ def _aggregate_sql(
     )
     unknown = _count_unknown(con, checked, unknown_songs)
     _check_sums(con, checked)
-    sums = con.execute(
-        """SELECT song_no, CAST(plays AS BIGINT) AS plays, events FROM _per_song
-           WHERE song_no IS NOT NULL ORDER BY song_no"""
-    ).fetchnumpy()
+
     user = "e.user_id" if user_numbers else "um.user_no"
     join_users = "" if user_numbers else "JOIN _user_map um ON um.user_id = e.user_id"
     con.execute(
@@ -160,6 +159,11 @@ def _aggregate_sql(
         params,
     )
     pair_keys = _keys(con, "SELECT (CAST(song_no AS BIGINT) << 32) | user_no AS k FROM _pairs ORDER BY k")
+    sums = con.execute(
+        """SELECT p.song_no, CAST(p.plays AS BIGINT) AS plays, p.events, coalesce(l.n, 0) AS listeners
+           FROM _per_song p LEFT JOIN (SELECT song_no, count(*) AS n FROM _pairs GROUP BY song_no) l USING (song_no)
+           WHERE p.song_no IS NOT NULL ORDER BY p.song_no"""
+    ).fetchnumpy()
     subset_keys = _keys(
         con,
         "SELECT k FROM (SELECT DISTINCT (CAST(subset_no AS BIGINT) << 32) | user_no AS k FROM _pairs) ORDER BY k",
@@ -171,6 +175,7 @@ def _aggregate_sql(
         song_no=np.asarray(sums["song_no"], dtype=np.int64),
         plays=np.asarray(sums["plays"], dtype=np.int64),
         events=np.asarray(sums["events"], dtype=np.int64),
+        listeners=np.asarray(sums["listeners"], dtype=np.int64),
         pair_keys=pair_keys,
         subset_user_keys=subset_keys,
         outside=int(outside),
@@ -315,6 +320,7 @@ def _aggregate_kernel(
         song_no=touched.astype(np.int64),
         plays=tot.plays[touched],
         events=tot.events[touched],
+        listeners=tot.listeners[touched],
         pair_keys=tot.pair_keys,
         subset_user_keys=(s_idx.astype(np.int64) << 32) | (u_idx.astype(np.int64) + user_lo),
         unknown=unknown,

@@ -9,8 +9,8 @@ The listening store keeps three sets (DESIGN.md section 2, ``hitsong.store.inges
 A new events file is aggregated on its own into the same kinds of keys; the keys that are not
 in the store yet are exactly the new listeners of each song, of each subset and overall, so the
 counts stay exact while only the new file is read. A DuckDB anti-join of 0.5M new pairs against
-50M stored ones took 3.4 s here (BENCHMARKS.md), longer than the whole first ingest; a merge of
-sorted arrays touches only the cache lines near each new key and takes a few tens of ms.
+50M stored ones took 3.4 s here (BENCHMARKS.md), longer than the whole first ingest; a search in
+sorted arrays touches only the cache lines near each new key.
 
 Storage: a set is a list of *runs*, each a NumPy ``.npy`` file of sorted, unique int64 keys;
 runs of one set are disjoint, and their union is the set. The runs sit in ``<db>.pairs/``, named
@@ -31,7 +31,6 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import numba
 import numpy as np
 
 log = logging.getLogger(__name__)
@@ -57,57 +56,29 @@ def keys_dir(db_path: str | Path) -> Path:
     return db_path.with_name(db_path.name + ".pairs")
 
 
-@numba.njit(cache=True, nogil=True)
-def _absent(new: np.ndarray, run: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
-    """``out[i] &= new[i] not in run`` for sorted unique ``new`` and ``run`` (galloping merge)."""
-    n_run = run.shape[0]
-    j = 0
-    for i in range(new.shape[0]):
-        if not out[i]:
-            continue
-        key = new[i]
-        if j >= n_run:
-            break
-        if run[j] < key:  # gallop to the first run[j] >= key
-            step = 1
-            lo = j
-            hi = j + 1
-            while hi < n_run and run[hi] < key:
-                lo = hi
-                step *= 2
-                hi = j + step
-            hi = min(hi, n_run)
-            while lo + 1 < hi:  # run[lo] < key <= run[hi] (or hi == n_run)
-                mid = (lo + hi) // 2
-                if run[mid] < key:
-                    lo = mid
-                else:
-                    hi = mid
-            j = hi
-        if j < n_run and run[j] == key:
-            out[i] = False
+#: From this many keys on, the compiled search and merge of :mod:`hitsong.store.pairs` are used;
+#: below, NumPy's binary search, which needs no compiler start-up (numba's first call in a process
+#: costs 0.5-2 s here, more than searching a small append's keys with NumPy).
+COMPILED_MIN_KEYS = 2_000_000
 
 
-@numba.njit(cache=True, nogil=True)
-def _merge(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
-    """Merge two sorted disjoint arrays into ``out`` (length ``len(a) + len(b)``)."""
-    i = j = k = 0
-    while i < a.shape[0] and j < b.shape[0]:
-        if a[i] < b[j]:
-            out[k] = a[i]
-            i += 1
-        else:
-            out[k] = b[j]
-            j += 1
-        k += 1
-    while i < a.shape[0]:
-        out[k] = a[i]
-        i += 1
-        k += 1
-    while j < b.shape[0]:
-        out[k] = b[j]
-        j += 1
-        k += 1
+def _compiled(n: int) -> bool:
+    return n >= COMPILED_MIN_KEYS
+
+
+def _absent_numpy(new: np.ndarray, run: np.ndarray, out: np.ndarray) -> None:
+    pos = np.searchsorted(run, new)
+    hit = pos < run.shape[0]
+    hit[hit] = run[pos[hit]] == new[hit]
+    out &= ~hit
+
+
+def _merge_numpy(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    at = np.searchsorted(a, b) + np.arange(b.shape[0])
+    out[at] = b
+    rest = np.ones(out.shape[0], dtype=np.bool_)
+    rest[at] = False
+    out[rest] = a
 
 
 def open_run(folder: Path, run: Run) -> np.ndarray:
@@ -124,7 +95,12 @@ def absent(folder: Path, runs: list[Run], keys: np.ndarray) -> np.ndarray:
     out = np.ones(keys.shape[0], dtype=np.bool_)
     for run in runs:
         if keys.size and run.keys:
-            _absent(keys, open_run(folder, run), out)
+            if _compiled(keys.shape[0]):
+                from hitsong.store.pairs import absent_sorted
+
+                absent_sorted(keys, open_run(folder, run), out)
+            else:
+                _absent_numpy(keys, open_run(folder, run), out)
     return out
 
 
@@ -170,7 +146,12 @@ def add(folder: Path, runs: list[Run], keys: np.ndarray, *, name: str) -> Added:
     while stack and MERGE_RATIO * current.shape[0] >= stack[-1][0].keys:
         older, _ = stack.pop()
         merged = np.empty(older.keys + current.shape[0], dtype=np.int64)
-        _merge(open_run(folder, older), current, merged)
+        if _compiled(merged.shape[0]):
+            from hitsong.store.pairs import merge_sorted
+
+            merge_sorted(open_run(folder, older), current, merged)
+        else:
+            _merge_numpy(open_run(folder, older), current, merged)
         dropped.append(older.file)
         current = merged
     new_run = write_run(folder, name, current)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
-import pyarrow as pa
 
 from hitsong.errors import InputError
 from hitsong.store import keysets
@@ -90,11 +89,19 @@ def check_totals(con: duckdb.DuckDBPyConnection, db_path: Path, state: State, de
 
 
 def stage(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, np.ndarray]) -> None:
-    """Numpy columns as the staging temp table ``name``."""
-    table = pa.table({k: pa.array(np.asarray(v)) for k, v in columns.items()})
-    con.register(f"{name}_arrow", table)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
-    con.unregister(f"{name}_arrow")
+    """Numpy columns as the staging temp table ``name`` (DuckDB scans the arrays in place)."""
+    data = {k: np.ascontiguousarray(v) for k, v in columns.items()}
+    con.register(f"{name}_arrays", data)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrays")
+    con.unregister(f"{name}_arrays")
+
+
+def distinct(keys: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of an int64 array (``np.unique`` without its masked-array import)."""
+    out = np.sort(keys)
+    if out.size:
+        out = out[np.concatenate(([True], out[1:] != out[:-1]))]
+    return out
 
 
 def add_keys(
@@ -117,9 +124,11 @@ def add_keys(
     written += pairs.written
     runs = {"pairs": pairs.runs}
     dropped = list(pairs.dropped)
-    new_listeners = np.bincount(
-        (pairs.new_keys >> 32).astype(np.int64), minlength=int(delta.song_no.max(initial=-1)) + 1
-    )
+    if old["pairs"]:
+        new_listeners = np.bincount(pairs.new_keys >> 32, minlength=int(delta.song_no.max(initial=-1)) + 1)
+        listeners_delta = new_listeners[delta.song_no] if delta.song_no.size else delta.song_no
+    else:  # an empty set: every pair of the new files is new
+        listeners_delta = delta.listeners
     stage(
         con,
         "_delta",
@@ -127,7 +136,7 @@ def add_keys(
             "song_no": delta.song_no,
             "plays": delta.plays,
             "events": delta.events,
-            "listeners": new_listeners[delta.song_no] if delta.song_no.size else delta.song_no,
+            "listeners": listeners_delta,
         },
     )
     moved = (
@@ -149,12 +158,12 @@ def add_keys(
         subset_keys = delta.subset_user_keys
         base = {k: old[k] for k in ("subset_users", "users")}
     su = keysets.add(folder, base["subset_users"], subset_keys, name="subset_users")
-    users = keysets.add(folder, base["users"], np.unique(subset_keys & 0xFFFFFFFF), name="users")
+    users = keysets.add(folder, base["users"], distinct(subset_keys & 0xFFFFFFFF), name="users")
     for added in (su, users):
         written += added.written
         dropped += added.dropped
     runs["subset_users"], runs["users"] = su.runs, users.runs
-    counts = np.bincount((su.new_keys >> 32).astype(np.int64))
+    counts = np.bincount(su.new_keys >> 32)
     subsets = sorted(set(stored) | set(range(counts.size)) | _all_subset_numbers(con))
     stage(
         con,
@@ -183,9 +192,9 @@ def _subset_keys_from_pairs(con: duckdb.DuckDBPyConnection, pairs: np.ndarray) -
     subset_of[song_no] = np.asarray(cat["subset_no"], np.int64)
     sub = subset_of[pairs >> 32] if pairs.size else np.zeros(0, np.int64)
     keep = sub >= 0
-    return np.unique((sub[keep] << 32) | (pairs[keep] & 0xFFFFFFFF))
+    return distinct((sub[keep] << 32) | (pairs[keep] & 0xFFFFFFFF))
 
 
 def empty_delta() -> Delta:
     empty = np.zeros(0, np.int64)
-    return Delta(empty, empty, empty, empty, empty)
+    return Delta(empty, empty, empty, empty, empty, empty)

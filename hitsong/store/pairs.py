@@ -17,7 +17,9 @@ bitmap inside the cache:
    Then the touched bits are cleared for the next bucket.
 
 Everything is exact; duplicates are summed exactly like ``GROUP BY (song, user)`` (plays add
-up, the pair counts once as a listener, every row counts as an event). Memory: 4 bytes per
+up, the pair counts once as a listener, every row counts as an event). The distinct pairs come out
+sorted, as the keys of :mod:`hitsong.store.keysets`; :func:`absent_sorted` and :func:`merge_sorted`
+are the compiled search and merge of those sorted key runs. Memory: 4 bytes per
 event row (the partitioned keys) plus one byte per (subset, user) and 4 bytes per song id in
 range; see :func:`memory_bytes`.
 """
@@ -87,6 +89,11 @@ def _partition(
     return n_pos, n_unknown
 
 
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)  # a de Bruijn sequence: (2**k * it) >> 58 differs for every k
+_DEBRUIJN_INDEX = np.zeros(64, np.int64)
+_DEBRUIJN_INDEX[((np.uint64(1) << np.arange(64, dtype=np.uint64)) * _DEBRUIJN) >> np.uint64(58)] = np.arange(64)
+
+
 @_compiled
 def _count_buckets(
     store,
@@ -149,17 +156,19 @@ def _count_buckets(
                         out[pos] = (song << 32) | (user_lo + (key & user_mask))
                         pos += 1
             out[out_base[b] : pos] = np.sort(out[out_base[b] : pos])
-        else:  # dense: read the set bits in order
+        else:  # dense: read the set bits in order, lowest bit first (de Bruijn bit index)
             for w in range(n_words):
                 word = words[w]
                 if word:
-                    for k in range(64):
-                        if (word >> np.uint64(k)) & np.uint64(1):
-                            key = np.int64(w) * 64 + k
-                            song = base_song + (key >> user_bits)
-                            out[pos] = (song << 32) | (user_lo + (key & user_mask))
-                            pos += 1
                     words[w] = 0
+                    base = np.int64(w) * 64
+                    while word:
+                        low = word & (~word + np.uint64(1))
+                        key = base + _DEBRUIJN_INDEX[(low * _DEBRUIJN) >> np.uint64(58)]
+                        song = base_song + (key >> user_bits)
+                        out[pos] = (song << 32) | (user_lo + (key & user_mask))
+                        pos += 1
+                        word ^= low
         out_count[b] = pos - out_base[b]
 
 
@@ -173,6 +182,59 @@ def _compact(out, out_base, out_count):  # pragma: no cover - compiled
             out[n + i] = out[src + i]
         n += out_count[b]
     return n
+
+
+@_compiled
+def absent_sorted(new: np.ndarray, run: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``out[i] &= new[i] not in run`` for sorted unique ``new`` and ``run`` (galloping merge)."""
+    n_run = run.shape[0]
+    j = 0
+    for i in range(new.shape[0]):
+        if not out[i]:
+            continue
+        key = new[i]
+        if j >= n_run:
+            break
+        if run[j] < key:  # gallop to the first run[j] >= key
+            step = 1
+            lo = j
+            hi = j + 1
+            while hi < n_run and run[hi] < key:
+                lo = hi
+                step *= 2
+                hi = j + step
+            hi = min(hi, n_run)
+            while lo + 1 < hi:  # run[lo] < key <= run[hi] (or hi == n_run)
+                mid = (lo + hi) // 2
+                if run[mid] < key:
+                    lo = mid
+                else:
+                    hi = mid
+            j = hi
+        if j < n_run and run[j] == key:
+            out[i] = False
+
+
+@_compiled
+def merge_sorted(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Merge two sorted disjoint arrays into ``out`` (length ``len(a) + len(b)``)."""
+    i = j = k = 0
+    while i < a.shape[0] and j < b.shape[0]:
+        if a[i] < b[j]:
+            out[k] = a[i]
+            i += 1
+        else:
+            out[k] = b[j]
+            j += 1
+        k += 1
+    while i < a.shape[0]:
+        out[k] = a[i]
+        i += 1
+        k += 1
+    while j < b.shape[0]:
+        out[k] = b[j]
+        j += 1
+        k += 1
 
 
 @dataclass(frozen=True)

@@ -183,7 +183,10 @@ def test_a_catalogue_that_moves_played_songs_recounts_subset_listeners(tmp_path,
     assert set(_tables(db)[1].subset) == {"w", "k"}
 
 
-def test_key_sets_against_python_sets(tmp_path, rng):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_key_sets_against_python_sets(tmp_path, rng, monkeypatch, compiled):
+    """NumPy's search and merge (small appends) and the compiled ones (large) give the same sets."""
+    monkeypatch.setattr(keysets, "_compiled", lambda n: compiled)
     folder = tmp_path / "keys"
     runs: list[keysets.Run] = []
     truth: set[int] = set()
