@@ -180,15 +180,19 @@ def ingest(
     tmp = db_path.with_name(db_path.name + ".tmp")
     written: list[str] = []
     with exclusive(db_path, "ingest", wait_seconds=wait_seconds):
-        con = duckdb.connect(":memory:")
+        con = duckdb.connect(
+            ":memory:",
+            config={
+                "memory_limit": f"{memory_limit_mb}MB",
+                "temp_directory": str(tmp),
+                "preserve_insertion_order": False,
+                "autoinstall_known_extensions": False,  # never download during an ingest
+            },
+        )
         try:
-            con.execute(f"SET memory_limit = '{memory_limit_mb}MB'")  # a checked int, not user text
-            con.execute(f"SET temp_directory = '{_sql_text(str(tmp))}'")
-            con.execute("SET preserve_insertion_order = false")
             con.execute("SET enable_progress_bar = false")  # progress goes through logging
-            con.execute("SET autoinstall_known_extensions = false")  # never download during an ingest
             state = read_state(con, db_path)
-            if state.exists and not state.legacy:
+            if not state.legacy:  # run files the database does not list are leftovers of a failed run
                 listed = {r.file for runs in state.runs.values() for r in runs}
                 keysets.remove_leftovers(keysets.keys_dir(db_path), listed)
             if song_stats is not None:
@@ -209,11 +213,6 @@ def ingest(
         keysets.remove_files(keysets.keys_dir(db_path), dropped)
     log.info("%s", report.message)
     return report
-
-
-def _sql_text(text: str) -> str:
-    """A path inside a SQL string literal (SET does not take parameters)."""
-    return text.replace("'", "''")
 
 
 @dataclass(frozen=True)
@@ -294,7 +293,7 @@ def _ingest(
             checked,
             user_numbers=user_keys == "numbers",
             window_start=window[0],
-            window_end=window[1] if window[2] == "flags" else None,
+            window_end=window[1],
             memory_limit_mb=memory_limit_mb,
             unknown_songs=req.unknown_songs,
         )

@@ -210,3 +210,29 @@ def test_key_sets_against_python_sets(tmp_path, rng, monkeypatch, compiled):
     assert keysets.remove_leftovers(folder, {r.file for r in runs}) == 0
     (folder / "pairs-stale.npy").write_bytes(b"x")
     assert keysets.remove_leftovers(folder, {r.file for r in runs}) == 1
+
+
+def test_a_store_of_the_earlier_layout_is_rebuilt_from_its_files(tmp_path, rng):
+    """A database written before the key sets existed (every ingest re-read every file) is
+    rebuilt from the events files it lists, then takes the new file like any store."""
+    rows = _catalogue(10)
+    songs_csv = write_songs(tmp_path, rows)
+    frame = _events(rng, [r[0] for r in rows], 800, users=30)
+    old_part, new_part = _split(frame, 2, rng)
+    old_file, new_file = _write(old_part, tmp_path / "old.csv"), _write(new_part, tmp_path / "new.csv")
+    db = tmp_path / "db.duckdb"
+    ingest(db, old_file, songs_csv, window_start=WINDOW_START)
+    con = duckdb.connect(str(db))  # what the earlier layout left: its five-column event_files, no key sets
+    try:
+        for table in ("listening_state", "song_numbers", "subset_numbers", "song_totals", "user_numbers", "key_runs"):
+            con.execute(f"DROP TABLE {table}")
+        con.execute("ALTER TABLE event_files DROP COLUMN size")
+        con.execute("ALTER TABLE event_files DROP COLUMN mtime_ns")
+    finally:
+        con.close()
+    report = ingest(db, new_file, songs_csv)
+    assert report.new_event_files == 2 and not report.skipped
+    fresh = tmp_path / "fresh.duckdb"
+    ingest(fresh, [old_file, new_file], songs_csv, window_start=WINDOW_START)
+    for x, y in zip(_tables(db), _tables(fresh), strict=True):
+        pd.testing.assert_frame_equal(x, y)
