@@ -84,7 +84,7 @@ def number_catalogue(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _numbers_new AS
            SELECT n.song_id, CAST((SELECT coalesce(max(song_no), -1) FROM _numbers)
-                                  + row_number() OVER (ORDER BY n.song_id) AS INTEGER) AS song_no
+                                  + row_number() OVER () AS INTEGER) AS song_no
            FROM _new_songs n ANTI JOIN _numbers o USING (song_id)"""
     )
     con.execute(

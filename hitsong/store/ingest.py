@@ -53,7 +53,7 @@ from hitsong.store.lock import exclusive
 from hitsong.store.merge import add_keys, check_totals, empty_delta, user_dictionary
 from hitsong.store.schema import NOT_CHANGED, UnknownSongs
 from hitsong.store.sources import file_sha256, open_source
-from hitsong.store.state import Commit, State, read_state, write
+from hitsong.store.state import Commit, State, read_state, stage_numbers, write
 from hitsong.store.window import check_window, resolve_window, same_window
 
 log = logging.getLogger(__name__)
@@ -271,6 +271,8 @@ def _ingest(
         ws, we = state.window[0], state.window[1]
     if not files and not catalogue and state.last is not None and same_window(state, ws, we):
         return skipped_report(state.last, t0), []
+    if not fresh:
+        stage_numbers(con, db_path, catalogue_changed=catalogue)
 
     if catalogue:
         n_songs = load_songs(con, songs_src)

@@ -92,8 +92,8 @@ _EMPTY = {
 
 
 def read_state(con: duckdb.DuckDBPyConnection, db_path: Path) -> State:
-    """Read the store's state and stage its numbering tables (``_numbers``, ``_subsets``,
-    ``_stored_catalogue``, ``_played``: songs with listeners and their subset) into ``con``."""
+    """Read the store's state; create the (empty) staging tables of its numbering, which
+    :func:`stage_numbers` fills when the ingest needs them."""
     for name, cols in _EMPTY.items():
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} ({cols})")
     state = State()
@@ -142,18 +142,35 @@ def read_state(con: duckdb.DuckDBPyConnection, db_path: Path) -> State:
             state.runs.setdefault(keyset, []).append(Run(file, int(keys)))
         mx = con.execute("SELECT coalesce(max(plays), 0), coalesce(max(events), 0) FROM store.song_totals").fetchall()
         state.max_plays, state.max_events = int(mx[0][0]), int(mx[0][1])
-        con.execute("INSERT INTO _numbers SELECT song_id, song_no FROM store.song_numbers")
-        con.execute("INSERT INTO _subsets SELECT subset, subset_no, listeners FROM store.subset_numbers")
-        con.execute(
-            """INSERT INTO _stored_catalogue
-               SELECT s.song_id, s.subset, n.song_no, b.subset_no FROM store.songs s
-               JOIN store.song_numbers n USING (song_id) JOIN store.subset_numbers b USING (subset)"""
-        )
-        con.execute(
-            """INSERT INTO _played SELECT t.song_no, c.subset_no FROM store.song_totals t
-               LEFT JOIN _stored_catalogue c USING (song_no) WHERE t.listeners > 0"""
-        )
         return state
+    finally:
+        detach(con)
+
+
+def stage_numbers(con: duckdb.DuckDBPyConnection, db_path: Path, *, catalogue_changed: bool) -> None:
+    """Copy what an ingest into an existing store needs of its numbering into staging tables.
+
+    Always ``_subsets`` (numbers and listeners per subset). With the same catalogue,
+    ``_stored_catalogue`` (the catalogue with its numbers); with a new one, ``_numbers`` (to number
+    new songs) and ``_played`` (songs with listeners and their old subset, to see whether subsets
+    must be recounted). A store of 10 M songs copies 10 M rows either way, never both.
+    """
+    attach(con, db_path, read_only=True)
+    try:
+        con.execute("INSERT INTO _subsets SELECT subset, subset_no, listeners FROM store.subset_numbers")
+        if catalogue_changed:
+            con.execute("INSERT INTO _numbers SELECT song_id, song_no FROM store.song_numbers")
+            con.execute(
+                """INSERT INTO _played SELECT t.song_no, b.subset_no FROM store.song_totals t
+                   JOIN store.song_numbers n USING (song_no) LEFT JOIN store.songs s USING (song_id)
+                   LEFT JOIN store.subset_numbers b USING (subset) WHERE t.listeners > 0"""
+            )
+        else:
+            con.execute(
+                """INSERT INTO _stored_catalogue
+                   SELECT s.song_id, s.subset, n.song_no, b.subset_no FROM store.songs s
+                   JOIN store.song_numbers n USING (song_id) JOIN store.subset_numbers b USING (subset)"""
+            )
     finally:
         detach(con)
 
@@ -215,15 +232,21 @@ def _write(con: duckdb.DuckDBPyConnection, c: Commit) -> tuple[int, int, int, in
         con.execute("DELETE FROM songs")
         con.execute("INSERT INTO songs SELECT * FROM _new_songs")
         con.execute("INSERT INTO song_numbers SELECT song_id, song_no FROM _numbers_new")
-        con.execute("INSERT INTO song_totals SELECT song_no, 0, 0, 0 FROM _numbers_new")
         con.execute("INSERT INTO subset_numbers SELECT subset, subset_no, listeners FROM _subsets_new")
     if c.users_new:
         con.execute("INSERT INTO user_numbers SELECT user_id, user_no FROM _users_new")
-    con.execute(
-        """UPDATE song_totals t SET plays = t.plays + d.plays, events = t.events + d.events,
-               listeners = t.listeners + d.listeners
-           FROM _delta d WHERE t.song_no = d.song_no"""
-    )
+    if c.fresh:  # every song is new: its totals are the delta (one insert, no update)
+        con.execute(
+            """INSERT INTO song_totals SELECT n.song_no, coalesce(d.plays, 0), coalesce(d.events, 0),
+                      coalesce(d.listeners, 0) FROM _numbers_new n LEFT JOIN _delta d USING (song_no)"""
+        )
+    else:
+        con.execute("INSERT INTO song_totals SELECT song_no, 0, 0, 0 FROM _numbers_new")
+        con.execute(
+            """UPDATE song_totals t SET plays = t.plays + d.plays, events = t.events + d.events,
+                   listeners = t.listeners + d.listeners
+               FROM _delta d WHERE t.song_no = d.song_no"""
+        )
     con.execute(
         "UPDATE subset_numbers b SET listeners = s.listeners FROM _subset_listeners s WHERE b.subset_no = s.subset_no"
     )
