@@ -5,8 +5,10 @@ the summed plays and event rows, the distinct (song, user) pairs with plays and 
 (subset, user) pairs with plays, as the keys of :mod:`hitsong.store.keysets`. Which of those
 keys are new to the store decides the listener counts; the earlier files are never read again.
 
-The SQL path handles every input; large aggregated Parquet files with integer ids take the
-compiled pair counter of :mod:`hitsong.store.pairs` (the same exact result, several times faster).
+The SQL path handles every input. Aggregated Parquet files with whole-number ids (users
+numbered by their ids) take NumPy below ``_KERNEL_MIN_ROWS`` rows (a daily append: no compiler
+start-up) and the compiled pair counter of :mod:`hitsong.store.pairs` above it; all three give
+the same exact result (tests compare them).
 Both need the staging temp table ``_catalogue(song_id, subset, song_no, subset_no)`` and, for
 stores that number users through a dictionary, ``_user_map(user_id, user_no)``.
 """
@@ -22,6 +24,7 @@ import duckdb
 import numpy as np
 
 from hitsong.errors import InputError
+from hitsong.store import keysets
 from hitsong.store.events import CheckedFile
 from hitsong.store.schema import AGGREGATED_COLUMNS, NOT_CHANGED, UnknownSongs
 from hitsong.store.sources import MAX_COUNT, find_rows, ids_table, quote, rows_text
@@ -79,9 +82,12 @@ def aggregate(
         Events of songs not in the catalogue (``unknown_songs="error"``), or play counts whose
         sum per song would not fit 64 bits.
     """
-    user_range = _kernel_user_range(con, checked, memory_limit_mb) if user_numbers else None
-    if user_range is not None:
-        return _aggregate_kernel(con, checked, *user_range, unknown_songs)
+    if user_numbers and _integer_parquet(con, checked):
+        if sum(c.rows for c in checked) < _KERNEL_MIN_ROWS:
+            return _aggregate_numpy(con, checked, unknown_songs)
+        user_range = _kernel_user_range(con, checked, memory_limit_mb)
+        if user_range is not None:
+            return _aggregate_kernel(con, checked, *user_range, unknown_songs)
     return _aggregate_sql(con, checked, user_numbers, window_start, window_end, unknown_songs)
 
 
@@ -212,18 +218,10 @@ _KERNEL_MAX_SONG_RANGE = 1 << 26  # song ids spread wider than this go to SQL (l
 _KERNEL_BATCH_ROWS = 1 << 22  # rows read at a time (a Parquet row group if not larger)
 
 
-def _kernel_user_range(
-    con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], memory_limit_mb: int
-) -> tuple[int, int] | None:
-    """``(min, max)`` user id when the compiled path applies, else ``None``.
-
-    It applies to local aggregated Parquet files with integer ids and counts, at least
-    ``_KERNEL_MIN_ROWS`` rows in all, user and song ids in compact ranges, sums that cannot
-    overflow, and a footprint within ``memory_limit_mb`` (see :func:`hitsong.store.pairs.memory_bytes`).
-    """
+def _integer_parquet(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile]) -> bool:
+    """Whether every file is local aggregated Parquet with whole-number ids and counts whose
+    per-song sums cannot overflow (else the SQL path, which checks sums exactly)."""
     rows = sum(c.rows for c in checked)
-    if rows < _KERNEL_MIN_ROWS:
-        return None
     for c in checked:
         src = c.file.src
         if (
@@ -233,18 +231,85 @@ def _kernel_user_range(
             or "://" in src.path
             or any(src.types[col] not in _KERNEL_TYPES for col in AGGREGATED_COLUMNS)
         ):
-            return None
+            return False
+    top = [
+        c.file.src.relation(con).aggregate(f"max({quote(c.file.src.columns['play_count'])})").fetchall()[0][0]
+        for c in checked
+    ]  # from Parquet statistics, without a scan
+    return max(int(x or 0) for x in top) * rows <= MAX_COUNT
+
+
+def _song_lut(con: duckdb.DuckDBPyConnection) -> tuple[np.ndarray, int, np.ndarray]:
+    """``(lut, song_lo, subset_of)``: song number of integer song id ``song_lo + k`` at ``lut[k]``
+    (-1: not in the catalogue), and the subset number of each song number."""
+    _song_map(con, "BIGINT")
+    smap = con.execute("SELECT song_key, song_no, subset_no FROM _song_map ORDER BY song_key").fetchnumpy()
+    keys = np.asarray(smap["song_key"], dtype=np.int64)
+    song_no = np.asarray(smap["song_no"], dtype=np.int64)
+    song_lo = int(keys[0]) if keys.size else 0
+    lut = np.full(int(keys[-1]) - song_lo + 1 if keys.size else 1, -1, np.int32)
+    lut[keys - song_lo] = song_no.astype(np.int32)
+    subset_of = np.zeros(int(song_no.max()) + 1 if song_no.size else 1, np.int64)
+    subset_of[song_no] = np.asarray(smap["subset_no"], dtype=np.int64)
+    return lut, song_lo, subset_of
+
+
+def _aggregate_numpy(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], policy: UnknownSongs) -> Delta:
+    """:func:`aggregate` for a small aggregated Parquet input with integer ids, in NumPy."""
+    lut, song_lo, subset_of = _song_lut(con)
+    cols = []
+    for c in checked:
+        names = [quote(c.file.src.columns[n]) for n in AGGREGATED_COLUMNS]
+        got = c.file.src.relation(con).project(", ".join(f"CAST({n} AS BIGINT)" for n in names)).fetchnumpy()
+        cols.append([np.asarray(v, dtype=np.int64) for v in got.values()])
+    users, songs, counts = (np.concatenate([c[i] for c in cols]) for i in range(3))
+    k = songs - song_lo
+    song_no = np.full(songs.shape[0], -1, np.int64)
+    fits = (k >= 0) & (k < lut.shape[0])
+    song_no[fits] = lut[k[fits]]
+    known = song_no >= 0
+    if not known.all():
+        ids = keysets.distinct(songs[~known])
+        unknown = (int(ids.size), int((~known).sum()), int(counts[~known].sum()))
+        _unknown(con, checked, policy, unknown, [str(i) for i in ids[:3]])
+    else:
+        unknown = (0, 0, 0)
+    song_no, users, counts = song_no[known], users[known], counts[known]
+    n = subset_of.shape[0]
+    events = np.bincount(song_no, minlength=n).astype(np.int64)
+    plays = np.zeros(n, np.int64)
+    np.add.at(plays, song_no, counts)
+    played = counts > 0
+    pairs = keysets.distinct((song_no[played] << 32) | users[played])
+    listeners = np.bincount(pairs >> 32, minlength=n).astype(np.int64)
+    touched = np.flatnonzero(events)
+    return Delta(
+        song_no=touched.astype(np.int64),
+        plays=plays[touched],
+        events=events[touched],
+        listeners=listeners[touched],
+        pair_keys=pairs,
+        subset_user_keys=keysets.distinct((subset_of[pairs >> 32] << 32) | (pairs & 0xFFFFFFFF)),
+        unknown=unknown,
+    )
+
+
+def _kernel_user_range(
+    con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], memory_limit_mb: int
+) -> tuple[int, int] | None:
+    """``(min, max)`` user id when the compiled path applies, else ``None``.
+
+    It applies to files that pass :func:`_integer_parquet` with user and song ids in compact
+    ranges, sums that cannot overflow, and a footprint within ``memory_limit_mb`` (see
+    :func:`hitsong.store.pairs.memory_bytes`).
+    """
+    rows = sum(c.rows for c in checked)
     from hitsong.store.pairs import MAX_USER_BITS, memory_bytes
 
     stats = [
-        c.file.src.relation(con)
-        .aggregate(f"min({c.user_sql}), max({c.user_sql}), max({quote(c.file.src.columns['play_count'])})")
-        .fetchall()[0]
-        for c in checked
+        c.file.src.relation(con).aggregate(f"min({c.user_sql}), max({c.user_sql})").fetchall()[0] for c in checked
     ]  # Parquet statistics answer this without a scan
     user_lo, user_hi = min(int(x[0]) for x in stats), max(int(x[1]) for x in stats)
-    if max(int(x[2] or 0) for x in stats) * rows > MAX_COUNT:
-        return None  # a sum might not fit 64 bits: the SQL path checks it exactly
     songs = con.execute(
         """SELECT count(*), min(k), max(k), count(DISTINCT subset_no), max(song_no) FROM (
                SELECT TRY_CAST(song_id AS BIGINT) AS k, subset_no, song_no FROM _catalogue)"""
@@ -277,16 +342,7 @@ def _aggregate_kernel(
     from hitsong.store.pairs import count_pairs
 
     log.info("aggregating %d event rows with the compiled pair counter", sum(c.rows for c in checked))
-    _song_map(con, "BIGINT")
-    smap = con.execute("SELECT song_key, song_no, subset_no FROM _song_map ORDER BY song_key").fetchnumpy()
-    keys = np.asarray(smap["song_key"], dtype=np.int64)
-    song_no = np.asarray(smap["song_no"], dtype=np.int64)
-    song_lo = int(keys[0]) if keys.size else 0
-    lut = np.full(int(keys[-1]) - song_lo + 1 if keys.size else 1, -1, np.int32)
-    lut[keys - song_lo] = song_no.astype(np.int32)
-    n_song_nos = int(song_no.max()) + 1 if song_no.size else 1
-    subset_of = np.zeros(n_song_nos, np.int64)
-    subset_of[song_no] = np.asarray(smap["subset_no"], dtype=np.int64)
+    lut, song_lo, subset_of = _song_lut(con)
 
     def batches() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         for c in checked:

@@ -4,8 +4,8 @@ A store describes one listening dataset: the union of every events file ingested
 ``replace``. An ingest reads only the *new* files: it aggregates them on their own into per-song
 sums and the keys of their (song, user) and (subset, user) pairs (:mod:`hitsong.store.aggregate`),
 finds which keys the store has not seen (:mod:`hitsong.store.keysets`: the new listeners,
-exactly), and adds the sums and the new listeners to ``song_totals``; only the songs the new
-files touched get their ``song_stats`` row recomputed. The totals equal those of ingesting every
+exactly), and adds the sums and the new listeners to ``song_totals`` of the songs the new files
+touched (``song_stats`` is a view of those totals). The totals equal those of ingesting every
 file at once; earlier files are never read again (they may be archived or deleted).
 
 How an ingest stays safe:
@@ -303,7 +303,6 @@ def _ingest(
         delta = empty_delta()
     check_totals(con, db_path, state, delta)
     runs, listeners, dropped = add_keys(con, db_path, state, fresh, catalogue, delta, written)
-    full_stats = fresh or catalogue or state.window is None or window[0] != state.window[0]
     ingest_id = state.last[0] + 1 if state.last else 1
     all_files = ([] if fresh else [f.path for f in state.files]) + [c.file.src.path for c in checked]
     request_key = hashlib.sha256(
@@ -318,7 +317,6 @@ def _ingest(
     commit = Commit(
         fresh=fresh,
         catalogue=catalogue,
-        full_stats=full_stats,
         window=window,
         user_keys=user_keys,
         source="events",

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,13 +58,14 @@ def keys_dir(db_path: str | Path) -> Path:
 
 
 #: From this many keys on, the compiled search and merge of :mod:`hitsong.store.pairs` are used;
-#: below, NumPy's binary search, which needs no compiler start-up (numba's first call in a process
-#: costs 0.5-2 s here, more than searching a small append's keys with NumPy).
+#: below, NumPy's binary search, which needs no compiler start-up (numba's start in a process
+#: costs 0.5-2 s here, more than searching a small append's keys with NumPy), unless this process
+#: has started numba already (it ran the compiled pair counter).
 COMPILED_MIN_KEYS = 2_000_000
 
 
 def _compiled(n: int) -> bool:
-    return n >= COMPILED_MIN_KEYS
+    return n >= COMPILED_MIN_KEYS or "hitsong.store.pairs" in sys.modules
 
 
 def _absent_numpy(new: np.ndarray, run: np.ndarray, out: np.ndarray) -> None:
@@ -79,6 +81,14 @@ def _merge_numpy(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     rest = np.ones(out.shape[0], dtype=np.bool_)
     rest[at] = False
     out[rest] = a
+
+
+def distinct(keys: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of an int64 array (``np.unique`` without its masked-array import)."""
+    out = np.sort(keys)
+    if out.size:
+        out = out[np.concatenate(([True], out[1:] != out[:-1]))]
+    return out
 
 
 def open_run(folder: Path, run: Run) -> np.ndarray:

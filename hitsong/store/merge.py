@@ -96,14 +96,6 @@ def stage(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, np.ndarr
     con.unregister(f"{name}_arrays")
 
 
-def distinct(keys: np.ndarray) -> np.ndarray:
-    """The sorted distinct values of an int64 array (``np.unique`` without its masked-array import)."""
-    out = np.sort(keys)
-    if out.size:
-        out = out[np.concatenate(([True], out[1:] != out[:-1]))]
-    return out
-
-
 def add_keys(
     con: duckdb.DuckDBPyConnection,
     db_path: Path,
@@ -158,7 +150,7 @@ def add_keys(
         subset_keys = delta.subset_user_keys
         base = {k: old[k] for k in ("subset_users", "users")}
     su = keysets.add(folder, base["subset_users"], subset_keys, name="subset_users")
-    users = keysets.add(folder, base["users"], distinct(subset_keys & 0xFFFFFFFF), name="users")
+    users = keysets.add(folder, base["users"], keysets.distinct(subset_keys & 0xFFFFFFFF), name="users")
     for added in (su, users):
         written += added.written
         dropped += added.dropped
@@ -192,7 +184,7 @@ def _subset_keys_from_pairs(con: duckdb.DuckDBPyConnection, pairs: np.ndarray) -
     subset_of[song_no] = np.asarray(cat["subset_no"], np.int64)
     sub = subset_of[pairs >> 32] if pairs.size else np.zeros(0, np.int64)
     keep = sub >= 0
-    return distinct((sub[keep] << 32) | (pairs[keep] & 0xFFFFFFFF))
+    return keysets.distinct((sub[keep] << 32) | (pairs[keep] & 0xFFFFFFFF))
 
 
 def empty_delta() -> Delta:

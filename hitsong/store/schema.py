@@ -5,10 +5,11 @@ Tables (DESIGN.md section 2, ARCHITECTURE.md):
 - ``songs(song_id, title, artist, subset, release_date, audio_path)``: the catalogue, ids as
   text, ``audio_path`` absolute (relative paths resolve against the songs file's folder).
 - ``song_stats(song_id, subset, playcount, listeners, events, hit_score, release_quarter,
-  quarter_index)``: one row per song, songs without plays included with zeros (the rules of
-  :mod:`hitsong.store.rules`). Aggregated once, at ingest.
-- ``subset_stats(subset, songs, songs_played, listeners, events, plays)``: listeners are
-  distinct users over the whole subset (not a sum over songs), also computed at ingest.
+  quarter_index)``: one row per catalogue song, songs without plays included with zeros (the
+  rules of :mod:`hitsong.store.rules`). A view of ``song_totals`` (aggregated at ingest), so
+  the counts are stored once and an append writes only the totals of the songs it touched.
+- ``subset_stats(subset, songs, songs_played, listeners, events, plays)``: a view; listeners
+  are distinct users over the whole subset (not a sum over songs), counted at ingest.
 - ``window(window_start, window_end, source)``: the observation window (one row).
 - ``splits(song_id, subset, split)`` and ``sample_log``: the experiment sample.
 - ``ingest_log`` and ``event_files``: what was ingested; one ``event_files`` row per events file
@@ -32,6 +33,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from hitsong.store.rules import hit_score_sql, months_sql, quarter_index_sql, quarter_label_sql
+
 #: What ingest does with events of songs not in the catalogue.
 UnknownSongs = Literal["error", "drop"]
 
@@ -54,13 +57,6 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS songs (
     song_id VARCHAR PRIMARY KEY, title VARCHAR, artist VARCHAR, subset VARCHAR NOT NULL,
     release_date DATE NOT NULL, audio_path VARCHAR NOT NULL);
-CREATE TABLE IF NOT EXISTS song_stats (
-    song_id VARCHAR NOT NULL, subset VARCHAR NOT NULL, playcount BIGINT NOT NULL,
-    listeners BIGINT NOT NULL, events BIGINT NOT NULL, hit_score DOUBLE NOT NULL,
-    release_quarter VARCHAR NOT NULL, quarter_index INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS subset_stats (
-    subset VARCHAR NOT NULL, songs BIGINT, songs_played BIGINT, listeners BIGINT,
-    events BIGINT, plays BIGINT);
 CREATE TABLE IF NOT EXISTS "window" (window_start DATE NOT NULL, window_end DATE, source VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS splits (song_id VARCHAR PRIMARY KEY, subset VARCHAR NOT NULL, split VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS sample_log (
@@ -80,8 +76,25 @@ CREATE TABLE IF NOT EXISTS user_numbers (user_id VARCHAR NOT NULL, user_no BIGIN
 CREATE TABLE IF NOT EXISTS key_runs (keyset VARCHAR NOT NULL, file VARCHAR NOT NULL, keys BIGINT NOT NULL);
 """
 
+VIEWS = f"""
+CREATE OR REPLACE VIEW song_stats AS
+WITH q AS (
+    SELECT s.song_id, s.subset, t.plays AS playcount, t.listeners, t.events,
+           {months_sql("s.release_date", "w.window_start")} AS months
+    FROM songs s JOIN song_numbers n USING (song_id) JOIN song_totals t USING (song_no) CROSS JOIN "window" w)
+SELECT song_id, subset, playcount, listeners, events, {hit_score_sql("playcount", "listeners")} AS hit_score,
+       {quarter_label_sql("months")} AS release_quarter, CAST({quarter_index_sql("months")} AS INTEGER) AS quarter_index
+FROM q;
+CREATE OR REPLACE VIEW subset_stats AS
+SELECT st.subset, count(*) AS songs, count(*) FILTER (WHERE playcount > 0) AS songs_played,
+       any_value(b.listeners) AS listeners, CAST(sum(events) AS BIGINT) AS events,
+       CAST(sum(playcount) AS BIGINT) AS plays
+FROM song_stats st LEFT JOIN subset_numbers b USING (subset) GROUP BY st.subset;
+"""
+
 #: Version of the incremental layout (``listening_state.format``); a store without it is rebuilt.
-STORE_FORMAT = 2
+#: 3: ``song_stats`` and ``subset_stats`` are views of the totals (2 stored them as tables).
+STORE_FORMAT = 3
 
 #: The tables an ingest rewrites or appends to (the others belong to sampling and features).
 LISTENING_TABLES = (

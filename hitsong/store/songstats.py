@@ -202,7 +202,6 @@ def ingest_song_stats(
     commit = Commit(
         fresh=True,
         catalogue=True,
-        full_stats=True,
         window=window,
         user_keys=state.user_keys or "numbers",
         source="song_stats",

@@ -21,8 +21,7 @@ import duckdb
 from hitsong.errors import StoreError
 from hitsong.store import _is_lock_error
 from hitsong.store.keysets import KEYSETS, Run
-from hitsong.store.rules import hit_score_sql, months_sql, quarter_index_sql, quarter_label_sql
-from hitsong.store.schema import LISTENING_TABLES, SCHEMA, STORE_FORMAT
+from hitsong.store.schema import LISTENING_TABLES, SCHEMA, STORE_FORMAT, VIEWS
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +180,6 @@ class Commit:
 
     ``fresh``: forget the listening data first (first ingest, ``replace``, a rebuild).
     ``catalogue``: ``_new_songs``, ``_numbers_new`` and ``_subsets_new`` replace the catalogue.
-    ``full_stats``: rewrite every ``song_stats`` row (else only the songs in ``_delta``).
     ``_delta(song_no, plays, events, listeners)`` is added to ``song_totals``;
     ``_subset_listeners(subset_no, listeners)`` holds new absolute subset listener counts (NULL:
     unknown). ``runs`` replaces the run lists of the sets it names; ``users_new``: append
@@ -190,7 +188,6 @@ class Commit:
 
     fresh: bool
     catalogue: bool
-    full_stats: bool
     window: tuple[date, date | None, str]
     user_keys: str
     source: str
@@ -225,9 +222,14 @@ def write(con: duckdb.DuckDBPyConnection, db_path: Path, c: Commit) -> tuple[int
 
 def _write(con: duckdb.DuckDBPyConnection, c: Commit) -> tuple[int, int, int, int, int]:
     if c.fresh:
-        for table in LISTENING_TABLES:
-            con.execute(f'DROP TABLE IF EXISTS "{table}"')  # also drops an earlier layout's columns
+        for name, kind in con.execute(
+            "SELECT table_name, table_type FROM information_schema.tables "
+            "WHERE table_catalog = current_database() AND table_schema = 'main'"
+        ).fetchall():
+            if name in LISTENING_TABLES:  # also drops an earlier layout's tables and columns
+                con.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} "{name}"')
     con.execute(SCHEMA)
+    con.execute(VIEWS)
     if c.catalogue:
         con.execute("DELETE FROM songs")
         con.execute("INSERT INTO songs SELECT * FROM _new_songs")
@@ -252,32 +254,6 @@ def _write(con: duckdb.DuckDBPyConnection, c: Commit) -> tuple[int, int, int, in
     )
     con.execute('DELETE FROM "window"')
     con.execute('INSERT INTO "window" VALUES ($s, $e, $src)', dict(zip(("s", "e", "src"), c.window)))
-    stats = f"""
-        WITH q AS (
-            SELECT s.song_id, s.subset, t.plays AS playcount, t.listeners, t.events,
-                   {months_sql("s.release_date", "w.window_start")} AS months
-            FROM songs s JOIN song_numbers n USING (song_id) JOIN song_totals t USING (song_no)
-                 CROSS JOIN "window" w {{where}})
-        SELECT song_id, subset, playcount, listeners, events, {hit_score_sql("playcount", "listeners")} AS hit_score,
-               {quarter_label_sql("months")} AS release_quarter, {quarter_index_sql("months")} AS quarter_index
-        FROM q"""
-    if c.full_stats:
-        con.execute("DELETE FROM song_stats")
-        con.execute("INSERT INTO song_stats " + stats.format(where=""))
-    else:
-        con.execute(
-            f"""UPDATE song_stats st SET playcount = u.playcount, listeners = u.listeners, events = u.events,
-                    hit_score = u.hit_score
-                FROM ({stats.format(where="SEMI JOIN _delta d USING (song_no)")}) u
-                WHERE st.song_id = u.song_id"""
-        )
-    con.execute("DELETE FROM subset_stats")
-    con.execute(
-        """INSERT INTO subset_stats
-           SELECT st.subset, count(*), count(*) FILTER (WHERE playcount > 0), any_value(b.listeners),
-                  sum(events), sum(playcount)
-           FROM song_stats st LEFT JOIN subset_numbers b USING (subset) GROUP BY st.subset"""
-    )
     for keyset, runs in c.runs.items():
         con.execute("DELETE FROM key_runs WHERE keyset = ?", [keyset])
         if runs:
