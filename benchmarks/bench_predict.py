@@ -4,16 +4,19 @@ What it measures (CPU, one process):
 
 1. A 4-minute 44.1 kHz stereo MP3 is generated (tones, chords and noise, written in blocks).
 2. Warm latency: ``SongScorer.score([mp3])`` (what the pyfunc's ``predict`` runs) for an m6
-   bundle at the paper's sizes, median of ``--repeats`` calls, split into decode (+ resampling),
-   features (log-mel), tagger and network; m1 is measured in the same run as the baseline
-   (same decode and tagger, a trivial network), and the pyfunc's ``predict`` once through
-   MLflow's wrapper.
+   bundle at the paper's sizes with the tagger hearing ``--tagger-seconds`` (default the
+   paper's whole 60-s segment: 20 patches), median of ``--repeats`` calls, split into decode
+   (+ resampling), features (log-mel), tagger and network. m6 is timed with the bundle's
+   ``tagger_precision`` ``exact`` and (where the CPU has native bfloat16) ``fast``; m1 with
+   the precision ``auto`` resolves to here is the baseline in the same run (same decode and
+   tagger, a trivial network).
 3. Cold load: a real ``mlflow server`` in a temporary folder; the m6 bundle is logged as the
    pyfunc, registered and promoted; then a fresh Python process times
    ``load_model("models:/hitsong-bench@champion", device="cpu")`` (download, build, tagger,
-   warm-up) and, separately, its imports.
+   warm-up) and, separately, its imports, then its first ``predict``. The champion is the m6
+   bundle with the precision ``auto`` resolves to here (what training on this machine records).
 
-Run: ``.venv/bin/python -m benchmarks.bench_predict [--repeats 5]``
+Run: ``.venv/bin/python -m benchmarks.bench_predict [--repeats 7] [--tagger-seconds 60]``
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import subprocess
 import sys
@@ -57,21 +61,29 @@ def write_mp3(path: Path, *, seconds: float = MINUTES * 60, sr: int = SR, seed: 
     return path
 
 
-def make_bundle(directory: Path, method: str) -> Path:
-    """A bundle of ``method`` at the paper's sizes (random weights: latency does not depend on them)."""
+def make_bundle(directory: Path, method: str, *, tagger_seconds: float, precision: str) -> Path:
+    """A bundle of ``method`` at the paper's sizes (random weights: latency does not depend on them).
+
+    Its audio config is the default with ``tagger_seconds`` and the tagger precision resolved
+    from ``precision`` as training on this machine would record it.
+    """
     import torch
 
     from hitsong.audio import AudioConfig
     from hitsong.bundle import save_bundle
     from hitsong.models import build_model
     from hitsong.models.config import ModelConfig
+    from hitsong.tagger.precision import resolve_audio_config
 
     torch.manual_seed(0)
     config = ModelConfig()
+    audio = resolve_audio_config(
+        AudioConfig(tagger_seconds=tagger_seconds, tagger_precision=precision), device="cpu", model="MTT_musicnn"
+    )
     return save_bundle(
-        directory / method, build_model(method, config), method=method, model_config=config,
-        target_mean=10.0, target_std=3.0, catalog=np.linspace(0, 20, 8000), subset="bench",
-        audio_config=AudioConfig(), tagger="MTT_musicnn",
+        directory / f"{method}-{audio.tagger_precision}", build_model(method, config), method=method,
+        model_config=config, target_mean=10.0, target_std=3.0, catalog=np.linspace(0, 20, 8000), subset="bench",
+        audio_config=audio, tagger="MTT_musicnn",
     )  # fmt: skip
 
 
@@ -142,24 +154,38 @@ def cold_load(bundle: Path, mp3: Path, workdir: Path) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="warm calls per method (median)")
+    parser.add_argument("--repeats", type=int, default=7, help="warm calls per method (median)")
+    parser.add_argument("--tagger-seconds", type=float, default=60.0, help="the tagger's window (default 60: 20 patches)")
     parser.add_argument("--skip-cold", action="store_true", help="skip the registry cold-load part")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import torch
+
+    from hitsong.tagger.precision import native_bf16
 
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
         tmp = Path(tmp)
         t0 = time.perf_counter()
         mp3 = write_mp3(tmp / "song.mp3")
         log.info("wrote %s (%.1f MB) in %.1f s", mp3, mp3.stat().st_size / 1e6, time.perf_counter() - t0)
-        results = {"torch_threads": torch.get_num_threads()}
-        for method in ("m1", "m6"):
-            results[method] = warm_latency(make_bundle(tmp, method), mp3, args.repeats)
-            log.info("%s warm: %s", method, {k: round(v, 3) for k, v in results[method].items()})
+        results: dict[str, object] = {
+            "torch_threads": torch.get_num_threads(), "tagger_seconds": args.tagger_seconds,
+            "native_bf16": native_bf16(), "load_before": os.getloadavg(),
+        }  # fmt: skip
+        runs = [("m1", "auto"), ("m6", "exact")] + ([("m6", "fast")] if native_bf16() else [])
+        bundles = {}
+        for method, precision in runs:
+            bundle = make_bundle(tmp, method, tagger_seconds=args.tagger_seconds, precision=precision)
+            key = bundle.name
+            bundles[key] = bundle
+            results[key] = warm_latency(bundle, mp3, args.repeats)
+            log.info("%s warm: %s", key, {k: round(v, 3) for k, v in results[key].items()})
         if not args.skip_cold:
-            results["cold"] = cold_load(tmp / "m6", mp3, tmp)
-            log.info("cold: %s", {k: round(v, 3) for k, v in results["cold"].items()})
+            champion = bundles["m6-fast"] if "m6-fast" in bundles else bundles["m6-exact"]  # what auto resolves to
+            results["cold_bundle"] = champion.name
+            results["cold"] = cold_load(champion, mp3, tmp)
+            log.info("cold (%s): %s", champion.name, {k: round(v, 3) for k, v in results["cold"].items()})
+        results["load_after"] = os.getloadavg()
         print(json.dumps(results, indent=1))
     return 0
 

@@ -9,6 +9,10 @@ Run: ``.venv/bin/python -m benchmarks.bench_training [--train 150 --val 20 --thr
   other people's load, while CPU time / threads estimates the wall time on an idle machine.
 - Counts FLOPs of one forward pass per song with ``torch.utils.flop_counter`` (a training
   step is taken as 3x the forward: forward + two backward products).
+- Parallel processes (``--parallel``): the same jobs (``--jobs`` one-epoch trainings of m2 and m3
+  on a float16 memory-mapped store like the feature store's) run in one process and in two
+  single-threaded processes (``hitsong.training.parallel.run_repetitions``): the speed-up, and the
+  share of each epoch a training step waits for its batch (memmap read + collation).
 - Projects (a) the demo command (6 methods x repeats x 2 subsets with the demo profile's
   epoch cap) on this CPU, and (b) the paper-size run (8,000 train + 1,000 validation songs,
   10 repetitions, 6 methods, 2 subsets, 150 epochs) on one GPU at an assumed effective
@@ -63,13 +67,113 @@ def forward_flops(name: str) -> int:
     return int(counter.get_total_flops())
 
 
+class MemmapSongs(Dataset):
+    """``n`` random songs stored like the feature store: a float16 memmap of (n, 128, 646), read per item."""
+
+    def __init__(self, n: int, seed: int, folder: str) -> None:
+        rng = np.random.default_rng(seed)
+        self.path = os.path.join(folder, f"mel-{seed}.f16")
+        mels = np.lib.format.open_memmap(self.path, mode="w+", dtype=np.float16, shape=(n, 128, 646))
+        for i in range(n):
+            mels[i] = rng.normal(2.0, 1.0, size=(128, 646))
+        mels.flush()
+        del mels
+        self.tags = rng.uniform(size=(n, 50)).astype(np.float32)
+        self.target = rng.normal(20.0, 5.0, size=n).astype(np.float32)
+        self._mels: np.ndarray | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_mels": None}
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def __getitem__(self, i: int) -> dict:
+        if self._mels is None:
+            self._mels = np.load(self.path, mmap_mode="r")
+        return {"mel": np.asarray(self._mels[i], dtype=np.float32), "tags": self.tags[i], "target": self.target[i],
+                "song_id": f"s{i}"}  # fmt: skip
+
+
+def _epoch_job(method: str, repetition: int, *, data: object) -> float:
+    """One training epoch of ``method`` (seeded by the repetition); its wall seconds."""
+    torch.manual_seed(repetition)
+    model = build_model(method, ModelConfig())
+    model.fit_input_stats(data.train.stats, data.train.tags)  # type: ignore[attr-defined]
+    start = time.perf_counter()
+    fit(model, data, TrainConfig.for_profile("demo", max_epochs=1), seed=repetition, device=torch.device("cpu"),
+        label=method)  # type: ignore[arg-type]  # fmt: skip
+    return time.perf_counter() - start
+
+
+def _data_wait_share(method: str, data: object) -> tuple[float, float]:
+    """(seconds per epoch, share of it spent waiting for batches) of one training pass of ``method``."""
+    from hitsong.training.loop import batches, forward
+
+    torch.manual_seed(0)
+    model = build_model(method, ModelConfig())
+    model.fit_input_stats(data.train.stats, data.train.tags)  # type: ignore[attr-defined]
+    opt = torch.optim.Adagrad(model.parameters(), lr=1e-3)
+    z = data.z(data.train)  # type: ignore[attr-defined]
+    model.train()
+    waiting, start = 0.0, time.perf_counter()
+    gen = batches(model, data.train, z, batch_size=10, device=torch.device("cpu"),  # type: ignore[attr-defined]
+                  generator=torch.Generator().manual_seed(0))  # fmt: skip
+    while True:
+        t = time.perf_counter()
+        try:
+            x, tags, target = next(gen)
+        except StopIteration:
+            break
+        waiting += time.perf_counter() - t
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(forward(model, x, tags), target).backward()
+        opt.step()
+    total = time.perf_counter() - start
+    return total, waiting / total
+
+
+def parallel_section(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from hitsong.training.parallel import run_repetitions
+
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as folder:
+        data = scan_subset(
+            {"train": MemmapSongs(args.train, 1, folder), "val": MemmapSongs(args.val, 2, folder),
+             "test": MemmapSongs(args.val, 3, folder)},
+            subset="bench",
+        )  # fmt: skip
+        torch.set_num_threads(1)
+        for method in ("m2", "m3"):
+            seconds, share = _data_wait_share(method, data)
+            print(f"{method}: {args.train / seconds:.1f} songs/s per training pass (1 thread), "
+                  f"{100 * share:.1f} % of it waiting for batches (memmap read + collation)")  # fmt: skip
+        jobs = [(m, r) for r in range(args.jobs // 2) for m in ("m2", "m3")]
+        walls = {}
+        for processes in (1, 2):
+            start = time.perf_counter()
+            list(run_repetitions(jobs, _epoch_job, {"data": data}, processes=processes, threads=1))
+            walls[processes] = time.perf_counter() - start
+            print(f"{len(jobs)} one-epoch jobs in {processes} process(es): {walls[processes]:.1f} s wall")
+        print(f"speed-up with 2 processes: {walls[1] / walls[2]:.2f}x "
+              f"(load average {os.getloadavg()[0]:.1f} at the end)")  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--train", type=int, default=150)
     p.add_argument("--val", type=int, default=20)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--repeats", type=int, default=None, help="demo repeats (default: the demo profile's)")
+    p.add_argument("--parallel", action="store_true", help="measure data waiting and the 2-process speed-up only")
+    p.add_argument("--jobs", type=int, default=4, help="one-epoch jobs for --parallel (even)")
     args = p.parse_args()
+    if args.parallel:
+        logging.basicConfig(level=logging.WARNING)
+        print(f"load average {os.getloadavg()[0]:.1f} at start")
+        parallel_section(args)
+        return
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)

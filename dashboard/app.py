@@ -1,19 +1,29 @@
-"""The hitsong dashboard: five pages under one navigation. Start it with ``hitsong dashboard``."""
+"""The dashboard's server: ``streamlit run dashboard/app.py``, which is what ``hitsong dashboard`` runs.
+
+Streamlit finds ``app`` below, an ``st.App`` that serves ``navigation.py`` (the six pages)
+behind the Host allow-list and with the error screen of ``dashboard.guard``. Its server
+settings (allowed hosts, upload limit, error details, file watcher) are in
+``dashboard/.streamlit/config.toml``, which Streamlit reads beside this file from whatever folder
+it is started in. Secrets given as files (``MLFLOW_TRACKING_PASSWORD_FILE``, the read-only
+service user's password, ``registry.secrets``) are read into this process's environment here,
+so a plain ``streamlit run`` gets them as ``hitsong dashboard`` does; they are only ever used
+server-side.
+"""
+
+import logging
+from pathlib import Path
 
 import streamlit as st
+from starlette.middleware import Middleware
 
-from dashboard import data, ui
+from dashboard.guard import HostAllowList, report_script_error
+from registry.secrets import apply_secret_files
 
-st.set_page_config(page_title="hitsong", page_icon=":material/music_note:", layout="wide")
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+apply_secret_files()
 
-navigation = st.navigation(
-    [
-        st.Page("pages/experiments.py", title="Experiments", icon=":material/science:", default=True),
-        st.Page("pages/data.py", title="Data", icon=":material/bar_chart:"),
-        st.Page("pages/genres.py", title="Genres", icon=":material/category:"),
-        st.Page("pages/predict.py", title="Predict", icon=":material/upload_file:"),
-        st.Page("pages/registry.py", title="Registry", icon=":material/inventory_2:"),
-    ]
+app = st.App(
+    Path(__file__).resolve().parent / "navigation.py",
+    middleware=[Middleware(HostAllowList)],
+    on_script_error=report_script_error,
 )
-ui.sidebar(data.settings())
-navigation.run()

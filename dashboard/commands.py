@@ -1,8 +1,10 @@
 """``hitsong dashboard``: start the Streamlit app against the configured home and tracking server.
 
 ``dashboard_command`` and ``dashboard_env`` are public so that ``hitsong demo run`` and the
-end-to-end test start exactly the same server as the command does; ``wait_until_ready`` polls
-Streamlit's health endpoint.
+end-to-end tests start exactly the same server as the command does; ``wait_until_ready`` polls
+Streamlit's health endpoint. The server's settings live in ``dashboard/.streamlit/config.toml``
+(:data:`CONFIG`), which ``streamlit run dashboard/app.py`` reads too; the command passes only
+what differs per start: port, address, the host allow-list and, when asked, the upload limit.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from hitsong.errors import ConfigError, HitsongError
@@ -23,9 +27,30 @@ from hitsong.settings import DEFAULT_DASHBOARD_PORT, Settings, get_settings
 log = logging.getLogger(__name__)
 
 APP = Path(__file__).resolve().parent / "app.py"
-#: Largest upload on the Predict page, MB (a 4-minute 320 kbit/s MP3 is ~10 MB; WAV ~40 MB).
-DEFAULT_MAX_UPLOAD_MB = 100
-UPLOAD_ENV = "HITSONG_MAX_UPLOAD_MB"
+#: The server settings, read by Streamlit beside ``APP`` whatever the working folder.
+CONFIG = APP.parent / ".streamlit" / "config.toml"
+#: Bind addresses that mean "every interface": local clients use the loopback address.
+WILDCARD_BINDS = ("0.0.0.0", "::", "")
+
+
+def server_config() -> dict:
+    """The ``[server]`` table of :data:`CONFIG`."""
+    with CONFIG.open("rb") as fh:
+        return dict(tomllib.load(fh)["server"])
+
+
+def allowed_hosts(host: str, extra: Sequence[str] = ()) -> list[str]:
+    """The host allow-list for a server bound to ``host``: the config's local names, ``host``, ``extra``."""
+    names = [*server_config()["allowedHosts"]]
+    if host not in WILDCARD_BINDS:
+        names.append(host.strip("[]"))
+    names.extend(h.strip() for h in extra if h.strip())
+    return list(dict.fromkeys(names))
+
+
+def local_url(host: str, port: int) -> str:
+    """The URL a client on this machine opens (the loopback address for a wildcard bind)."""
+    return f"http://{'127.0.0.1' if host in WILDCARD_BINDS else host}:{port}"
 
 
 def dashboard_command(
@@ -33,33 +58,47 @@ def dashboard_command(
     port: int = DEFAULT_DASHBOARD_PORT,
     host: str = "127.0.0.1",
     headless: bool = True,
-    max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
+    max_upload_mb: int | None = None,
+    extra_hosts: Sequence[str] = (),
 ) -> list[str]:
-    """The ``streamlit run`` command line (file watcher off: it trips on torch modules)."""
+    """The ``streamlit run dashboard/app.py`` command line.
+
+    Parameters
+    ----------
+    port, host : int, str
+        Where to listen.
+    headless : bool
+        ``False`` opens a browser.
+    max_upload_mb : int or None
+        Largest upload on the Predict page, MB; ``None`` keeps the config file's.
+    extra_hosts : sequence of str
+        Host names to accept besides the local ones and ``host`` (:func:`allowed_hosts`).
+    """
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port {port} is outside 1..65535")
-    if max_upload_mb < 1:
+    if max_upload_mb is not None and max_upload_mb < 1:
         raise ConfigError(f"--max-upload-mb {max_upload_mb} must be at least 1")
-    return [
+    for name in extra_hosts:
+        if not name.strip() or any(c in name for c in " /@"):
+            raise ConfigError(f"--allowed-hosts {name!r} is not a host name (e.g. dashboard.example.org)")
+    cmd = [
         sys.executable, "-m", "streamlit", "run", str(APP),
         "--server.port", str(port),
         "--server.address", host,
         "--server.headless", "true" if headless else "false",
-        "--server.fileWatcherType", "none",
-        "--server.maxUploadSize", str(max_upload_mb),
-        "--browser.gatherUsageStats", "false",
-        "--client.toolbarMode", "viewer",
     ]  # fmt: skip
+    for name in allowed_hosts(host, extra_hosts):
+        cmd += ["--server.allowedHosts", name]
+    if max_upload_mb is not None:
+        cmd += ["--server.maxUploadSize", str(max_upload_mb)]
+    return cmd
 
 
-def dashboard_env(
-    settings: Settings, *, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB, tracking_uri: str | None = None
-) -> dict[str, str]:
-    """The environment of the app: the resolved home, the tracking URI (default the settings'), the upload limit."""
+def dashboard_env(settings: Settings, *, tracking_uri: str | None = None) -> dict[str, str]:
+    """The environment of the app: the resolved home and the tracking URI (default the settings')."""
     env = dict(os.environ)
     env["HITSONG_HOME"] = str(settings.home)
     env["MLFLOW_TRACKING_URI"] = tracking_uri or settings.tracking_uri
-    env[UPLOAD_ENV] = str(max_upload_mb)
     return env
 
 
@@ -82,20 +121,35 @@ def wait_until_ready(url: str, *, timeout: float = 60.0, process: subprocess.Pop
 def run(args: argparse.Namespace) -> int:
     """Start the app in the foreground until Ctrl-C."""
     settings = get_settings()
-    cmd = dashboard_command(port=args.port, host=args.host, headless=args.headless, max_upload_mb=args.max_upload_mb)
-    log.info(
-        "dashboard at http://%s:%d (home %s, tracking %s)", args.host, args.port, settings.home, settings.tracking_uri
+    extra = [h for h in (args.allowed_hosts or "").split(",") if h.strip()]
+    cmd = dashboard_command(
+        port=args.port, host=args.host, headless=args.headless, max_upload_mb=args.max_upload_mb, extra_hosts=extra
     )
-    return subprocess.call(cmd, env=dashboard_env(settings, max_upload_mb=args.max_upload_mb))
+    log.info(
+        "dashboard at %s (home %s, tracking %s; answers to %s)",
+        local_url(args.host, args.port),
+        settings.home,
+        settings.tracking_uri,
+        ", ".join(allowed_hosts(args.host, extra)),
+    )
+    return subprocess.call(cmd, env=dashboard_env(settings))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``hitsong dashboard``."""
-    p = sub.add_parser("dashboard", help="start the Streamlit dashboard (experiments, data, genres, predict, registry)")
+    p = sub.add_parser(
+        "dashboard", help="start the Streamlit dashboard (experiments, data, genres, predict, catalog, registry)"
+    )
     p.add_argument(
         "--port", type=int, default=DEFAULT_DASHBOARD_PORT, help=f"TCP port (default {DEFAULT_DASHBOARD_PORT})"
     )
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, local only)")
+    p.add_argument(
+        "--allowed-hosts",
+        default=None,
+        help="comma-separated host names visitors reach the dashboard by, e.g. hitsong.example.org "
+        "(localhost and the bound address are always accepted; any other Host header is refused)",
+    )
     p.add_argument(
         "--headless",
         action=argparse.BooleanOptionalAction,
@@ -105,7 +159,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-upload-mb",
         type=int,
-        default=DEFAULT_MAX_UPLOAD_MB,
-        help=f"largest audio upload on the Predict page, MB (default {DEFAULT_MAX_UPLOAD_MB})",
+        default=None,
+        help="largest audio upload on the Predict page, MB (default: server.maxUploadSize in "
+        "dashboard/.streamlit/config.toml, 100)",
     )
     p.set_defaults(func=run)

@@ -15,7 +15,6 @@ the command that fixes it; pages show that message.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,11 +250,14 @@ def server_requires_auth(uri: str) -> bool:
     return registry_runs.requires_auth(uri)
 
 
-def signed_in_as(username: str | None, password: str | None) -> str:
-    """The name the server will record for these credentials (see ``registry.models.Credentials``)."""
-    from registry.api import Credentials
+def signed_in_as(username: str | None) -> str:
+    """The name a promotion by this visitor is recorded as: their user, else the server's OS user.
 
-    return Credentials.resolve(username or None, password or None).who
+    Never the dashboard's own service credentials (``MLFLOW_TRACKING_USERNAME``).
+    """
+    import getpass
+
+    return username or getpass.getuser()
 
 
 def versions(uri: str, *, username: str | None = None, password: str | None = None) -> pd.DataFrame:
@@ -325,13 +327,30 @@ def champions(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["aliases"].str.split(", ").map(lambda a: CHAMPION in a)].reset_index(drop=True)
 
 
-def promote(uri: str, model: str, version: str, reason: str, *, username: str | None, password: str | None) -> dict:
-    """Promote ``model`` ``version`` to champion as this user (``registry.models.promote``)."""
+def promote(
+    uri: str, model: str, version: str, reason: str, *, username: str | None, password: str | None, auth: bool
+) -> dict:
+    """Promote ``model`` ``version`` to champion as the visitor (``registry.models.promote``).
+
+    Only the visitor's own credentials are used, never the dashboard's service credentials
+    from the environment: empty strings (not ``None``) are passed when there are none.
+
+    Raises
+    ------
+    ConfigError
+        ``auth`` and the visitor has not given a user and password.
+    RegistryError
+        MLflow refused (wrong password, no EDIT on the model, ...).
+    """
+    from hitsong.errors import ConfigError
     from registry.models import promote as registry_promote
 
-    return registry_promote(
-        model, version, reason, tracking_uri=uri, username=username or None, password=password or None
-    )
+    if auth and not (username and password):
+        raise ConfigError(
+            "sign in with your own MLflow user and password to promote; the dashboard never promotes "
+            "with credentials of its own"
+        )
+    return registry_promote(model, version, reason, tracking_uri=uri, username=username or "", password=password or "")
 
 
 def load_scorer(uri: str, model: str, version: str, device: str) -> SongScorer:
@@ -353,10 +372,8 @@ def cached_scorer(uri: str, model: str, version: str, device: str) -> SongScorer
 
 
 def max_upload_mb() -> int:
-    """The per-file upload limit of the Predict page, MB (set by ``hitsong dashboard``)."""
-    from dashboard.commands import DEFAULT_MAX_UPLOAD_MB, UPLOAD_ENV
-
-    return int(os.environ.get(UPLOAD_ENV) or DEFAULT_MAX_UPLOAD_MB)
+    """The per-file upload limit of the Predict page, MB: Streamlit's ``server.maxUploadSize``."""
+    return int(st.get_option("server.maxUploadSize"))
 
 
 @st.cache_resource(show_spinner=False)

@@ -1,10 +1,12 @@
 """``hitsong demo run``: the whole pipeline on the embedded demo, then the servers.
 
 demo data (if none) -> ingest -> sample -> features (mel + tags) -> MLflow server ->
-training of m1..m6 (demo profile) per subset -> register and promote the best per subset ->
+training of m1..m6 (demo profile) per subset -> register the best per subset as champion and the
+runner-up as challenger -> each champion scores its market's catalog (``hitsong score``) ->
 dashboard. Every step reuses what exists: the demo folder is kept, re-ingest of the same files
 is skipped by the store, the feature store resumes, a subset whose experiment already holds a
-finished training summary is not trained again, and a model with a champion keeps it.
+finished training summary is not trained again, a model with a champion keeps it, and songs a
+champion scored before are not scored again.
 
 ``--tracking-uri URI`` uses an MLflow server that is already running (a team server) instead of
 starting the local one; training, registry and dashboard then all talk to that URI.
@@ -62,7 +64,8 @@ def add_run_parser(demo_sub: argparse._SubParsersAction) -> None:
         "run",
         help="run the whole pipeline on the synthetic demo and serve MLflow + the dashboard",
         description="demo data (if none) -> ingest -> sample -> features -> training (m1..m6, demo "
-        "profile) -> registry (best per subset becomes champion) -> MLflow server + dashboard. "
+        "profile) -> registry (best per subset becomes champion, the runner-up challenger) -> each champion "
+        "scores its market's catalog -> MLflow server + dashboard. "
         "Re-running reuses what exists.",
     )
     p.add_argument(
@@ -152,7 +155,7 @@ def _tracking_server(args: argparse.Namespace, settings: Settings) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo pipeline; serve unless ``--no-serve``."""
-    from dashboard.commands import dashboard_command, dashboard_env, wait_until_ready
+    from dashboard.commands import dashboard_command, dashboard_env, local_url, wait_until_ready
     from hitsong.demo import WINDOW_END, WINDOW_START, demo_exists, init_demo
     from hitsong.errors import HitsongError
     from hitsong.features import build_features
@@ -162,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
     from hitsong.training.config import TrainConfig
     from hitsong.training.from_store import train_from_store
     from registry import demo as registry_demo
+    from registry.score_command import score_catalog
     from registry.tracking import MlflowRunLogger
 
     settings = get_settings()
@@ -169,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     log.info("hitsong demo: home %s (the demo data is SYNTHETIC)", settings.home)
 
-    t = _step("1/7 demo data")
+    t = _step("1/8 demo data")
     if demo_exists(settings.demo_dir):
         log.info("reusing the demo label in %s", settings.demo_dir)
     else:
@@ -185,13 +189,13 @@ def run(args: argparse.Namespace) -> int:
     demo = settings.demo_dir
     log.info("demo data ready in %.0f s", time.monotonic() - t)
 
-    t = _step("2/7 ingest")
+    t = _step("2/8 ingest")
     report = ingest(
         settings.db_path, demo / "events.parquet", demo / "songs.csv", window_start=WINDOW_START, window_end=WINDOW_END
     )
     log.info("%s (%.0f s)", report, time.monotonic() - t)
 
-    t = _step("3/7 sample and split")
+    t = _step("3/8 sample and split")
     per_subset = max(10, int(round(args.sample * args.songs_per_subset)))
     try:
         existing = split_frame(settings.db_path)
@@ -205,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         sample(settings.db_path, per_subset=per_subset, seed=args.seed, split=DEMO_SPLIT)
     log.info("split ready (%.0f s)", time.monotonic() - t)
 
-    t = _step("4/7 features (log-mel + tags)")
+    t = _step("4/8 features (log-mel + tags)")
     features = build_features(settings.db_path, settings.store_dir, workers=args.workers)
     log.info(
         "features: %d computed, %d reused, %d failed (%.0f s)",
@@ -215,11 +219,11 @@ def run(args: argparse.Namespace) -> int:
         time.monotonic() - t,
     )
 
-    t = _step("5/7 MLflow server")
+    t = _step("5/8 MLflow server")
     tracking_uri = _tracking_server(args, settings)
     log.info("MLflow at %s (%.0f s)", tracking_uri, time.monotonic() - t)
 
-    t = _step("6/7 training m1..m6 (demo profile)")
+    t = _step("6/8 training m1..m6 (demo profile)")
     train_config = TrainConfig.for_profile("demo", repeats=args.repeats)
     for subset in SUBSETS:
         if not args.retrain and registry_demo.trained(DATASET, subset, tracking_uri=tracking_uri):
@@ -237,11 +241,21 @@ def run(args: argparse.Namespace) -> int:
         log.info("subset %s:\n%s", subset, result.table.to_text())
     log.info("training done (%.0f s)", time.monotonic() - t)
 
-    t = _step("7/7 registry: best per subset becomes champion")
+    t = _step("7/8 registry: best per subset becomes champion, the runner-up challenger")
     for subset in SUBSETS:
         version = registry_demo.ensure_champion(subset, tracking_uri=tracking_uri)
         log.info("hitsong-%s@champion = version %s", subset, version)
-    log.info("registry done (%.0f s); whole pipeline %.0f s", time.monotonic() - t, time.monotonic() - started)
+    log.info("registry done (%.0f s)", time.monotonic() - t)
+
+    t = _step("8/8 catalog: each champion scores its market's songs (the Catalog page)")
+    for subset in SUBSETS:
+        scores = score_catalog(
+            subset, db_path=settings.db_path, store_dir=settings.store_dir, tracking_uri=tracking_uri,
+            workers=args.workers,
+        )  # fmt: skip
+        log.info("%s: %d scored (%d from the feature store), %d before, %d failed", subset, scores.scored,
+                 scores.from_store, scores.skipped, scores.failed)  # fmt: skip
+    log.info("catalog done (%.0f s); whole pipeline %.0f s", time.monotonic() - t, time.monotonic() - started)
 
     if args.no_serve:
         if args.tracking_uri:
@@ -250,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
             log.info("MLflow UI: %s (still running; `hitsong server --stop` stops it)", tracking_uri)
         return 0
     env = dashboard_env(settings, tracking_uri=tracking_uri)
-    url = f"http://{args.host}:{args.port}"
+    url = local_url(args.host, args.port)
     proc = subprocess.Popen(dashboard_command(port=args.port, host=args.host), env=env)
     try:
         wait_until_ready(url, process=proc)

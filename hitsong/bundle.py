@@ -92,7 +92,10 @@ class BundleMeta:
                 target_std=float(data["target_std"]),
                 catalog=tuple(float(x) for x in data["catalog"]),
                 subset=str(data["subset"]),
-                audio_config=AudioConfig.from_dict(dict(data["audio_config"]), source=str(source)),
+                # a bundle from before the tagger had a precision setting was trained on float32 tags
+                audio_config=AudioConfig.from_dict(
+                    {"tagger_precision": "exact", **dict(data["audio_config"])}, source=str(source)
+                ),
                 tagger=_tagger_name(data.get("tagger"), source),
                 data_version=str(data.get("data_version", "")),
                 metrics={k: float("nan") if v is None else float(v) for k, v in (data.get("metrics") or {}).items()},

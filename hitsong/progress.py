@@ -1,11 +1,17 @@
-"""Progress of long work through ``logging``: count, rate and ETA, never ``print``."""
+"""Progress of long work: count, rate and ETA as log lines, or a bar on a terminal; never ``print``.
+
+``Progress(..., bar=True)`` redraws one line on a terminal (``stderr`` by default) instead of
+logging every few seconds; the last state is logged once at the end either way, so a log file
+keeps the summary. ``bar=None`` chooses the bar when the stream is a terminal.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import TextIO, TypeVar
 
 T = TypeVar("T")
 
@@ -32,7 +38,15 @@ class Progress:
         Minimum seconds between two log lines (the last item always logs).
     logger : logging.Logger or None
         Where to log; default ``hitsong.progress``.
+    bar : bool or None
+        Redraw a bar on ``stream`` instead of logging lines; ``None``: when ``stream`` is a terminal.
+    stream : file or None
+        The bar's stream; default ``sys.stderr``.
     """
+
+    #: Characters of the bar itself, and seconds between two redraws.
+    BAR_WIDTH = 24
+    BAR_EVERY = 0.2
 
     def __init__(
         self,
@@ -42,6 +56,8 @@ class Progress:
         unit: str = "items",
         every: float = 2.0,
         logger: logging.Logger | None = None,
+        bar: bool | None = False,
+        stream: TextIO | None = None,
     ) -> None:
         self.label = label
         self.total = total
@@ -49,8 +65,11 @@ class Progress:
         self.every = every
         self.done = 0
         self.log = logger or logging.getLogger("hitsong.progress")
+        self.stream = stream if stream is not None else sys.stderr
+        self.bar = bool(self.stream.isatty()) if bar is None else bar
         self._start = time.monotonic()
         self._last = 0.0
+        self._drawn = False
         self.extra = ""
 
     def update(self, n: int = 1, *, extra: str = "") -> None:
@@ -60,8 +79,30 @@ class Progress:
             self.extra = extra
         now = time.monotonic()
         finished = self.total is not None and self.done >= self.total
+        if self.bar:
+            if finished or now - self._last >= self.BAR_EVERY:
+                self._last = now
+                self._draw()
+            if finished:
+                self.close()
+            return
         if finished or now - self._last >= self.every:
             self._last = now
+            self.log.info("%s", self.line())
+
+    def _draw(self) -> None:
+        filled = int(self.BAR_WIDTH * self.done / self.total) if self.total else 0
+        bar = "#" * filled + "." * (self.BAR_WIDTH - filled)
+        self.stream.write(f"\r[{bar}] {self.line()}\033[K")
+        self.stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        """End the bar's line and log the last state (a no-op for log lines, or when done before)."""
+        if self.bar and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
             self.log.info("%s", self.line())
 
     def line(self) -> str:

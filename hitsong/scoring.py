@@ -10,6 +10,8 @@ with the training target's mean and standard deviation. The percentile is the sh
 bundle's catalog (the training songs' hit scores) at or below the score.
 
 A file that cannot be read gives an entry with ``error`` set; the other files are still scored.
+An unexpected exception (a crafted file tripping a library, or a bug) is also an ``error`` of
+that file only: its traceback goes to the log, never into the result a visitor sees.
 """
 
 from __future__ import annotations
@@ -168,8 +170,15 @@ class SongScorer:
 
         dev = resolve_device(device)
         bundle = load_bundle(Path(bundle_dir), device=dev)
-        # Methods without tags still show the tag profile: they get the default tagger.
-        tagger = Tagger.from_pretrained(bundle.meta.tagger or DEFAULT_TAGGER, device=dev, weights=tagger_weights)
+        # Methods without tags still show the tag profile: they get the default tagger. The tagger
+        # runs in the precision the bundle's tags were computed in (falling back to exact, with
+        # a warning, where this machine cannot run the fast path).
+        tagger = Tagger.from_pretrained(
+            bundle.meta.tagger or DEFAULT_TAGGER,
+            device=dev,
+            weights=tagger_weights,
+            precision=bundle.meta.audio_config.tagger_precision,
+        )
         scorer = cls(bundle.model, bundle.meta, tagger, dev)
         if warm_up:
             scorer.warm_up()
@@ -194,6 +203,42 @@ class SongScorer:
 
     def _to_hit_scale(self, standardised: np.ndarray) -> np.ndarray:
         return standardised * self.target_std + self.target_mean
+
+    def score_features(self, mel: np.ndarray, tags: np.ndarray) -> np.ndarray:
+        """Hit scores of features computed elsewhere, e.g. by training's feature path.
+
+        Parameters
+        ----------
+        mel : np.ndarray [shape=(B, n_mels, n_frames)]
+            Log-mels of the bundle's audio config (``hitsong.features.compute``).
+        tags : np.ndarray [shape=(B, n_tags)]
+            Song-level tag probabilities of the bundle's tagger (any values for methods without tags).
+
+        Returns
+        -------
+        np.ndarray [shape=(B,), dtype=float64]
+            Scores on the hit-score scale.
+
+        Raises
+        ------
+        InputError
+            Shapes that do not fit the bundle.
+        """
+        import torch
+
+        mel = np.asarray(mel, dtype=np.float32)
+        tags = np.asarray(tags, dtype=np.float32)
+        want = (self.audio_config.n_mels, self.audio_config.n_frames)
+        if mel.ndim != 3 or mel.shape[1:] != want or tags.ndim != 2 or tags.shape[0] != mel.shape[0]:
+            raise InputError(
+                f"score_features needs mel (B, {want[0]}, {want[1]}) and tags (B, n_tags), "
+                f"got {mel.shape} and {tags.shape}"
+            )
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(mel)).to(self.device)
+            t = torch.from_numpy(np.ascontiguousarray(tags)).to(self.device)
+            out = self.model(x, t).float().cpu().numpy().astype(np.float64)
+        return self._to_hit_scale(out)
 
     def score(self, items: Sequence[AudioItem], names: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Score audio files (paths or the bytes of a file).
@@ -251,6 +296,11 @@ class SongScorer:
         except HitsongError as exc:
             result["error"] = str(exc)
             log.warning("could not score %s: %s", name, exc)
+        except Exception as exc:  # a crafted file tripping a decoder, or a bug: this file fails, the batch goes on
+            log.error("unexpected error while scoring %s", name, exc_info=exc)
+            result["error"] = (
+                f"{name}: unexpected error while scoring ({type(exc).__name__}); the details are in the server's log"
+            )
         return result
 
     def _network(self, mel: Any, tags: Any) -> tuple[Any, Any]:

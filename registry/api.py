@@ -1,24 +1,37 @@
-"""A small client of the MLflow tracking server's REST API with per-instance credentials.
+"""The tracking server's REST API with per-instance credentials, through MLflow's own HTTP client.
 
-MLflow's own client reads credentials from process-global environment variables, so a web app
-serving several users (the dashboard) cannot act per user with it; :class:`RegistryApi` takes
-``username``/``password`` per instance (default ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``) and
-turns every refusal into a ``RegistryError`` naming the action, the resource and the user.
+MLflow's ``MlflowClient`` reads credentials from process-global environment variables, so a web
+app serving several users (the dashboard) cannot act per user with it. :class:`RegistryApi`
+takes ``username``/``password`` per instance (default ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``)
+and sends every request through MLflow's client machinery (``mlflow.utils.rest_utils.http_request``
+with an ``MlflowHostCreds`` of that user): MLflow's retries with exponential back-off on 429 and
+5xx answers and dropped connections, its TLS settings (``MLFLOW_TRACKING_INSECURE_TLS``,
+``MLFLOW_TRACKING_SERVER_CERT_PATH``, client certificates), tokens and request headers. Creating
+a version or a model is not retried (a retry after a lost answer would register it twice).
+Searches page through every result (``next_page_token``). Every refusal becomes a
+``RegistryError`` naming the action, the resource and the user.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from hitsong.errors import ConfigError, RegistryError
 from hitsong.settings import get_settings
+from registry.server import INVALID_HOST_MARKER, host_refused_error
 
 API = "/api/2.0/mlflow"
+#: Results asked for per page of a search (the server may return fewer; pages continue until done).
+PAGE_SIZE = 1000
+#: Retries of a request that failed transiently, unless ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` says
+#: otherwise (the dashboard sets 0: a visitor should not wait through back-offs).
+DEFAULT_RETRIES = 3
+#: Back-off factor, seconds: waits of 0.5, 1, 2 s between the retries.
+BACKOFF_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -43,7 +56,7 @@ class Credentials:
 
 
 class RegistryApi:
-    """A small client of the tracking server's REST API with per-instance credentials.
+    """The tracking server's REST API as one user, with MLflow's retries and paging through results.
 
     Parameters
     ----------
@@ -53,6 +66,11 @@ class RegistryApi:
         Basic-auth credentials; default from the environment (see ``Credentials.resolve``).
     timeout : float
         Seconds per request.
+    retries : int or None
+        Retries of a transient failure (429, 5xx, dropped connection); default
+        ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` when set, else :data:`DEFAULT_RETRIES`.
+    page_size : int
+        Results asked for per search page.
     """
 
     def __init__(
@@ -62,29 +80,57 @@ class RegistryApi:
         username: str | None = None,
         password: str | None = None,
         timeout: float = 30.0,
+        retries: int | None = None,
+        page_size: int = PAGE_SIZE,
     ) -> None:
+        from mlflow.utils.credentials import get_default_host_creds
+
         self.uri = (tracking_uri or get_settings().tracking_uri).rstrip("/")
         if not self.uri.startswith(("http://", "https://")):
             raise ConfigError(f"tracking URI {self.uri!r} is not an http(s) server; start one with `hitsong server`")
         self.creds = Credentials.resolve(username, password)
         self.timeout = timeout
-        self.session = requests.Session()
-        if self.creds.username:
-            self.session.auth = (self.creds.username, self.creds.password or "")
+        env_retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+        self.retries = retries if retries is not None else int(env_retries or DEFAULT_RETRIES)
+        self.page_size = page_size
+        # MLflow's connection settings (TLS, token, auth plugins) with this user's basic-auth pair.
+        self.host_creds = get_default_host_creds(self.uri)
+        self.host_creds.username = self.creds.username
+        self.host_creds.password = self.creds.password if self.creds.username else None
 
-    def call(self, method: str, endpoint: str, *, action: str, resource: str = "", **payload: Any) -> dict[str, Any]:
-        """One REST call; errors become ``RegistryError`` naming ``action`` and ``resource``."""
-        url = f"{self.uri}{API}/{endpoint}"
-        kwargs: dict[str, Any] = {"timeout": self.timeout}
-        if method == "GET":
-            kwargs["params"] = payload
-        else:
-            kwargs["json"] = payload
+    def call(
+        self,
+        method: str,
+        endpoint: str,
+        *,
+        action: str,
+        resource: str = "",
+        retry: bool = True,
+        **payload: Any,
+    ) -> dict[str, Any]:
+        """One REST call; errors become ``RegistryError`` naming ``action`` and ``resource``.
+
+        ``retry=False`` sends the request once (for writes that must not happen twice).
+        """
+        from mlflow.exceptions import MlflowException
+        from mlflow.utils.rest_utils import http_request
+
+        kwargs: dict[str, Any] = {"params": payload} if method == "GET" else {"json": payload}
         try:
-            resp = self.session.request(method, url, **kwargs)
-        except requests.RequestException as exc:
+            resp = http_request(
+                self.host_creds,
+                f"{API}/{endpoint}",
+                method,
+                max_retries=self.retries if retry else 0,
+                backoff_factor=BACKOFF_SECONDS,
+                backoff_jitter=0.0,
+                timeout=self.timeout,
+                raise_on_status=False,
+                **kwargs,
+            )
+        except MlflowException as exc:
             raise RegistryError(
-                f"the MLflow tracking server at {self.uri} does not answer ({exc.__class__.__name__}); "
+                f"the MLflow tracking server at {self.uri} does not answer ({exc.message}); "
                 "start it with `hitsong server` or set MLFLOW_TRACKING_URI"
             ) from exc
         if resp.status_code == 401:
@@ -92,6 +138,8 @@ class RegistryApi:
                 f"the server at {self.uri} refused the credentials of user {self.creds.username or '(none)'}; "
                 "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
             )
+        if resp.status_code == 403 and INVALID_HOST_MARKER in resp.text:
+            raise host_refused_error(self.uri)
         if resp.status_code == 403:
             raise RegistryError(
                 f"user {self.creds.who} lacks permission to {action}{' ' + resource if resource else ''}; "
@@ -105,6 +153,21 @@ class RegistryApi:
                 detail = f"HTTP {resp.status_code}: {resp.text[:200]}"
             raise RegistryError(f"cannot {action}{' ' + resource if resource else ''} on {self.uri}: {detail}")
         return resp.json() if resp.content else {}
+
+    def pages(
+        self, method: str, endpoint: str, key: str, *, action: str, resource: str = "", **payload: Any
+    ) -> Iterator[dict[str, Any]]:
+        """Every item under ``key`` of a search, page after page (``page_token``) until the last."""
+        token = None
+        while True:
+            page = dict(payload, max_results=self.page_size)
+            if token:
+                page["page_token"] = token
+            body = self.call(method, endpoint, action=action, resource=resource, **page)
+            yield from body.get(key, [])
+            token = body.get("next_page_token")
+            if not token:
+                return
 
     # --- reads ------------------------------------------------------------------------------
     def _get_or_none(
@@ -123,24 +186,12 @@ class RegistryApi:
                                  experiment_name=name)  # fmt: skip
 
     def search_experiments(self) -> list[dict[str, Any]]:
-        return self.call("POST", "experiments/search", action="list experiments", max_results=1000).get(
-            "experiments", []
-        )
+        return list(self.pages("POST", "experiments/search", "experiments", action="list experiments"))
 
     def search_runs(self, experiment_id: str, filter_string: str = "") -> list[dict[str, Any]]:
-        runs: list[dict[str, Any]] = []
-        token = None
-        while True:
-            payload: dict[str, Any] = {"experiment_ids": [experiment_id], "filter": filter_string, "max_results": 1000}
-            if token:
-                payload["page_token"] = token
-            body = self.call(
-                "POST", "runs/search", action="search runs in experiment", resource=experiment_id, **payload
-            )
-            runs.extend(body.get("runs", []))
-            token = body.get("next_page_token")
-            if not token:
-                return runs
+        pages = self.pages("POST", "runs/search", "runs", action="search runs in experiment",
+                           resource=experiment_id, experiment_ids=[experiment_id], filter=filter_string)  # fmt: skip
+        return list(pages)
 
     @staticmethod
     def logged_model_id(run: dict[str, Any]) -> str | None:
@@ -159,12 +210,12 @@ class RegistryApi:
                                  resource=name, name=name)  # fmt: skip
 
     def search_models(self) -> list[dict[str, Any]]:
-        return self.call("GET", "registered-models/search", action="list registered models",
-                         max_results=1000).get("registered_models", [])  # fmt: skip
+        return list(self.pages("GET", "registered-models/search", "registered_models",
+                               action="list registered models"))  # fmt: skip
 
     def search_versions(self, name: str) -> list[dict[str, Any]]:
-        return self.call("GET", "model-versions/search", action="list versions of", resource=name,
-                         filter=f"name='{name}'", max_results=1000).get("model_versions", [])  # fmt: skip
+        return list(self.pages("GET", "model-versions/search", "model_versions", action="list versions of",
+                               resource=name, filter=f"name='{name}'"))  # fmt: skip
 
     def alias_version(self, name: str, alias: str) -> str | None:
         model = self.get_model(name)
@@ -177,17 +228,31 @@ class RegistryApi:
     def ensure_model(self, name: str, description: str = "") -> None:
         if self.get_model(name) is None:
             self.call("POST", "registered-models/create", action="create registered model", resource=name,
-                      name=name, description=description)  # fmt: skip
+                      retry=False, name=name, description=description)  # fmt: skip
 
-    def create_version(self, name: str, *, source: str, run_id: str, model_id: str | None, tags: dict[str, str]) -> str:
+    def create_version(
+        self,
+        name: str,
+        *,
+        source: str,
+        run_id: str,
+        model_id: str | None,
+        tags: dict[str, str],
+        description: str = "",
+    ) -> str:
         payload: dict[str, Any] = {
-            "name": name, "source": source, "run_id": run_id,
+            "name": name, "source": source, "run_id": run_id, "description": description,
             "tags": [{"key": k, "value": v} for k, v in tags.items()],
         }  # fmt: skip
         if model_id:
             payload["model_id"] = model_id
-        body = self.call("POST", "model-versions/create", action="register a version of", resource=name, **payload)
+        body = self.call("POST", "model-versions/create", action="register a version of", resource=name,
+                         retry=False, **payload)  # fmt: skip
         return str(body["model_version"]["version"])
+
+    def set_version_description(self, name: str, version: str, description: str) -> None:
+        self.call("PATCH", "model-versions/update", action="describe version of", resource=name,
+                  name=name, version=str(version), description=description)  # fmt: skip
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
         self.call("POST", "registered-models/alias", action=f"set alias {alias!r} of", resource=name,

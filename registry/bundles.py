@@ -113,8 +113,13 @@ def fetch_bundle(model: str, version: str, dest: Path, *, tracking_uri: str) -> 
     return out
 
 
-def load_scorer(model: str, version: str, *, tracking_uri: str, device: str = "auto") -> SongScorer:
-    """A warm ``SongScorer`` of registered ``model`` ``version``, built from its data files only.
+def load_scorer(
+    model: str, version: str, *, tracking_uri: str, device: str = "auto", warm_up: bool = True
+) -> SongScorer:
+    """A ``SongScorer`` of registered ``model`` ``version``, built from its data files only.
+
+    ``warm_up`` scores a generated clip once (decoder, tagger, network) so the first real file
+    runs at full speed; catalog scoring, whose decoding happens in worker processes, skips it.
 
     Raises
     ------
@@ -124,7 +129,7 @@ def load_scorer(model: str, version: str, *, tracking_uri: str, device: str = "a
     with tempfile.TemporaryDirectory(prefix="hitsong-bundle-") as tmp:
         folder = fetch_bundle(model, version, Path(tmp), tracking_uri=tracking_uri)
         try:
-            scorer = SongScorer.from_bundle(folder, device=device)
+            scorer = SongScorer.from_bundle(folder, device=device, warm_up=warm_up)
         except HitsongError as exc:
             raise _not_a_bundle(model, version, str(exc)) from exc
     log.info("loaded %s version %s (%s) on %s from its data files", model, version, scorer.method, scorer.device)

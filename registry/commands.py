@@ -1,4 +1,4 @@
-"""Sub-commands over MLflow: ``server``, ``train``, ``register``, ``promote``, ``models``, ``predict``.
+"""Sub-commands over MLflow: ``server``, ``train``, ``register``, ``promote``, ``models``, ``predict``, ``score``.
 
 Heavy imports (mlflow, torch) happen inside the run functions so ``hitsong --help`` stays fast.
 Machine-readable output (``predict``'s JSON lines, ``models``'s table) goes to stdout; logs to
@@ -17,7 +17,8 @@ from pathlib import Path
 from hitsong.errors import RegistryError
 from hitsong.metrics import METRIC_NAMES
 from hitsong.settings import DEFAULT_MLFLOW_PORT, get_settings
-from registry.models import DEFAULT_SELECTION_METRIC
+from registry.models import CHALLENGER, DEFAULT_SELECTION_METRIC
+from registry.score_command import register as register_score
 from registry.train_command import register as register_train
 
 log = logging.getLogger(__name__)
@@ -29,12 +30,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=DEFAULT_MLFLOW_PORT, help=f"TCP port (default {DEFAULT_MLFLOW_PORT})")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     p.add_argument(
-        "--backend-store-uri", default=None, help="SQL store URI (default: SQLite under HITSONG_HOME/mlflow)"
+        "--backend-store-uri",
+        default=None,
+        help="SQL store URI without its password, e.g. postgresql://mlflow@db:5432/mlflow (default: "
+        "MLFLOW_BACKEND_STORE_URI, else SQLite under HITSONG_HOME/mlflow); the password comes from "
+        "HITSONG_BACKEND_STORE_PASSWORD or HITSONG_BACKEND_STORE_PASSWORD_FILE, off the command line",
     )
     p.add_argument(
         "--mlflow-dir", type=Path, default=None, help="artifacts, log and pid file (default HITSONG_HOME/mlflow)"
     )
     p.add_argument("--auth", action="store_true", help="run MLflow's basic-auth app (needs MLFLOW_AUTH_ADMIN_PASSWORD)")
+    p.add_argument(
+        "--allowed-hosts",
+        default=None,
+        help="comma-separated host names clients reach the server by, e.g. mlflow,mlflow.example "
+        "(localhost and the bound address are always accepted; default: MLflow's, localhost and private IPs)",
+    )
+    p.add_argument(
+        "--reader",
+        default=None,
+        metavar="USER",
+        help="with --auth: create (or update) this read-only service user for the dashboard's reads; "
+        "its password from HITSONG_READER_PASSWORD or HITSONG_READER_PASSWORD_FILE",
+    )
     p.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
     p.add_argument("--stop", action="store_true", help="stop the server recorded in the mlflow dir")
     mode = p.add_mutually_exclusive_group()
@@ -57,6 +75,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--rank", type=int, default=1, help="1 registers the best method on validation, 2 the runner-up (default 1)"
     )
+    p.add_argument(
+        "--alias",
+        choices=[CHALLENGER],
+        default=None,
+        help="give the new version the challenger alias, to compare it with the champion on the Registry page "
+        "before promoting it (the champion alias only moves with `hitsong promote`, which records why)",
+    )
     p.add_argument("--experiment", default=None, help="experiment name (default: the one tagged with the subset)")
     p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
     p.set_defaults(func=run_register)
@@ -74,13 +99,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
     p.set_defaults(func=run_models)
 
-    p = sub.add_parser("predict", help="score audio files with a registered model (one JSON line per file)")
+    p = sub.add_parser(
+        "predict",
+        help="score a few audio files with a registered model (one JSON line per file; for folders, list files "
+        "or the catalog in parallel, use `hitsong score`)",
+    )
     p.add_argument("files", nargs="+", type=Path, help="audio files")
     p.add_argument("--model", default=None, help="model URI (default models:/hitsong-<subset>@champion)")
     p.add_argument("--subset", default=None, help="subset whose champion to use when --model is not given")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
     p.set_defaults(func=run_predict)
+
+    register_score(sub)
 
 
 def run_server(args: argparse.Namespace) -> int:
@@ -96,12 +127,25 @@ def run_server(args: argparse.Namespace) -> int:
         else:
             log.info("no MLflow server recorded in %s", mlflow_dir)
         return 0
+    import os
+
+    from registry.secrets import redact
+
+    store_uri = args.backend_store_uri or os.environ.get("MLFLOW_BACKEND_STORE_URI") or None
+    if args.backend_store_uri and redact(args.backend_store_uri) != args.backend_store_uri:
+        log.warning(
+            "the --backend-store-uri on this command line holds a password that anyone on this machine can "
+            "list; pass the URI without it and the password in HITSONG_BACKEND_STORE_PASSWORD(_FILE)"
+        )
+    hosts = tuple(h.strip() for h in (args.allowed_hosts or "").split(",") if h.strip())
     config = ServerConfig(
         mlflow_dir=mlflow_dir,
         host=args.host,
         port=args.port,
-        backend_store_uri=args.backend_store_uri,
+        backend_store_uri=store_uri,
         auth=args.auth,
+        allowed_hosts=hosts,
+        reader=args.reader,
         workers=args.workers,
     )
     info = start_server(config)
@@ -144,7 +188,12 @@ def run_register(args: argparse.Namespace) -> int:
     from registry.models import register as register_best
 
     result = register_best(
-        args.subset, metric=args.metric, rank=args.rank - 1, experiment=args.experiment, tracking_uri=args.tracking_uri
+        args.subset,
+        metric=args.metric,
+        rank=args.rank - 1,
+        alias=args.alias,
+        experiment=args.experiment,
+        tracking_uri=args.tracking_uri,
     )
     print(json.dumps(result))
     return 0
@@ -204,7 +253,7 @@ def default_model_uri(subset: str | None, tracking_uri: str | None) -> str:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """Load the version once (its data files only) and print one JSON line per file (errors included)."""
+    """Load the version once (its data files only); print one JSON line per file as it is scored (errors too)."""
     from registry.bundles import load_scorer
     from registry.models import resolve_model_uri
     from registry.tracking import client_for
@@ -216,9 +265,9 @@ def run_predict(args: argparse.Namespace) -> int:
     if version is None:
         raise RegistryError(f"--model {uri}: name a registered version, models:/NAME/VERSION or models:/NAME@ALIAS")
     scorer = load_scorer(name, version, tracking_uri=tracking_uri, device=args.device)
-    results = scorer.score([str(p) for p in args.files])
     failed = 0
-    for path, r in zip(args.files, results, strict=True):
+    for path in args.files:  # each line is printed as soon as its file is scored
+        r = scorer.score([str(path)])[0]
         if r["error"]:
             failed += 1
             line = {"file": str(path), "error": r["error"]}
@@ -233,6 +282,5 @@ def run_predict(args: argparse.Namespace) -> int:
                 "version": version,
                 "device": str(scorer.device),
             }
-        print(json.dumps(line))
-    sys.stdout.flush()
+        print(json.dumps(line), flush=True)
     return 1 if failed else 0

@@ -11,7 +11,6 @@ import logging
 
 from hitsong.errors import RegistryError
 from hitsong.training.runlayout import experiment_name, summary_run_name
-from registry.api import RegistryApi
 from registry.models import CHALLENGER, DEFAULT_SELECTION_METRIC, list_versions, model_name, promote, register
 from registry.tracking import client_for
 
@@ -55,11 +54,10 @@ def ensure_champion(subset: str, *, tracking_uri: str, metric: str = DEFAULT_SEL
     champion = str(register(subset, metric=metric, rank=0, tracking_uri=tracking_uri)["version"])
     promote(name, champion, f"demo run: best method on validation {metric}", tracking_uri=tracking_uri)
     try:
-        challenger = str(register(subset, metric=metric, rank=1, tracking_uri=tracking_uri)["version"])
+        challenger = register(subset, metric=metric, rank=1, alias=CHALLENGER, tracking_uri=tracking_uri)["version"]
     except RegistryError as exc:  # a subset trained with a single method has no runner-up
         log.info("%s: no challenger (%s)", name, exc)
     else:
-        RegistryApi(tracking_uri).set_alias(name, CHALLENGER, challenger)
         log.info("%s: version %s (runner-up on validation) is the challenger", name, challenger)
     log.info("%s: registered version %s and made it the champion", name, champion)
     return champion

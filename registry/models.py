@@ -83,6 +83,8 @@ class Candidate:
     tags: dict[str, str]
     model_id: str | None
     experiment_id: str
+    params: dict[str, str]
+    dataset: str | None
 
 
 def _find_experiment(api: RegistryApi, subset: str, experiment: str | None) -> dict[str, Any]:
@@ -148,6 +150,8 @@ def rank_candidates(
                 tags=tags,
                 model_id=api.logged_model_id(best),
                 experiment_id=exp["experiment_id"],
+                params=_run_params(best),
+                dataset=_tags(exp).get(runlayout.EXPERIMENT_TAG_DATASET),
             )
         )
     if not out:
@@ -163,6 +167,7 @@ def register(
     *,
     metric: str = DEFAULT_SELECTION_METRIC,
     rank: int = 0,
+    alias: str | None = None,
     experiment: str | None = None,
     tracking_uri: str | None = None,
     username: str | None = None,
@@ -176,17 +181,29 @@ def register(
         The validation metric that ranks methods and picks the repetition (``val_<metric>``).
     rank : int
         0 registers the best method on validation, 1 the runner-up, ...
+    alias : {None, "challenger"}
+        ``challenger`` gives the new version that alias (a version to compare with the champion
+        before promoting it). The ``champion`` alias is only ever given by :func:`promote`,
+        which records who, when and why.
 
     Returns
     -------
     dict
         ``model``, ``version``, ``run_id``, ``method``, ``metric``, ``value`` (the repetition's
-        validation figure).
+        validation figure), ``alias`` (or None).
 
     Version tags: ``hitsong.method``, ``hitsong.run_id``, ``hitsong.selected_by``, data and code
     versions, and per metric ``metric.val_<name>`` and ``metric.test_<name>``: the chosen
-    repetition's validation figures and its held-out test figures.
+    repetition's validation figures and its held-out test figures. The version's description
+    is its model card (``registry.modelcard``).
     """
+    from registry.modelcard import model_card
+
+    if alias not in (None, CHALLENGER):
+        raise ConfigError(
+            f"register gives only the {CHALLENGER!r} alias, not {alias!r}; a champion is made with `hitsong promote`, "
+            "which records who promoted it and why"
+        )
     api = RegistryApi(tracking_uri, username=username, password=password)
     ranked = rank_candidates(api, subset, metric=metric, experiment=experiment)
     if not 0 <= rank < len(ranked):
@@ -211,12 +228,27 @@ def register(
     for key, value in cand.metrics.items():
         if runlayout.parse_split_metric(key):
             tags[f"{METRIC_TAG_PREFIX}{key}"] = f"{value:.6g}"
+    description = model_card(
+        model=name,
+        method=cand.method,
+        selected_by=tags[f"{TAG_PREFIX}selected_by"],
+        metrics=cand.metrics,
+        params=cand.params,
+        tags=cand.tags,
+        dataset=cand.dataset,
+        run_id=cand.run_id,
+    )
     source = f"models:/{cand.model_id}" if cand.model_id else f"runs:/{cand.run_id}/model"
-    version = api.create_version(name, source=source, run_id=cand.run_id, model_id=cand.model_id, tags=tags)
+    version = api.create_version(
+        name, source=source, run_id=cand.run_id, model_id=cand.model_id, tags=tags, description=description
+    )
+    if alias:
+        api.set_alias(name, alias, version)
     log.info(
-        "registered %s version %s: method %s (validation rank %d), run %s, %s=%.4f",
+        "registered %s version %s%s: method %s (validation rank %d), run %s, %s=%.4f",
         name,
         version,
+        f" as {alias}" if alias else "",
         cand.method,
         rank + 1,
         cand.run_id,
@@ -230,6 +262,7 @@ def register(
         "method": cand.method,
         "metric": cand.metric,
         "value": cand.value,
+        "alias": alias,
     }
 
 
@@ -249,9 +282,11 @@ def promote(
     """Make ``version`` the ``champion`` of ``model``; the previous champion becomes ``challenger``.
 
     Records ``hitsong.promoted_by`` (basic-auth user or OS user), ``hitsong.promoted_at``
-    (UTC ISO 8601), ``hitsong.promotion_reason`` and ``hitsong.promotion_metrics`` (JSON of the
-    version's metric tags at that moment) as version tags, and ``hitsong.demoted_at`` /
-    ``hitsong.demoted_by`` on the previous champion.
+    (UTC ISO 8601), ``hitsong.promotion_reason``, ``hitsong.promotion_metrics`` (JSON of the
+    version's metric tags at that moment) and ``hitsong.promotion_previous`` (the champion it
+    replaces, or empty) as version tags *before* any alias moves, so that every champion has its
+    record; then moves the aliases and tags the previous champion ``hitsong.demoted_at`` /
+    ``hitsong.demoted_by``.
 
     Parameters
     ----------
@@ -273,7 +308,7 @@ def promote(
     ------
     RegistryError
         Unknown model or version, server down, or the user lacks EDIT on the model (nothing is
-        changed then: the champion alias is the first write).
+        changed then: every write needs EDIT, and the first is refused).
     ConfigError
         Empty reason.
     """
@@ -285,6 +320,17 @@ def promote(
     previous = api.alias_version(model, CHAMPION)
     metrics = {k: v for k, v in _tags(current).items() if k.startswith(METRIC_TAG_PREFIX)}
     when = _now()
+    # The record first, the aliases after: a failure in between leaves a record of a promotion
+    # that did not happen (the aliases say who serves), never a champion without a record.
+    audit = {
+        f"{TAG_PREFIX}promoted_by": api.creds.who,
+        f"{TAG_PREFIX}promoted_at": when,
+        f"{TAG_PREFIX}promotion_reason": reason.strip(),
+        f"{TAG_PREFIX}promotion_metrics": json.dumps(metrics, sort_keys=True),
+        f"{TAG_PREFIX}promotion_previous": previous or "",
+    }
+    for key, value in audit.items():
+        api.set_version_tag(model, version, key, value)
     api.set_alias(model, CHAMPION, version)
     if previous is not None and previous != version:
         api.set_alias(model, CHALLENGER, previous)
@@ -292,14 +338,6 @@ def promote(
         api.set_version_tag(model, previous, f"{TAG_PREFIX}demoted_by", api.creds.who)
     elif api.alias_version(model, CHALLENGER) == version:
         api.delete_alias(model, CHALLENGER)
-    audit = {
-        f"{TAG_PREFIX}promoted_by": api.creds.who,
-        f"{TAG_PREFIX}promoted_at": when,
-        f"{TAG_PREFIX}promotion_reason": reason.strip(),
-        f"{TAG_PREFIX}promotion_metrics": json.dumps(metrics, sort_keys=True),
-    }
-    for key, value in audit.items():
-        api.set_version_tag(model, version, key, value)
     log.info("%s v%s is now %s (previous: %s) by %s: %s", model, version, CHAMPION, previous, api.creds.who, reason)
     return {"model": model, "version": version, "previous": previous, "promoted_by": api.creds.who, "promoted_at": when}
 
@@ -317,7 +355,8 @@ def list_versions(
     -------
     list of dict
         Newest first per model: ``model``, ``version``, ``aliases`` (list), ``method``,
-        ``metrics`` (dict name -> float), ``run_id``, ``created`` (UTC ISO), ``tags`` (all).
+        ``metrics`` (dict name -> float), ``run_id``, ``created`` (UTC ISO), ``description`` (the
+        model card), ``tags`` (all).
     """
     api = RegistryApi(tracking_uri, username=username, password=password)
     if model:
@@ -351,6 +390,7 @@ def list_versions(
                     },
                     "run_id": v.get("run_id", ""),
                     "created": created.replace(microsecond=0).isoformat(),
+                    "description": v.get("description", ""),
                     "tags": tags,
                 }
             )

@@ -10,6 +10,18 @@ input-example check at logging time stays cheap)::
 
     mlflow.pyfunc.load_model("models:/hitsong-western@champion", model_config={"device": "cpu", "warm_up": True})
 
+The model is self-contained: the Python sources of ``hitsong`` and ``registry`` travel with it
+as ``code_paths`` (:func:`stage_code`) and its ``requirements.txt`` pins every distribution they
+import (:func:`pip_requirements`), so ``mlflow models serve``, ``mlflow models build-docker`` and
+``mlflow.pyfunc.spark_udf`` work where hitsong is not installed::
+
+    mlflow models serve -m models:/hitsong-western@champion --env-manager local -p 5001
+    curl -X POST localhost:5001/invocations -H 'Content-Type: application/json' \
+         -d '{"dataframe_split": {"columns": ["audio_bytes"], "data": [["<base64 of the file>"]]}}'
+
+hitsong's own readers never load this pyfunc (``registry.bundles`` builds the scorer from the
+version's data files); it is for MLflow's serving tools.
+
 ``predict`` takes a DataFrame with a ``path`` column (files readable where the model runs) or
 an ``audio_bytes`` column (the file's bytes), and returns one row per input with ``name``,
 ``score``, ``percentile``, ``top_tags`` (JSON), ``tags`` (JSON, the 50-d tag vector, where the
@@ -20,6 +32,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +48,22 @@ log = logging.getLogger(__name__)
 MODEL_NAME = "model"
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
 OUTPUT_COLUMNS = ("name", "score", "percentile", "top_tags", "tags", "error")
-#: Distributions the model needs at load time; versions pinned to the ones that logged it.
+#: Distributions the model's code imports at load time (hitsong's scoring path and this module);
+#: versions pinned to the ones that logged it. hitsong itself is not among them: its code travels
+#: with the model (:data:`CODE_PACKAGES`).
 REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "soundfile", "soxr", "librosa", "safetensors", "scipy")
+#: The packages copied beside the model (``code_paths``, Python sources only): the model code
+#: file imports ``registry.pyfunc``, which builds ``hitsong.scoring.SongScorer``.
+CODE_PACKAGES = ("hitsong", "registry")
 
 
 def pip_requirements() -> list[str]:
-    """Explicit pins (inference skipped: it cost ~12 s per model, ECOSYSTEM.md)."""
+    """Explicit ``name==version`` pins of :data:`REQUIREMENTS` as installed here.
+
+    Inference is skipped (it cost ~12 s per model, ECOSYSTEM.md). A local version label is
+    dropped (``torch==2.13.0`` for ``2.13.0+cpu``): the pin then names the release, and pip picks
+    the build its package sources offer.
+    """
     from importlib.metadata import PackageNotFoundError, version
 
     out = []
@@ -50,6 +74,34 @@ def pip_requirements() -> list[str]:
             out.append(dist)
             continue
         out.append(f"{dist}=={v.split('+')[0]}")
+    return out
+
+
+def _python_sources(folder: str, names: list[str]) -> set[str]:
+    """``shutil.copytree`` ignore rule: keep sub-folders and ``.py`` files, drop caches and data."""
+    base = Path(folder)
+    return {n for n in names if n == "__pycache__" or (not (base / n).is_dir() and not n.endswith(".py"))}
+
+
+def stage_code(dest: Path) -> list[str]:
+    """Copy the Python sources of :data:`CODE_PACKAGES` into ``dest``; return the package folders.
+
+    They become the logged model's ``code_paths``: MLflow puts them on ``sys.path`` before it runs
+    the model code file, so the model loads where hitsong is not installed (``mlflow models
+    serve``, ``build-docker``, ``spark_udf``). Data files stay behind: the tagger's weights travel
+    as the ``tagger`` artifact.
+    """
+    import shutil
+
+    import hitsong
+    import registry
+
+    out = []
+    for name, package in zip(CODE_PACKAGES, (hitsong, registry), strict=True):
+        source = Path(str(package.__file__)).resolve().parent
+        target = dest / name
+        shutil.copytree(source, target, ignore=_python_sources)
+        out.append(str(target))
     return out
 
 
@@ -173,20 +225,28 @@ def log_bundle_model(bundle_dir: Path, *, run_id: str, tracking_uri: str) -> str
     # The logged model belongs to the run's experiment (MLflow would otherwise file it under the
     # process's active experiment, where `hitsong register` does not look).
     mlflow.set_experiment(experiment_id=mlflow.MlflowClient(tracking_uri).get_run(run_id).info.experiment_id)
-    info = mlflow.models.Model.log(
-        None,
-        mlflow.pyfunc,
-        name=MODEL_NAME,
-        run_id=run_id,
-        python_model=str(MODEL_CODE),
-        artifacts={"bundle": str(bundle_dir), "tagger": str(tagger_weights)},
-        # No warm-up for MLflow's own check of the input example at logging time (it would
-        # cost seconds per repetition); ``load_model`` below asks for it.
-        model_config={"device": "auto", "warm_up": False},
-        signature=signature(),
-        input_example=input_example(),
-        pip_requirements=pip_requirements(),
-    )
+    # MLflow loads the model once to check the input example, and that puts the model's code
+    # folder in front of this process's sys.path: restored below so nothing imports from it.
+    saved_path = list(sys.path)
+    try:
+        with tempfile.TemporaryDirectory(prefix="hitsong-code-") as code_dir:
+            info = mlflow.models.Model.log(
+                None,
+                mlflow.pyfunc,
+                name=MODEL_NAME,
+                run_id=run_id,
+                python_model=str(MODEL_CODE),
+                code_paths=stage_code(Path(code_dir)),
+                artifacts={"bundle": str(bundle_dir), "tagger": str(tagger_weights)},
+                # No warm-up for MLflow's own check of the input example at logging time (it would
+                # cost seconds per repetition); ``load_model`` below asks for it.
+                model_config={"device": "auto", "warm_up": False},
+                signature=signature(),
+                input_example=input_example(),
+                pip_requirements=pip_requirements(),
+            )
+    finally:
+        sys.path[:] = saved_path
     return info.model_uri
 
 

@@ -8,6 +8,18 @@ it costs ~2 GB otherwise). With ``auth=True`` the server runs MLflow's ``basic-a
 
 A JSON pid file, ``<mlflow_dir>/server.json``, lets ``hitsong server --stop`` and the demo find
 and reuse a server that is already running.
+
+Secrets stay out of files, logs and command lines (docs/SECURITY.md): the backend store URI
+reaches MLflow through its ``MLFLOW_BACKEND_STORE_URI`` environment variable, never its argv;
+a password for it may come separately (``HITSONG_BACKEND_STORE_PASSWORD`` or its ``_FILE``
+form, ``registry.secrets``) and is put into the URI in the server's environment only; the pid
+file and every log line carry the URI with its password replaced by ``***``.
+
+MLflow refuses requests whose ``Host`` header is not on its allow-list (DNS-rebinding
+protection; by default localhost and private IP addresses): a server reached by a name, such
+as ``mlflow`` inside a compose network, is started with ``allowed_hosts`` naming it, and a
+client refused for its Host header gets a ``RegistryError`` that says so
+(:func:`host_refused_error`).
 """
 
 from __future__ import annotations
@@ -22,19 +34,27 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hitsong.errors import ConfigError, RegistryError
+from registry.auth import ensure_reader, write_auth_config
+from registry.secrets import BACKEND_PASSWORD, READER_PASSWORD, redact, resolve_secret_files, with_password
 
 log = logging.getLogger(__name__)
 
 PID_FILE = "server.json"
 LOG_FILE = "server.log"
-AUTH_DB = "basic_auth.db"
-AUTH_INI = "basic_auth.ini"
+
+#: What MLflow 3.17 answers (403) to a request whose Host header is not on its allow-list.
+INVALID_HOST_MARKER = "Invalid Host header"
+#: Host names every server accepts besides the ones asked for: the machine itself.
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+#: Bind addresses that mean "every interface": clients on the machine use the loopback address.
+WILDCARD_BINDS = ("0.0.0.0", "::", "")
 
 #: Child processes this interpreter started, so that stopping one also reaps it.
 _CHILDREN: dict[int, subprocess.Popen] = {}
@@ -57,6 +77,14 @@ class ServerConfig:
         ``sqlite:///<mlflow_dir>/mlflow.db``. A team passes ``postgresql://...``.
     auth : bool
         Run MLflow's ``basic-auth`` app (needs ``MLFLOW_AUTH_ADMIN_PASSWORD``).
+    allowed_hosts : tuple of str
+        Host names (or ``name:port``, MLflow's ``*`` patterns) clients may reach the server by,
+        on top of :data:`LOCAL_HOSTS` and the bound address; empty keeps MLflow's default
+        (localhost and private IP addresses). A name without a port is accepted on any port.
+    reader : str or None
+        Auth mode only: a read-only service user (the dashboard's reads) created, or given its
+        password again, on every start; its password comes from ``HITSONG_READER_PASSWORD``
+        (or ``HITSONG_READER_PASSWORD_FILE``). It gets the server's default permission, READ.
     workers : int
         Server worker processes (uvicorn); 1 is plenty for one team on one machine.
     startup_timeout : float
@@ -68,6 +96,8 @@ class ServerConfig:
     port: int = 5000
     backend_store_uri: str | None = None
     auth: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+    reader: str | None = None
     workers: int = 1
     startup_timeout: float = 120.0
 
@@ -81,8 +111,13 @@ class ServerConfig:
         ):
             raise ConfigError(
                 f"backend store URI {self.backend_store_uri!r} is not a SQL database URI; "
-                "use sqlite:///PATH or postgresql://USER:PASS@HOST/DB (the file store is refused)"
+                "use sqlite:///PATH or postgresql://USER@HOST/DB (the file store is refused)"
             )
+        for name in self.allowed_hosts:
+            if not name or any(c in name for c in " ,/@"):
+                raise ConfigError(f"allowed host {name!r} is not a host name (give names like mlflow, mlflow.example)")
+        if self.reader is not None and not self.auth:
+            raise ConfigError("a reader service user needs the authenticated server (--auth)")
 
     @property
     def store_uri(self) -> str:
@@ -93,13 +128,32 @@ class ServerConfig:
 
     @property
     def uri(self) -> str:
-        """The tracking URI clients use."""
-        return f"http://{self.host}:{self.port}"
+        """The tracking URI clients on this machine use (the loopback address for a wildcard bind)."""
+        host = "127.0.0.1" if self.host in WILDCARD_BINDS else self.host
+        return f"http://{host}:{self.port}"
+
+    def host_patterns(self) -> list[str]:
+        """MLflow's ``--allowed-hosts`` list (empty: MLflow's default).
+
+        Each name without a port is accepted with any port (MLflow compares the whole Host
+        header); the local names and the bound address are always added.
+        """
+        if not self.allowed_hosts:
+            return []
+        names = [*self.allowed_hosts, *LOCAL_HOSTS]
+        if self.host not in WILDCARD_BINDS:
+            names.append(f"[{self.host}]" if ":" in self.host else self.host)
+        out: list[str] = []
+        for name in names:
+            has_port = name.rsplit("]", 1)[-1].count(":") == 1
+            patterns = [name] if has_port or name == "*" else [name, f"{name.replace('[', '[[]', 1)}:*"]
+            out.extend(p for p in patterns if p not in out)
+        return out
 
 
 @dataclass(frozen=True)
 class ServerInfo:
-    """A running server, as recorded in the pid file."""
+    """A running server, as recorded in the pid file (``store_uri`` with its password as ``***``)."""
 
     pid: int
     uri: str
@@ -111,13 +165,44 @@ class ServerInfo:
     started_at: float
 
 
-def _redact(uri: str) -> str:
-    if "://" in uri and "@" in uri:
-        scheme, rest = uri.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return uri
+def host_refused_error(uri: str) -> RegistryError:
+    """The error for MLflow's 403 "Invalid Host header": the server does not accept the name we used."""
+    host = urllib.parse.urlsplit(uri).hostname or uri
+    return RegistryError(
+        f"the MLflow server at {uri} refused the Host header {host!r} (403 {INVALID_HOST_MARKER}: its "
+        f"DNS-rebinding protection accepts only the names it was started with); start it with "
+        f"`hitsong server --allowed-hosts {host}` (or add {host} to MLFLOW_SERVER_ALLOWED_HOSTS where it runs)"
+    )
+
+
+def check_api(uri: str, *, timeout: float = 5.0) -> None:
+    """Raise ``RegistryError`` unless the server's REST API answers this client's Host header.
+
+    ``/health`` answers even a refused Host header, so this asks the API itself (an anonymous
+    search: 200 without auth, 401 with it; both mean "reachable").
+
+    Raises
+    ------
+    RegistryError
+        Nothing answers (naming ``hitsong server``), or the server refuses the Host header
+        (:func:`host_refused_error`).
+    """
+    url = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):
+            return
+    except urllib.error.HTTPError as exc:
+        body = exc.read(4096).decode("utf-8", "replace")
+        if exc.code == 403 and INVALID_HOST_MARKER in body:
+            raise host_refused_error(uri) from None
+        if exc.code < 500:
+            return  # 401/403 of the auth app: reachable, the caller's credentials decide later
+    except (urllib.error.URLError, OSError, ValueError):
+        pass
+    raise RegistryError(
+        f"the MLflow tracking server at {uri} does not answer; start it with `hitsong server` "
+        "(or set MLFLOW_TRACKING_URI to a running server)"
+    )
 
 
 def health_ok(uri: str, *, timeout: float = 2.0) -> bool:
@@ -189,50 +274,46 @@ def running_server(mlflow_dir: Path) -> ServerInfo | None:
     return info if health_ok(info.uri) else None
 
 
-def _write_auth_config(mlflow_dir: Path) -> Path:
-    """The basic-auth config: its user database next to the run store, default READ."""
-    ini = Path(mlflow_dir) / AUTH_INI
-    db = (Path(mlflow_dir) / AUTH_DB).resolve()
-    ini.write_text(
-        "[mlflow]\n"
-        "default_permission = READ\n"
-        f"database_uri = sqlite:///{db}\n"
-        "admin_username = admin\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-    )
-    return ini
+def _server_env(config: ServerConfig, env: Mapping[str, str]) -> dict[str, str]:
+    """The MLflow server's environment from ``env`` (secrets already read from their files).
 
-
-def _server_env(config: ServerConfig, extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {**os.environ, **(extra_env or {})}
+    The backend store URI (with its password, when one is given separately) goes here, as
+    ``MLFLOW_BACKEND_STORE_URI``, so that it never appears on a command line; client
+    credentials and hitsong's own secrets are dropped (the server needs none of them).
+    """
+    env = dict(env)
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    # The server never reports to itself; a client URI in the environment is irrelevant to it.
-    env.pop("MLFLOW_TRACKING_URI", None)
+    # The server never reports to itself; a client URI or client credentials are irrelevant to it.
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", READER_PASSWORD):
+        env.pop(name, None)
+    env["MLFLOW_BACKEND_STORE_URI"] = with_password(config.store_uri, env.pop(BACKEND_PASSWORD, None))
+    env.pop("MLFLOW_SERVER_ALLOWED_HOSTS", None)  # the command line's --allowed-hosts decides
     if config.auth:
         if not env.get("MLFLOW_AUTH_ADMIN_PASSWORD"):
             raise ConfigError(
                 "the authenticated server needs an admin password: set MLFLOW_AUTH_ADMIN_PASSWORD "
-                "(at least 12 characters) before `hitsong server --auth`"
+                "(or MLFLOW_AUTH_ADMIN_PASSWORD_FILE; at least 12 characters) before `hitsong server --auth`"
             )
         # Signs login sessions only; a fresh one per start is fine for a local server. A team
         # server sets MLFLOW_FLASK_SERVER_SECRET_KEY itself so sessions survive restarts.
         env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32))
-        env.setdefault("MLFLOW_AUTH_CONFIG_PATH", str(_write_auth_config(config.mlflow_dir)))
+        env.setdefault("MLFLOW_AUTH_CONFIG_PATH", str(write_auth_config(config.mlflow_dir)))
     return env
 
 
 def server_command(config: ServerConfig) -> list[str]:
-    """The ``mlflow server`` command line for ``config``."""
+    """The ``mlflow server`` command line for ``config`` (no store URI: it is in the environment)."""
     artifacts = (Path(config.mlflow_dir) / "artifacts").resolve()
     cmd = [
         sys.executable, "-m", "mlflow", "server",
         "--host", config.host,
         "--port", str(config.port),
         "--workers", str(config.workers),
-        "--backend-store-uri", config.store_uri,
         "--serve-artifacts",
         "--artifacts-destination", artifacts.as_uri(),
     ]  # fmt: skip
+    if patterns := config.host_patterns():
+        cmd += ["--allowed-hosts", ",".join(patterns)]
     if config.auth:
         cmd += ["--app-name", "basic-auth"]
     return cmd
@@ -261,7 +342,8 @@ def start_server(config: ServerConfig, *, reuse: bool = True, extra_env: Mapping
         The port is taken by something else, or the server died or did not answer in time
         (the message quotes the end of its log).
     ConfigError
-        Auth mode without ``MLFLOW_AUTH_ADMIN_PASSWORD``.
+        Auth mode without ``MLFLOW_AUTH_ADMIN_PASSWORD``, a reader without its password, or an
+        unreadable secret file (``registry.secrets``).
     """
     mlflow_dir = Path(config.mlflow_dir)
     mlflow_dir.mkdir(parents=True, exist_ok=True)
@@ -272,10 +354,16 @@ def start_server(config: ServerConfig, *, reuse: bool = True, extra_env: Mapping
         raise RegistryError(
             f"port {config.port} on {config.host} is already in use by another process; stop it or pass another --port"
         )
-    env = _server_env(config, extra_env)
+    given = resolve_secret_files({**os.environ, **(extra_env or {})})
+    env = _server_env(config, given)
+    reader_password = given.get(READER_PASSWORD)
+    if config.reader and not reader_password:
+        raise ConfigError(
+            f"the reader user {config.reader!r} needs a password: set {READER_PASSWORD} (or {READER_PASSWORD}_FILE)"
+        )
     log_path = mlflow_dir / LOG_FILE
     cmd = server_command(config)
-    log.info("starting MLflow server on %s (store %s)", config.uri, _redact(config.store_uri))
+    log.info("starting MLflow server on %s (store %s)", config.uri, redact(config.store_uri))
     with log_path.open("ab") as log_fh:
         proc = subprocess.Popen(
             cmd,
@@ -302,12 +390,21 @@ def start_server(config: ServerConfig, *, reuse: bool = True, extra_env: Mapping
                 f"end of {log_path}:\n{_tail(log_path)}"
             )
         time.sleep(0.25)
+    if config.reader and reader_password:
+        try:
+            ensure_reader(
+                config.uri, admin_password=env["MLFLOW_AUTH_ADMIN_PASSWORD"], username=config.reader,
+                password=reader_password,
+            )  # fmt: skip
+        except RegistryError:
+            _terminate(proc.pid)
+            raise
     info = ServerInfo(
         pid=proc.pid,
         uri=config.uri,
         host=config.host,
         port=config.port,
-        store_uri=config.store_uri,
+        store_uri=redact(config.store_uri),
         auth=config.auth,
         log_path=str(log_path),
         started_at=time.time(),

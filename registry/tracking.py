@@ -8,11 +8,13 @@ A run never stays RUNNING: ``hitsong.tracking.run_scope`` ends runs FAILED or KI
 exception or Ctrl-C, the SIGTERM handler installed while runs are open ends them KILLED, and a
 process killed outright (``kill -9``) leaves runs that ``fail_orphaned_runs`` marks FAILED the
 next time a logger or the server starts. Each run carries ``hitsong.host``, ``hitsong.pid`` and
-``hitsong.proc_start`` tags so that this check can tell a dead process from a live one.
+``hitsong.proc_start`` tags so that this check can tell a dead process from a live one, and
+MLflow's standard context tags (:func:`context_tags`: user, source, git commit of the code).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -66,24 +68,74 @@ def _process_alive(pid: int, start_ticks: str) -> bool:
     return not start_ticks or process_start_ticks(pid) in ("", start_ticks)
 
 
+def _process_tags() -> dict[str, str]:
+    """MLflow's context tags plus host, pid and process start of this process (the orphan check's)."""
+    return {
+        **context_tags(),
+        TAG_HOST: socket.gethostname(),
+        TAG_PID: str(os.getpid()),
+        TAG_PROC_START: process_start_ticks(os.getpid()),
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _code_git_tags() -> tuple[tuple[str, str], ...]:
+    """MLflow's git tags of the checkout hitsong's code runs from (none outside a git checkout)."""
+    from mlflow.utils import mlflow_tags
+    from mlflow.utils.git_utils import get_git_branch, get_git_commit, get_git_repo_url
+
+    import hitsong
+
+    code = str(Path(hitsong.__file__).resolve().parent)
+    commit = get_git_commit(code)
+    if not commit:
+        return ()
+    found = {
+        mlflow_tags.MLFLOW_GIT_COMMIT: commit,
+        mlflow_tags.MLFLOW_GIT_BRANCH: get_git_branch(code),
+        mlflow_tags.MLFLOW_GIT_REPO_URL: get_git_repo_url(code),
+    }
+    return tuple((k, v) for k, v in found.items() if v)
+
+
+def context_tags() -> dict[str, str]:
+    """MLflow's standard run-context tags, so the MLflow UI shows who ran what from which code.
+
+    MLflow's own context providers (``mlflow.tracking.context.registry.resolve_tags``: the OS user
+    as ``mlflow.user``, ``mlflow.source.name``/``type``, ...) with two hitsong choices: the user is
+    the tracking server's basic-auth user when one is set (``MLFLOW_TRACKING_USERNAME``), and the
+    git tags (``mlflow.source.git.commit``, ``.branch``, ``.repoURL``) describe the checkout that
+    holds hitsong's code, not the folder of the command that started the process (for the
+    ``hitsong`` console script, a virtualenv's ``bin``). Outside a git checkout there are no git tags.
+    """
+    from mlflow.tracking.context.registry import resolve_tags
+    from mlflow.utils import mlflow_tags
+
+    git_keys = (mlflow_tags.MLFLOW_GIT_COMMIT, mlflow_tags.MLFLOW_GIT_BRANCH, mlflow_tags.MLFLOW_GIT_REPO_URL)
+    tags = {k: str(v) for k, v in resolve_tags().items() if k not in git_keys}
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if user:
+        tags[mlflow_tags.MLFLOW_USER] = user
+    tags.update(dict(_code_git_tags()))
+    return tags
+
+
 def client_for(tracking_uri: str | None = None):
     """An ``MlflowClient`` for ``tracking_uri`` (default: settings), checked to be reachable.
 
     Raises
     ------
     RegistryError
-        The server does not answer; the message names the URI and ``hitsong server``.
+        The server does not answer (the message names the URI and ``hitsong server``), or it
+        refuses the Host header of ``tracking_uri`` (the message names ``--allowed-hosts``).
     """
     from mlflow import MlflowClient
 
-    from registry.server import health_ok
+    from registry.server import check_api
 
     uri = tracking_uri or get_settings().tracking_uri
-    if uri.startswith(("http://", "https://")) and not health_ok(uri):
-        raise RegistryError(
-            f"the MLflow tracking server at {uri} does not answer; start it with `hitsong server` "
-            "(or set MLFLOW_TRACKING_URI to a running server)"
-        )
+    if uri.startswith(("http://", "https://")):
+        check_api(uri)
     return MlflowClient(tracking_uri=uri)
 
 
@@ -163,13 +215,24 @@ class MlflowRunLogger:
         self._open: dict[str, RunHandle] = {}
         self._previous_sigterm: Any = None
         self._sigterm_installed = False
-        self._pid_tags = {
-            TAG_HOST: socket.gethostname(),
-            TAG_PID: str(os.getpid()),
-            TAG_PROC_START: process_start_ticks(os.getpid()),
-        }
+        self._process_tags = _process_tags()
         if fail_orphans:
             fail_orphaned_runs(self.client, experiment_ids=[self.experiment_id])
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a worker process needs (parallel training): the server and the experiment, no client."""
+        return {"tracking_uri": self.tracking_uri, "experiment": self.experiment, "experiment_id": self.experiment_id}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Reconnect in the worker; its runs carry the worker's own pid, for the orphan check."""
+        self.client = client_for(state["tracking_uri"])
+        self.tracking_uri = state["tracking_uri"]
+        self.experiment = state["experiment"]
+        self.experiment_id = state["experiment_id"]
+        self._open = {}
+        self._previous_sigterm = None
+        self._sigterm_installed = False
+        self._process_tags = _process_tags()
 
     @classmethod
     def for_subset(cls, dataset: str, subset: str, *, tracking_uri: str | None = None) -> MlflowRunLogger:
@@ -201,7 +264,7 @@ class MlflowRunLogger:
         self, name: str, *, parent: RunHandle | None = None, tags: Mapping[str, str] | None = None
     ) -> RunHandle:
         """Start a run, nested under ``parent`` when given; install the SIGTERM handler."""
-        all_tags = {**self._pid_tags, **{k: str(v) for k, v in (tags or {}).items()}}
+        all_tags = {**self._process_tags, **{k: str(v) for k, v in (tags or {}).items()}}
         if parent is not None:
             all_tags[PARENT_TAG] = parent.run_id
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)

@@ -27,9 +27,18 @@ if [ "$(id -u)" != 0 ]; then
     fi
     sudo=(sudo)
 fi
-echo "installing Debian packages: $*"
-"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+run_apt_get() {
+    local rc=0
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "$@" || rc=$?
+    if [ "$rc" != 0 ]; then
+        echo "apt-get $1 failed (exit $rc) while installing $packages; see apt-get's message above" >&2
+        exit "$rc"
+    fi
+}
+packages="$*"
+echo "installing Debian packages: $packages"
+run_apt_get update -qq
+run_apt_get install -y -qq --no-install-recommends "$@" >/dev/null
 if [ ! -e "$check" ]; then
     echo "apt-get installed $* but $check is still missing" >&2
     exit 1

@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import data, figures, ui
+from dashboard.limits import MB, PredictLimits, ResultCache, SessionBudget
 
 AUDIO_TYPES = ["wav", "flac", "ogg", "mp3"]
 TAGGRAM_ROWS = 20
@@ -36,20 +37,32 @@ device = "cuda" if use_gpu else "cpu"
 right.caption(f"Scoring on **{device.upper()}**" + ("" if gpu else " (no GPU available here)"))
 
 limit = data.max_upload_mb()
+with ui.problems():
+    limits = PredictLimits.from_env()
 files = st.file_uploader(
-    f"Audio files: WAV, FLAC, OGG or MP3, at most {limit} MB each",
+    f"Audio files: WAV, FLAC, OGG or MP3, at most {limit} MB each, {limits.max_files} at a time",
     type=AUDIO_TYPES,
     accept_multiple_files=True,
     max_upload_size=limit,
 )
 st.caption(
-    f"Upload limit: {limit} MB per file (`hitsong dashboard --max-upload-mb N`). The middle of each track is analysed."
+    f"Upload limit: {limit} MB per file (`hitsong dashboard --max-upload-mb N`), {limits.max_files} files at a "
+    f"time, {limits.session_mb} MB of audio per session. The middle of each track is analysed."
 )
 if not files:
     st.stop()
+if len(files) > limits.max_files:
+    st.error(
+        f"{len(files)} files chosen: the Predict page scores at most {limits.max_files} at a time. "
+        "Remove some (×) and the rest are scored.",
+        icon=":material/block:",
+    )
+    st.stop()
 
 chosen = champions if subset == "all" else champions[champions["subset"] == subset]
-results_cache = st.session_state.setdefault("predict_results", {})
+# Per session and bounded: what this visitor has had scored, and the results kept for redrawing.
+budget = st.session_state.setdefault("predict_budget", SessionBudget(limits.session_mb * MB))
+results_cache = st.session_state.setdefault("predict_results", ResultCache(limits.cached_results))
 for champion in chosen.itertuples():
     st.header(f"{champion.subset}: {champion.model} v{champion.version} ({champion.method}) on {device.upper()}")
     with (
@@ -59,13 +72,20 @@ for champion in chosen.itertuples():
         scorer = data.cached_scorer(uri, champion.model, champion.version, device)
     for upload in files:
         key = (upload.file_id, champion.model, champion.version, device)
-        if key not in results_cache:
+        result = results_cache.get(key)
+        if result is None:
+            if not budget.admit(upload.file_id, upload.size):
+                st.warning(
+                    f"{upload.name} was not scored: this session has had {budget.used_bytes / MB:.0f} MB of audio "
+                    f"scored, and the limit is {limits.session_mb} MB per session.",
+                    icon=":material/block:",
+                )
+                continue
             with st.spinner(f"Scoring {upload.name}…"):
                 start = time.perf_counter()
                 result = scorer.score([upload.getvalue()], names=[upload.name])[0]
                 result["seconds"] = time.perf_counter() - start
-            results_cache[key] = result
-        result = results_cache[key]
+            results_cache.put(key, result)
         with st.container(border=True):
             st.subheader(upload.name)
             if result["error"]:

@@ -3,9 +3,10 @@
 Implements the input representation of Yang et al. (ICASSP 2017), section 3.1: the middle
 60 s of each song, mono, 22,050 Hz, a 128-band log-mel of 646 frames. Modules:
 :mod:`.config` (``AudioConfig`` and shared constants), :mod:`.decode` (seek-and-decode of the
-middle segment, odd input; :mod:`.info` its flags, :mod:`.ffmpeg` containers libsndfile cannot read), :mod:`.mel` (the numpy log-mel and the one log compression),
-:mod:`.torchmel` (the same log-mel as a torch module; imported on its own so the numpy path
-never imports torch).
+middle segment, odd input; :mod:`.info` its flags, :mod:`.mpg123` exact MP3 seeks,
+:mod:`.ffmpeg` containers libsndfile cannot read), :mod:`.mel` (the numpy log-mel and the one
+log compression), :mod:`.torchmel` (the same log-mel as a torch module; imported on its own so
+the numpy path never imports torch).
 """
 
 from hitsong.audio.config import LOG_SCALE, RESAMPLE_QUALITY, TAGGER_SR, AudioConfig

@@ -21,6 +21,8 @@ LOG_SCALE = 10000.0
 RESAMPLE_QUALITY = "soxr_hq"
 #: The tagger's sample rate (musicnn's front end); the second output of ``decode_for_features``.
 TAGGER_SR = 16000
+#: Values of ``AudioConfig.tagger_precision`` (meaning: :mod:`hitsong.tagger.precision`).
+TAGGER_PRECISIONS: tuple[str, ...] = ("auto", "exact", "fast")
 #: Choices this code implements and records beside the fields (``to_dict``); not settable.
 FIXED_CHOICES: dict[str, Any] = {
     "log_compression": f"log10(1 + {LOG_SCALE:g} * mel_power)",
@@ -62,6 +64,12 @@ class AudioConfig:
         is a recorded departure for latency-bound deployments (docs/PAPER.md). The same value
         is used at training and at scoring: it is part of the feature config hash and of
         every model bundle.
+    tagger_precision : {"auto", "exact", "fast"}
+        The tagger's arithmetic (:mod:`hitsong.tagger.precision`): ``exact`` (float32, the
+        original's outputs within 1e-4), ``fast`` (bfloat16 timbral convolutions, within a
+        tested bound of ``exact``; where the CPU lacks native bfloat16 it runs ``exact``), or
+        ``auto`` (``fast`` where supported). Resolved to ``exact``/``fast`` before it is hashed
+        into the feature store or written into a bundle, so both record what actually ran.
     """
 
     sr: int = 22050
@@ -73,6 +81,7 @@ class AudioConfig:
     fmax: float | None = None
     power: float = 2.0
     tagger_seconds: float = 60.0
+    tagger_precision: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("sr", "n_fft", "hop_length", "n_mels"):
@@ -89,6 +98,11 @@ class AudioConfig:
             raise ConfigError(f"AudioConfig.power must be > 0, got {self.power!r}")
         if not self.tagger_seconds > 0:
             raise ConfigError(f"AudioConfig.tagger_seconds must be > 0, got {self.tagger_seconds!r}")
+        if self.tagger_precision not in TAGGER_PRECISIONS:
+            raise ConfigError(
+                f"AudioConfig.tagger_precision must be one of {', '.join(TAGGER_PRECISIONS)}, "
+                f"got {self.tagger_precision!r}"
+            )
 
     @property
     def fmax_hz(self) -> float:

@@ -1,8 +1,8 @@
 """Decode the middle of a song: seek where the format allows, downmix, resample, flag odd input.
 
 Decoding reads only the middle of the file where the format can seek (WAV, FLAC, OGG, MP3
-through libsndfile; MP3 seeking with libsndfile's mpg123 was measured sample-exact against a
-full decode). M4A/AAC and other containers libsndfile cannot open go through an ``ffmpeg``
+through libsndfile; an MP3 is entered a second early so the samples equal a full decode,
+:mod:`hitsong.audio.mpg123`). M4A/AAC and other containers libsndfile cannot open go through an ``ffmpeg``
 subprocess when ``ffmpeg`` is on ``PATH``.
 
 What odd input does (each case is a test in ``tests/audio/test_bad_input.py``):
@@ -12,6 +12,9 @@ What odd input does (each case is a test in ``tests/audio/test_bad_input.py``):
 - shorter than the segment: zero-padded around the centre, :class:`HitsongWarning`;
 - a header that promises more audio than the file holds (truncated file): the audio that
   can be decoded is used, with a :class:`HitsongWarning`;
+- a header that does not match the stream at all (a crafted file claiming hours, or seconds,
+  of audio): decoding from the start stops after :data:`MAX_FALLBACK_SEGMENTS` times the
+  segment, with a :class:`HitsongWarning`, so memory stays bounded whatever the header says;
 - silence (peak below :data:`SILENCE_PEAK`): valid (all-zero) features, :class:`HitsongWarning`;
 - NaN or infinite samples: replaced by 0 with a :class:`HitsongWarning`; a segment with no
   finite sample at all is an :class:`AudioError`;
@@ -34,6 +37,7 @@ import soxr
 from hitsong.audio.config import RESAMPLE_QUALITY, TAGGER_SR, AudioConfig
 from hitsong.audio.ffmpeg import FFMPEG_SUFFIXES, decode_ffmpeg
 from hitsong.audio.info import DecodeInfo, FeatureFlags
+from hitsong.audio.mpg123 import MP3_PREROLL_SECONDS, quiet_decoder_stderr
 from hitsong.errors import AudioError, ConfigError, HitsongWarning
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,11 @@ SILENCE_PEAK = 1e-6
 #: Extra audio decoded on each side of the segment so the resampler's filter sees real
 #: context at the segment edges (0.1 s is a whole number of samples at every common rate).
 CONTEXT_SECONDS = 0.1
+
+#: When the header's length cannot be trusted, the file is decoded from its start: at most
+#: this many times the segment (with its context), and the middle of what was read is used.
+#: Bounds memory at ~4 x 60 s x channels x 4 bytes (85 MB for 44.1 kHz stereo), not the file's length.
+MAX_FALLBACK_SEGMENTS = 4
 
 
 def _check_file(path: Path) -> None:
@@ -72,21 +81,29 @@ def _read(f: sf.SoundFile, start: int, n: int, path: Path) -> np.ndarray:
         ) from exc
 
 
-def _read_all(f: sf.SoundFile, path: Path, block: int) -> np.ndarray:
-    """Decode from the start until the decoder stops (for files whose header lies)."""
+def _read_all(f: sf.SoundFile, path: Path, block: int, limit: int) -> tuple[np.ndarray, bool]:
+    """Decode from the start until the decoder stops or ``limit`` frames are read (for files whose header lies).
+
+    Returns
+    -------
+    data : np.ndarray [shape=(n, channels), dtype=float32]
+        ``n <= limit``; the buffer is filled block by block, never concatenated.
+    cut : bool
+        The stream holds more than ``limit`` frames.
+    """
+    out = np.empty((limit, f.channels), dtype=np.float32)  # pages are touched only as they fill
+    got = 0
     try:
         f.seek(0)
-        parts = []
-        while True:
-            part = f.read(block, dtype="float32", always_2d=True)
-            if part.shape[0] == 0:
+        while got < limit:
+            n = f.read(min(block, limit - got), dtype="float32", always_2d=True, out=out[got : got + block]).shape[0]
+            if n == 0:
                 break
-            parts.append(part)
+            got += n
+        cut = got == limit and f.read(1, dtype="float32", always_2d=True).shape[0] > 0
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioError(f"{path}: decoding failed ({exc}); the file is corrupt") from exc
-    if not parts:
-        return np.zeros((0, f.channels), dtype=np.float32)
-    return np.concatenate(parts)
+    return out[:got], cut
 
 
 def _decode_soundfile(path: Path, seconds: float, context: float) -> tuple[np.ndarray, DecodeInfo]:
@@ -94,7 +111,7 @@ def _decode_soundfile(path: Path, seconds: float, context: float) -> tuple[np.nd
         f = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise _not_readable(path, exc) from exc
-    with f:
+    with f, quiet_decoder_stderr(path):
         nsr, channels, frames = int(f.samplerate), int(f.channels), int(f.frames)
         need = int(round(seconds * nsr))
         ctx = int(round(context * nsr))
@@ -102,17 +119,27 @@ def _decode_soundfile(path: Path, seconds: float, context: float) -> tuple[np.nd
         if frames > need:
             start = _middle(frames, need)
             lo, hi = max(0, start - ctx), min(frames, start + need + ctx)
-            data = _read(f, lo, hi - lo, path)
+            pre = min(lo, int(round(MP3_PREROLL_SECONDS * nsr))) if f.subtype.startswith("MPEG_LAYER") else 0
+            data = _read(f, lo - pre, hi - lo + pre, path)[pre:]
             if data.shape[0] == hi - lo:
                 info = DecodeInfo(str(path), nsr, channels, frames / nsr, start - lo, need, hi - start - need)
                 return data, info
             truncated = True  # the header promised frames the stream does not hold
-        data = _read_all(f, path, block=max(need, nsr))
+        data, cut = _read_all(f, path, block=max(need, nsr), limit=MAX_FALLBACK_SEGMENTS * (need + 2 * ctx))
     got = data.shape[0]
     if got == 0:
         raise AudioError(f"{path}: no audio could be decoded from the file (corrupt or not audio)")
-    truncated = truncated or got < frames
-    if truncated:
+    if cut:
+        truncated = True
+        warnings.warn(
+            f"{path}: the header says {frames / nsr:.1f} s, which the audio stream does not match; decoded only "
+            f"the first {got / nsr:.1f} s (at most {MAX_FALLBACK_SEGMENTS} times the {seconds:g}-s segment) and "
+            "analysed their middle",
+            HitsongWarning,
+            stacklevel=3,
+        )
+    elif truncated or got < frames:
+        truncated = True
         warnings.warn(
             f"{path}: the header says {frames / nsr:.1f} s but only {got / nsr:.1f} s could be "
             "decoded (truncated file?); using what is there",

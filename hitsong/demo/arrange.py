@@ -249,9 +249,15 @@ def _drum_notes(plan: SongPlan, grid: _Grid, sections: tuple[Section, ...], rng:
                     notes.append(Note(grid.t(bar, step), grid.t(bar, step) + hit, CH_DRUMS, key, v))
             if b == 0 and sec.kind == "chorus" and plan.drum_pattern not in ("jazz", "ballad"):
                 notes.append(Note(grid.t(bar, 0), grid.t(bar, 0) + hit, CH_DRUMS, CRASH, 105))
-            if b == sec.n_bars - 1 and sec.kind in ("verse", "chorus") and plan.drum_pattern in ("pop", "rock", "metal"):
+            if (
+                b == sec.n_bars - 1
+                and sec.kind in ("verse", "chorus")
+                and plan.drum_pattern in ("pop", "rock", "metal")
+            ):
                 for step in range(12, 16):
-                    notes.append(Note(grid.t(bar, step), grid.t(bar, step) + hit, CH_DRUMS, SNARE, 90 + 5 * (step - 12)))
+                    notes.append(
+                        Note(grid.t(bar, step), grid.t(bar, step) + hit, CH_DRUMS, SNARE, 90 + 5 * (step - 12))
+                    )
     return notes
 
 
@@ -273,7 +279,12 @@ def _bass_notes(plan: SongPlan, grid: _Grid, degrees: list[int], tonic: int) -> 
         root = _degree_pitch(scale, bass_tonic, degree)
         if style == "walking":
             nxt = _degree_pitch(scale, bass_tonic, degrees[(bar + 1) % len(degrees)])
-            walk = [root, _degree_pitch(scale, bass_tonic, degree + 2), _degree_pitch(scale, bass_tonic, degree + 4), nxt + (1 if nxt < root else -1)]
+            walk = [
+                root,
+                _degree_pitch(scale, bass_tonic, degree + 2),
+                _degree_pitch(scale, bass_tonic, degree + 4),
+                nxt + (1 if nxt < root else -1),
+            ]
             for q, key in enumerate(walk):
                 notes.append(Note(grid.t(bar, 4 * q), grid.t(bar, 4 * q + 3.6), CH_BASS, key, 95))
             continue
@@ -321,7 +332,9 @@ def _comp_notes(
     return notes
 
 
-def _pad_notes(plan: SongPlan, grid: _Grid, sections: tuple[Section, ...], degrees: list[int], tonic: int) -> list[Note]:
+def _pad_notes(
+    plan: SongPlan, grid: _Grid, sections: tuple[Section, ...], degrees: list[int], tonic: int
+) -> list[Note]:
     if plan.pad_program < 0:
         return []
     scale = _scale(plan)
@@ -348,8 +361,10 @@ def _melodies(
             bar = sec.start_bar + b
             chords = degrees[bar : bar + 2]
             if sec.kind == "chorus":
-                motif = hook if rng.random() < plan.catchiness else _motif(
-                    rng, chords, density=a.note_density, rap=plan.rap, low=2, high=11
+                motif = (
+                    hook
+                    if rng.random() < plan.catchiness
+                    else _motif(rng, chords, density=a.note_density, rap=plan.rap, low=2, high=11)
                 )
             else:
                 motif = _motif(rng, chords, density=a.note_density * 0.85, rap=plan.rap, low=-2, high=7)

@@ -14,8 +14,10 @@ if TYPE_CHECKING:
 
 
 def _archetype_table() -> str:
-    lines = ["| archetype | tempo (bpm) | drums | bass | accompaniment | lead | sung line |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| archetype | tempo (bpm) | drums | bass | accompaniment | lead | sung line |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for a in ARCHETYPES.values():
         lines.append(
             f"| {a.name} | {a.tempo_bpm[0]:.0f}-{a.tempo_bpm[1]:.0f} | {', '.join(a.drum_patterns)} | "
@@ -38,11 +40,16 @@ def _market_table(truth: pd.DataFrame) -> str:
 
 def _weights_table() -> str:
     names = list(ARCHETYPES)
-    lines = ["| market | " + " | ".join(f"taste {a}" for a in names)
-             + " | vocal | preferred tempo | tempo | bright |", "|---" * (len(names) + 5) + "|"]
+    lines = [
+        "| market | " + " | ".join(f"taste {a}" for a in names) + " | vocal | preferred tempo | tempo | bright |",
+        "|---" * (len(names) + 5) + "|",
+    ]
     for m in listeners.MARKETS.values():
-        lines.append(f"| {m.name} | " + " | ".join(f"{m.taste[a]:+.1f}" for a in names)
-                     + f" | {m.vocal} | {m.tempo_bpm:.0f} | {m.tempo_weight} | {m.brightness_weight} |")
+        lines.append(
+            f"| {m.name} | "
+            + " | ".join(f"{m.taste[a]:+.1f}" for a in names)
+            + f" | {m.vocal} | {m.tempo_bpm:.0f} | {m.tempo_weight} | {m.brightness_weight} |"
+        )
     return "\n".join(lines)
 
 
@@ -99,8 +106,8 @@ soft-limited. Synthesis runs at 22,050 Hz; 44.1-kHz files are resampled from it.
 ## How the listeners were made
 
 Two markets with different tastes: `mandarin` (catalogue and taste dominated by pop and ballads
-with vocals, favourite tempo {m['mandarin'].tempo_bpm:.0f} bpm) and `western` (a more diverse
-catalogue and taste, favourite tempo {m['western'].tempo_bpm:.0f} bpm).
+with vocals, favourite tempo {m["mandarin"].tempo_bpm:.0f} bpm) and `western` (a more diverse
+catalogue and taste, favourite tempo {m["western"].tempo_bpm:.0f} bpm).
 
 {_market_table(truth)}
 
@@ -130,7 +137,7 @@ plays(u, s) ~ Poisson(Gamma(shape={listeners.NB_SHAPE}, mean=lambda(u, s)))   (n
 
 ## What came out
 
-{len(events)} listening rows, {int(events['play_count'].sum())} plays.
+{len(events)} listening rows, {int(events["play_count"].sum())} plays.
 
 | subset | songs | mean hit score | median | 90th pct | max |
 |---|---|---|---|---|---|

@@ -44,15 +44,55 @@ AUDIO_DIR = "audio"
 SONGS_PER_ARTIST = 4
 PRIMARY_ARCHETYPE_SHARE = 0.75
 
-_TITLE_A = ("Midnight", "Golden", "Silent", "Electric", "Broken", "Paper", "Neon", "Summer", "Winter",
-            "Falling", "Endless", "Crystal", "Wild", "Velvet", "Hidden", "Burning", "Lonely", "Secret")
-_TITLE_B = ("Rain", "Heart", "River", "Lights", "Dream", "Road", "Sky", "Moon", "Fire", "Echo",
-            "Letters", "Garden", "Waves", "City", "Promise", "Shadow", "Mirror", "Horizon")
+_TITLE_A = (
+    "Midnight",
+    "Golden",
+    "Silent",
+    "Electric",
+    "Broken",
+    "Paper",
+    "Neon",
+    "Summer",
+    "Winter",
+    "Falling",
+    "Endless",
+    "Crystal",
+    "Wild",
+    "Velvet",
+    "Hidden",
+    "Burning",
+    "Lonely",
+    "Secret",
+)
+_TITLE_B = (
+    "Rain",
+    "Heart",
+    "River",
+    "Lights",
+    "Dream",
+    "Road",
+    "Sky",
+    "Moon",
+    "Fire",
+    "Echo",
+    "Letters",
+    "Garden",
+    "Waves",
+    "City",
+    "Promise",
+    "Shadow",
+    "Mirror",
+    "Horizon",
+)
 _NAMES = {
-    "mandarin": (("Lin", "Chen", "Wang", "Zhang", "Liu", "Zhou", "Huang", "Wu", "Xu", "Guo"),
-                 ("Yu", "Xiao", "Jie", "Mei", "Hao", "Lan", "Wei", "Ting", "Jun", "Yan")),
-    "western": (("Ava", "Leo", "Mia", "Noah", "Ruby", "Jack", "Iris", "Owen", "Lena", "Miles"),
-                ("Hart", "Stone", "Vale", "Reed", "Cross", "Lane", "Frost", "Gray", "Knight", "Wells")),
+    "mandarin": (
+        ("Lin", "Chen", "Wang", "Zhang", "Liu", "Zhou", "Huang", "Wu", "Xu", "Guo"),
+        ("Yu", "Xiao", "Jie", "Mei", "Hao", "Lan", "Wei", "Ting", "Jun", "Yan"),
+    ),
+    "western": (
+        ("Ava", "Leo", "Mia", "Noah", "Ruby", "Jack", "Iris", "Owen", "Lena", "Miles"),
+        ("Hart", "Stone", "Vale", "Reed", "Cross", "Lane", "Frost", "Gray", "Knight", "Wells"),
+    ),
 }
 
 
@@ -144,31 +184,43 @@ def build_catalogue(config: DemoConfig) -> tuple[pd.DataFrame, list[SongPlan]]:
         share /= share.sum()
         n_artists = max(1, int(np.ceil(n / SONGS_PER_ARTIST)))
         first, last = _NAMES[market.name]
-        artist_names = [f"{first[i % len(first)]} {last[(i // len(first) + 3 * i) % len(last)]}" for i in range(n_artists)]
-        artist_names = [f"{name} {i // (len(first) * len(last)) + 1}" if i >= len(first) * len(last) else name
-                        for i, name in enumerate(artist_names)]
+        artist_names = [
+            f"{first[i % len(first)]} {last[(i // len(first) + 3 * i) % len(last)]}" for i in range(n_artists)
+        ]
+        artist_names = [
+            f"{name} {i // (len(first) * len(last)) + 1}" if i >= len(first) * len(last) else name
+            for i, name in enumerate(artist_names)
+        ]
         primary = rng.choice(len(ARCHETYPE_NAMES), size=n_artists, p=share)
         weights = 1.0 / np.arange(1, n_artists + 1) ** 0.6
-        artist_of = np.concatenate([np.arange(min(n, n_artists)),
-                                    rng.choice(n_artists, size=max(0, n - n_artists), p=weights / weights.sum())])
+        artist_of = np.concatenate(
+            [np.arange(min(n, n_artists)), rng.choice(n_artists, size=max(0, n - n_artists), p=weights / weights.sum())]
+        )
         for i in range(n):
             a = int(artist_of[i])
             arch_idx = primary[a] if rng.random() < PRIMARY_ARCHETYPE_SHARE else rng.choice(len(share), p=share)
             archetype = ARCHETYPE_NAMES[int(arch_idx)]
             song_rng = np.random.default_rng([config.seed, m_idx, 1, i])
-            plan = draw_plan(song_rng, archetype, seed=_song_seed(config.seed, m_idx, i),
-                             song_seconds=config.song_seconds, short_share=config.short_share)
+            plan = draw_plan(
+                song_rng,
+                archetype,
+                seed=_song_seed(config.seed, m_idx, i),
+                song_seconds=config.song_seconds,
+                short_share=config.short_share,
+            )
             song_id = f"{market.name[0].upper()}{i + 1:05d}"
             release = listeners.RELEASE_START + dt.timedelta(days=int(rng.integers(n_release_days)))
             title = f"{_TITLE_A[int(rng.integers(len(_TITLE_A)))]} {_TITLE_B[int(rng.integers(len(_TITLE_B)))]}"
-            rows.append({
-                "song_id": song_id,
-                "title": title,
-                "artist": artist_names[a],
-                "subset": market.name,
-                "release_date": release,
-                "audio_path": f"{AUDIO_DIR}/{market.name}/{song_id}.{plan.audio_format}",
-            })
+            rows.append(
+                {
+                    "song_id": song_id,
+                    "title": title,
+                    "artist": artist_names[a],
+                    "subset": market.name,
+                    "release_date": release,
+                    "audio_path": f"{AUDIO_DIR}/{market.name}/{song_id}.{plan.audio_format}",
+                }
+            )
             plans.append(plan)
     return pd.DataFrame(rows), plans
 
@@ -218,16 +270,20 @@ def simulate_listening(
         mask = (songs["subset"] == market.name).to_numpy()
         idx = np.flatnonzero(mask)
         ev, tr = listeners.simulate_market(
-            market, songs.iloc[idx].reset_index(drop=True), [plans[i] for i in idx],
-            users=config.users, rng=np.random.default_rng([config.seed, m_idx, 2]),
+            market,
+            songs.iloc[idx].reset_index(drop=True),
+            [plans[i] for i in idx],
+            users=config.users,
+            rng=np.random.default_rng([config.seed, m_idx, 2]),
         )
         events.append(ev)
         truths.append(tr)
     return pd.concat(events, ignore_index=True), pd.concat(truths, ignore_index=True)
 
 
-def _truth_frame(songs: pd.DataFrame, plans: list[SongPlan], truth: pd.DataFrame, events: pd.DataFrame,
-                 seconds: np.ndarray) -> pd.DataFrame:
+def _truth_frame(
+    songs: pd.DataFrame, plans: list[SongPlan], truth: pd.DataFrame, events: pd.DataFrame, seconds: np.ndarray
+) -> pd.DataFrame:
     params = pd.DataFrame([p.to_record() for p in plans])
     stats = events.groupby("song_id").agg(playcount=("play_count", "sum"), listeners=("user_id", "size"))
     out = songs[["song_id", "subset", "artist", "release_date"]].merge(truth, on="song_id")
@@ -245,8 +301,7 @@ def _prepare_out_dir(out_dir: Path, force: bool) -> Path:
         raise ConfigError(f"--out {out_dir} exists and is not a folder; choose another path")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
         raise ConfigError(
-            f"{out_dir} is not empty (a demo is there already?); pass --force to replace it "
-            "or choose another --out"
+            f"{out_dir} is not empty (a demo is there already?); pass --force to replace it or choose another --out"
         )
     tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
     if tmp.exists():
@@ -284,8 +339,13 @@ def init_demo(
     DemoSummary
         Paths and counts; ``window_start``/``window_end`` for ``hitsong ingest``.
     """
-    config = DemoConfig(songs_per_subset=songs_per_subset, users=users, seed=seed,
-                        song_seconds=tuple(song_seconds), short_share=short_share)
+    config = DemoConfig(
+        songs_per_subset=songs_per_subset,
+        users=users,
+        seed=seed,
+        song_seconds=tuple(song_seconds),
+        short_share=short_share,
+    )
     if workers is not None and workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
     n_workers = workers or os.cpu_count() or 1
@@ -324,8 +384,15 @@ def init_demo(
         audio_seconds=float(seconds.sum()),
         elapsed_seconds=elapsed,
     )
-    log.info("demo: %d songs (%.0f min of audio), %d listening rows, %d plays in %.0f s -> %s",
-             summary.n_songs, summary.audio_seconds / 60, summary.n_events, summary.n_plays, elapsed, out_dir)
+    log.info(
+        "demo: %d songs (%.0f min of audio), %d listening rows, %d plays in %.0f s -> %s",
+        summary.n_songs,
+        summary.audio_seconds / 60,
+        summary.n_events,
+        summary.n_plays,
+        elapsed,
+        out_dir,
+    )
     return summary
 
 

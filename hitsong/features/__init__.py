@@ -7,7 +7,7 @@ Modules: :mod:`.compute` (one song, a pure function, and the store's task functi
 """
 
 from hitsong.features.build import FeatureReport, SubsetReport, build_features, failures
-from hitsong.features.compute import NO_TAGGER, SongFeatures, compute_song_features
+from hitsong.features.compute import NO_TAGGER, SongFeatures, compute_song_features, tagger_audio_config
 from hitsong.features.dataset import MelDataset
 from hitsong.features.executors import EXECUTORS
 from hitsong.features.layout import read_shard, shard_relpath
@@ -24,4 +24,5 @@ __all__ = [
     "failures",
     "read_shard",
     "shard_relpath",
+    "tagger_audio_config",
 ]

@@ -30,7 +30,7 @@ import pandas as pd
 
 from hitsong.audio import AudioConfig
 from hitsong.errors import ConfigError, StoreError
-from hitsong.features.compute import NO_TAGGER, StoredFeatures, cached_tagger, compute_to_shard
+from hitsong.features.compute import NO_TAGGER, StoredFeatures, cached_tagger, compute_to_shard, tagger_audio_config
 from hitsong.features.executors import Task, check_options, run_tasks
 from hitsong.features.layout import remove_other_configs, subset_dir
 from hitsong.settings import DEFAULT_TAGGER
@@ -131,7 +131,7 @@ class IndexSink:
             self.index, self.tags, self.failures = [], [], []
 
 
-def _check_tagger(name: str) -> None:
+def _check_tagger(name: str, precision: str) -> None:
     if name == NO_TAGGER:
         return
     try:
@@ -141,7 +141,7 @@ def _check_tagger(name: str) -> None:
             f"the tagger {name!r} is not available ({exc}); run with --tagger none to compute mels only"
         ) from exc
     try:
-        cached_tagger(name)  # fail fast on a missing or wrong weights file, before any worker starts
+        cached_tagger(name, precision)  # fail fast on a missing or wrong weights file, before any worker starts
     finally:
         cached_tagger.cache_clear()
 
@@ -257,7 +257,8 @@ def build_features(
         if frame.empty:
             which = f"subset {subset!r}" if subset else "any subset"
             raise StoreError(f"{db_path}: no sampled songs for {which}; run `hitsong sample` first")
-        _check_tagger(tagger)
+        config = tagger_audio_config(config, tagger)
+        _check_tagger(tagger, config.tagger_precision)
 
         reports: dict[str, SubsetReport] = {}
         tasks: list[Task] = []

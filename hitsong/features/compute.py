@@ -58,11 +58,23 @@ class SongFeatures:
 
 
 @lru_cache(maxsize=2)
-def cached_tagger(name: str) -> Any:
+def cached_tagger(name: str, precision: str) -> Any:
     """Load a tagger once per process."""
     from hitsong.tagger import Tagger
 
-    return Tagger.from_pretrained(name, device="auto")
+    return Tagger.from_pretrained(name, device="auto", precision=precision)
+
+
+def tagger_audio_config(config: AudioConfig, tagger: str) -> AudioConfig:
+    """``config`` with the tagger precision resolved to what runs here (it is hashed and recorded).
+
+    See :func:`hitsong.tagger.precision.resolve_audio_config`; the tagger runs on ``device="auto"``.
+    """
+    from hitsong.tagger.inference import resolve_device
+    from hitsong.tagger.precision import resolve_audio_config
+
+    model = None if tagger == NO_TAGGER else tagger
+    return resolve_audio_config(config, device=resolve_device("auto"), model=model)
 
 
 def compute_song_features(path: str | Path, audio_config: AudioConfig, tagger_name: str = NO_TAGGER) -> SongFeatures:
@@ -100,7 +112,8 @@ def compute_song_features(path: str | Path, audio_config: AudioConfig, tagger_na
         if use_tagger:
             from hitsong.tagger import predominant_genre
 
-            result = cached_tagger(tagger_name).tag_batch([wave_tagger], sr=TAGGER_SR)[0]
+            tagger = cached_tagger(tagger_name, audio_config.tagger_precision)
+            result = tagger.tag_batch([wave_tagger], sr=TAGGER_SR)[0]
             tags = np.asarray(result.song, dtype=np.float32).reshape(N_TAGS)
             genre = str(predominant_genre(tags))
     extra = tuple(str(w.message) for w in caught if issubclass(w.category, HitsongWarning))

@@ -9,6 +9,7 @@ The contract, for any per-song job (the feature store, catalog scoring, ...):
   result: anything large (a mel is 165 kB) is written by the worker itself to a per-task file
   under a store folder that every worker can reach, and the result names that file. Nothing of a
   song's size crosses the network back to the client. An exception in ``fn`` fails that song only.
+  (Catalog scoring is the one job that returns a mel, as float16: its network runs in the client.)
 - A **result sink** (:class:`ResultSink`) lives in the client: ``record(task, result)`` for a
   song that finished, ``fail(task, error_text)`` for one that did not, and ``flush()``, which
   must make what was recorded durable (e.g. one DuckDB transaction). :func:`run_tasks` calls
@@ -39,8 +40,6 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
-import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -51,6 +50,7 @@ from typing import Any, Protocol
 
 from hitsong.errors import ConfigError, HitsongError
 from hitsong.progress import Progress
+from hitsong.workers import init_worker
 
 log = logging.getLogger(__name__)
 
@@ -221,25 +221,6 @@ def call_task(fn: TaskFunction, task: Task) -> Any:
     return fn(task)
 
 
-def _exit_with_parent() -> None:
-    """Block until the parent process is gone, then end this worker.
-
-    A pool worker holds both ends of its task pipe, so it never sees EOF when the parent is
-    killed (``kill -9``) and would wait forever; this watchdog thread ends it instead.
-    """
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        multiprocessing.connection.wait([parent.sentinel])
-        os._exit(1)
-
-
-def _init_worker() -> None:
-    """Pool workers leave Ctrl-C to the parent and die with it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, name="exit-with-parent", daemon=True).start()
-    _one_thread()
-
-
 _DIED = "the worker process died while working on this song (a crash in the decoder, out of memory, or killed)"
 
 
@@ -255,7 +236,7 @@ def run_processes(tasks: Iterable[Task], fn: TaskFunction, *, workers: int) -> I
     while queue:
         isolate = queue[0][1] > 0
         n = 1 if isolate else workers
-        pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker)
+        pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=init_worker)
         inflight: dict[Future, tuple[Task, int]] = {}
         try:
             while queue or inflight:

@@ -69,12 +69,12 @@ class ConvBody(nn.Module):
     (B, conv1_channels, T1) -> (B, T'), with T' = ((T1 // pool) - conv2_width + 1) // pool.
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, *, in_channels: int | None = None) -> None:
         super().__init__()
         c = config
         self.act = nn.LeakyReLU(c.leaky_slope)
         self.pool = nn.MaxPool1d(c.pool)
-        self.conv2 = nn.Conv1d(c.conv1_channels, c.conv2_channels, c.conv2_width)
+        self.conv2 = nn.Conv1d(in_channels or c.conv1_channels, c.conv2_channels, c.conv2_width)
         self.late = nn.ModuleList(
             [
                 nn.Conv1d(c.conv2_channels, c.late_channels, 1),
@@ -161,9 +161,10 @@ class InceptionCNN(AudioCNN):
     """m3 ``audio+inception CNN`` (paper 3.3): three parallel early convolutions, then the m2 body.
 
     Branches: ``32 x (128x4)`` unpadded; ``16 x (132x8)`` on the input zero-padded by 2 on every
-    side; ``16 x (140x16)`` zero-padded by 6. Each gives ``1 x (T-3)``; the 64 concatenated
-    channels pass a leaky ReLU (the paper is silent; without it two linear maps would follow
-    each other) and a 1x1 convolution down to ``conv1_channels`` before the body.
+    side; ``16 x (140x16)`` zero-padded by 6. Each gives ``1 x (T-3)``. With
+    ``config.inception_reduce`` (default 32, the lab's code) the 64 concatenated channels pass a
+    leaky ReLU and a 1x1 convolution down to that many channels before the body; with ``None``
+    the concatenation feeds the body directly (the paper's figure).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -176,15 +177,22 @@ class InceptionCNN(AudioCNN):
         )
         total = config.conv1_channels + sum(ch for ch, _ in config.inception_branches)
         self.act = nn.LeakyReLU(config.leaky_slope)
-        self.reduce = nn.Conv1d(total, config.conv1_channels, 1)
+        self.reduce: nn.Module = (
+            nn.Identity() if config.inception_reduce is None else nn.Conv1d(total, config.inception_reduce, 1)
+        )
+        body_in = total if config.inception_reduce is None else config.inception_reduce
+        if body_in != config.conv1_channels:  # the body m2 built takes conv1_channels
+            self.body = ConvBody(config, in_channels=body_in)
 
     def branch_outputs(self, mel: Tensor) -> list[Tensor]:
         """The early branches' outputs, each (B, C_i, T - conv1_width + 1)."""
         return [self.conv1(mel)] + [branch(mel) for branch in self.branches]
 
     def early(self, mel: Tensor) -> Tensor:
-        x = self.act(cat_branches(self.branch_outputs(mel)))  # (B, 64, T - 3)
-        return self.reduce(x)  # (B, 32, T - 3)
+        x = cat_branches(self.branch_outputs(mel))  # (B, 64, T - 3)
+        if self.config.inception_reduce is None:
+            return x  # the body's activation comes next
+        return self.reduce(self.act(x))  # (B, inception_reduce, T - 3)
 
 
 def cat_branches(parts: list[Tensor]) -> Tensor:

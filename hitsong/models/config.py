@@ -40,8 +40,12 @@ class ModelConfig:
         ``p = (w - conv1_width) / 2`` on every side and has kernels ``(n_mels + 2p) x w``, so each
         branch yields ``1 x (T - conv1_width + 1)`` frames like the unpadded one. Paper:
         ``16 x (132x8)`` (p=2) and ``16 x (140x16)`` (p=6).
-    inception_reduce : int
-        Channels of the 1x1 convolution that reduces m3's concatenated branches.
+    inception_reduce : int or None
+        m3: channels of the 1x1 convolution that reduces the concatenated branches (after a
+        leaky ReLU: two linear maps in a row would be one) before the shared body, as in the
+        lab's later public code (DESIGN.md section 4). ``None`` feeds the concatenation straight
+        into the body (its activation, pooling and second convolution), the paper's Fig. 3 read
+        literally (docs/PAPER.md).
     joint_w_init : float
         Initial w of the joint models (m5, m6), in (0, 1); learned as ``sigmoid(free)``.
     joint_w_fixed : float or None
@@ -66,7 +70,7 @@ class ModelConfig:
     dropout: float = 0.25
     leaky_slope: float = 0.1
     inception_branches: tuple[tuple[int, int], ...] = ((16, 8), (16, 16))
-    inception_reduce: int = 32
+    inception_reduce: int | None = 32
     joint_w_init: float = 0.5
     joint_w_fixed: float | None = None
     standardise_mel: bool = True
@@ -76,6 +80,14 @@ class ModelConfig:
             value = getattr(self, f.name)
             if f.type == "int" and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"ModelConfig.{f.name} must be a positive integer, got {value!r}")
+        if self.inception_reduce is not None and (
+            isinstance(self.inception_reduce, bool)
+            or not isinstance(self.inception_reduce, int)
+            or self.inception_reduce < 1
+        ):
+            raise ConfigError(
+                f"ModelConfig.inception_reduce must be a positive integer or None, got {self.inception_reduce!r}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout!r}")
         if not 0.0 < self.joint_w_init < 1.0:

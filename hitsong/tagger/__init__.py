@@ -2,20 +2,17 @@
 
 musicnn 0.1.0's MTT_musicnn and MTT_vgg (ISC licence, Jordi Pons, MTG-UPF), re-implemented in
 PyTorch (:mod:`.nets`), with weights read from the original TensorFlow checkpoints without
-TensorFlow (``tools/musicnn_checkpoint.py``, ``tools/convert_musicnn.py``) and the original front end (:mod:`.frontend`).
+TensorFlow (``tools/musicnn_checkpoint.py``, ``tools/convert_musicnn.py``) and the original front
+end (:mod:`.frontend`).
+Inference runs through :mod:`.kernels` in the precision chosen by :mod:`.precision`: ``exact``
+(float32) or ``fast`` (bfloat16 timbral convolutions, where the CPU has native bfloat16).
 
 >>> from hitsong.tagger import Tagger  # doctest: +SKIP
->>> tagger = Tagger.from_pretrained("MTT_musicnn", device="auto")  # doctest: +SKIP
+>>> tagger = Tagger.from_pretrained("MTT_musicnn", device="auto", precision="auto")  # doctest: +SKIP
 >>> result = tagger.tag("song.mp3")  # doctest: +SKIP
 >>> result.taggram.shape, result.song.shape, result.top(3)  # doctest: +SKIP
 """
 
-from hitsong.tagger.inference import (
-    GENRE_TAGS,
-    MTT_TAGS,
-    Tagger,
-    TagResult,
-    predominant_genre,
-)
+from hitsong.tagger.inference import GENRE_TAGS, MTT_TAGS, Tagger, TagResult, predominant_genre
 
-__all__ = ["GENRE_TAGS", "MTT_TAGS", "Tagger", "TagResult", "predominant_genre"]
+__all__ = ["GENRE_TAGS", "MTT_TAGS", "TagResult", "Tagger", "predominant_genre"]

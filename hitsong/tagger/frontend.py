@@ -150,7 +150,7 @@ def patch(mel: np.ndarray, *, frontend: TaggerFrontend = FRONTEND, source: str =
     """
     n = frontend.patch_frames
     T = mel.shape[0]
-    if T < n:
+    if n > T:
         warnings.warn(
             f"{source}: {T} mel frames ({T * frontend.hop / frontend.sr:.2f} s) is shorter than one tagger "
             f"patch ({n} frames); zero-padded to one patch",

@@ -18,14 +18,10 @@ from torch import nn
 
 from hitsong.errors import InputError, ModelError
 from hitsong.tagger.files import MODEL_NAMES, REGENERATE_HINT, weights_path
-from hitsong.tagger.frontend import (
-    FRONTEND,
-    load_audio_16k,
-    log_mel,
-    patch,
-    to_mono_16k,
-)
-from hitsong.tagger.nets import build_net
+from hitsong.tagger.frontend import FRONTEND, load_audio_16k, log_mel, patch, to_mono_16k
+from hitsong.tagger.kernels import MusiCNNKernel
+from hitsong.tagger.nets import MusiCNN, build_net
+from hitsong.tagger.precision import EXACT, resolve_precision
 
 #: The 50 MagnaTagATune tags, in the models' output order (musicnn ``configuration.MTT_LABELS``).
 MTT_TAGS: tuple[str, ...] = (
@@ -125,7 +121,7 @@ def load_weights(path: Path, net: nn.Module, model: str) -> None:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ModelError(
             f"{where} cannot be read as safetensors ({exc}); truncated or foreign file? {REGENERATE_HINT}"
@@ -162,12 +158,23 @@ class Tagger:
     device : torch.device
     batch_patches : int
         Patches per forward pass (memory bound; results do not depend on it beyond ~1e-7).
+    precision : {"exact", "fast", "auto"}
+        The arithmetic (:mod:`hitsong.tagger.precision`); resolved here to what runs on
+        ``device`` and kept in :attr:`precision`. MTT_musicnn runs through
+        :class:`~hitsong.tagger.kernels.MusiCNNKernel` (the same function as the port, restructured);
+        MTT_vgg through the port itself.
     """
 
     tags: tuple[str, ...] = MTT_TAGS
 
     def __init__(
-        self, net: nn.Module, name: str, device: torch.device, *, batch_patches: int = DEFAULT_BATCH_PATCHES
+        self,
+        net: nn.Module,
+        name: str,
+        device: torch.device,
+        *,
+        batch_patches: int = DEFAULT_BATCH_PATCHES,
+        precision: str = EXACT,
     ) -> None:
         if batch_patches < 1:
             raise ModelError(f"batch_patches must be >= 1, got {batch_patches}")
@@ -181,6 +188,13 @@ class Tagger:
         self.device = device
         self.batch_patches = batch_patches
         self.frontend = FRONTEND
+        #: The precision that runs: ``"exact"`` or ``"fast"``.
+        self.precision = resolve_precision(precision, device=device, model=name)
+        self.runner: nn.Module = (
+            MusiCNNKernel(self.net, precision=self.precision).to(device).eval()
+            if isinstance(self.net, MusiCNN)
+            else self.net
+        )
 
     @classmethod
     def from_pretrained(
@@ -190,6 +204,7 @@ class Tagger:
         device: str | torch.device = "auto",
         weights: str | Path | None = None,
         batch_patches: int = DEFAULT_BATCH_PATCHES,
+        precision: str = EXACT,
     ) -> Tagger:
         """Load a converted pretrained tagger.
 
@@ -203,6 +218,10 @@ class Tagger:
             A safetensors file; default ``hitsong/tagger/weights/<name>.safetensors``.
         batch_patches : int
             Patches per forward pass.
+        precision : {"exact", "fast", "auto"}
+            ``exact`` (default: float32, the original's outputs within 1e-4), ``fast``
+            (bfloat16 timbral convolutions where the CPU has native bfloat16, else ``exact``),
+            ``auto`` (``fast`` where supported). See :mod:`hitsong.tagger.precision`.
 
         Raises
         ------
@@ -214,10 +233,10 @@ class Tagger:
         net = build_net(name)
         path = Path(weights) if weights is not None else weights_path(name)
         load_weights(path, net, name)
-        return cls(net, name, resolve_device(device), batch_patches=batch_patches)
+        return cls(net, name, resolve_device(device), batch_patches=batch_patches, precision=precision)
 
     def __repr__(self) -> str:
-        return f"Tagger({self.name!r}, device={str(self.device)!r})"
+        return f"Tagger({self.name!r}, device={str(self.device)!r}, precision={self.precision!r})"
 
     # ------------------------------------------------------------------ core
     @torch.inference_mode()
@@ -239,7 +258,7 @@ class Tagger:
         out = np.empty((patches.shape[0], len(MTT_TAGS)), dtype=np.float32)
         for start in range(0, patches.shape[0], self.batch_patches):
             x = torch.from_numpy(np.ascontiguousarray(patches[start : start + self.batch_patches], dtype=np.float32))
-            out[start : start + x.shape[0]] = torch.sigmoid(self.net(x.to(self.device))).cpu().numpy()
+            out[start : start + x.shape[0]] = torch.sigmoid(self.runner(x.to(self.device))).cpu().numpy()
         return out
 
     def _waveform_16k(self, item: object, sr: int | None, source: str) -> np.ndarray:

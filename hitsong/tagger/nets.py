@@ -36,6 +36,11 @@ class FrozenBatchNorm(nn.Module):
     the taggers are frozen feature extractors, never trained here.
     """
 
+    weight: torch.Tensor
+    bias: torch.Tensor
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+
     def __init__(self, num_features: int, *, eps: float = BN_EPS) -> None:
         super().__init__()
         self.eps = eps
@@ -139,8 +144,11 @@ class MusiCNN(nn.Module):
         )
         front = 2 * timbral_filters + 3 * temporal_filters
         self.midend = nn.ModuleList(
-            [MidendLayer(front, midend_filters), MidendLayer(midend_filters, midend_filters),
-             MidendLayer(midend_filters, midend_filters)]
+            [
+                MidendLayer(front, midend_filters),
+                MidendLayer(midend_filters, midend_filters),
+                MidendLayer(midend_filters, midend_filters),
+            ]
         )
         pooled = 2 * (front + 3 * midend_filters)
         self.pool_bn = FrozenBatchNorm(pooled)
@@ -162,7 +170,10 @@ class MusiCNN(nn.Module):
         """
         x = self.input_bn(x.unsqueeze(1))  # (B, 1, T, M)
         front = [block(x).amax(dim=3) for block in (*self.timbral, *self.temporal)]  # each (B, C, T)
-        h = torch.cat(front, dim=1)  # (B, 561, T)
+        return self.head(torch.cat(front, dim=1))  # (B, 561, T) -> (B, n_classes)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Mid end and back end: front-end features ``(B, 561, T)`` -> logits ``(B, n_classes)``."""
         features = [h]
         h = self.midend[0](h)
         features.append(h)

@@ -40,6 +40,10 @@ class TrainConfig:
         DataLoader worker processes for spectrogram batches (0 = in process).
     amp : bool
         Mixed precision (float16 autocast + gradient scaling); only ever used on CUDA.
+    processes : int or None
+        Repetitions trained at once in separate processes, one torch thread each unless
+        ``cpu_threads`` says otherwise (None: one per core). CPU only; on CUDA the repetitions run in
+        turn in this process. Results do not depend on it (each repetition seeds itself).
     cpu_threads : int or None
         torch intra-op threads while training on CPU (None: torch's default, one per core).
         On a shared machine one thread can be many times faster than two competing ones
@@ -60,6 +64,7 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     amp: bool = True
+    processes: int | None = 1
     cpu_threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -72,6 +77,8 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig needs lr > 0 and 0 < lr_decay <= 1, got {self.lr}, {self.lr_decay}")
         if self.lr_patience < 0 or self.num_workers < 0 or self.min_delta < 0:
             raise ConfigError("TrainConfig.lr_patience, num_workers and min_delta must be >= 0")
+        if self.processes is not None and self.processes < 1:
+            raise ConfigError(f"TrainConfig.processes must be >= 1 or None, got {self.processes!r}")
         if self.cpu_threads is not None and self.cpu_threads < 1:
             raise ConfigError(f"TrainConfig.cpu_threads must be >= 1 or None, got {self.cpu_threads!r}")
 
@@ -92,6 +99,6 @@ class TrainConfig:
 #: "Training"). ``tiny``: unit tests.
 PROFILES: dict[str, dict[str, Any]] = {
     "paper": {},
-    "demo": {"max_epochs": 8, "early_stop_patience": 4, "repeats": 3, "lr": 2e-2, "cpu_threads": 1},
+    "demo": {"max_epochs": 8, "early_stop_patience": 4, "repeats": 3, "lr": 2e-2, "cpu_threads": 1, "processes": None},
     "tiny": {"max_epochs": 4, "early_stop_patience": 2, "repeats": 1, "batch_size": 4, "eval_batch_size": 16},
 }

@@ -35,6 +35,7 @@ from hitsong.training import runlayout
 from hitsong.training.config import TrainConfig
 from hitsong.training.data import SubsetData, scan_subset
 from hitsong.training.loop import FitResult, fit, predict_standardised, seed_everything
+from hitsong.training.parallel import processes_for, run_repetitions
 from hitsong.training.provenance import code_version
 
 log = logging.getLogger(__name__)
@@ -349,32 +350,33 @@ def _train_all(
         logger, runlayout.summary_run_name(subset), tags={**base_tags, runlayout.TAG_KIND: runlayout.SUMMARY}
     ) as summary:
         logger.log_params(summary, {**_params("+".join(methods), model_config, train_config, data, ctx)})
-        for method in methods:
-            info = get_method(method)
-            tags = {
-                **base_tags,
-                runlayout.TAG_KIND: runlayout.METHOD,
-                runlayout.TAG_METHOD: method,
-                runlayout.TAG_LABEL: info.label,
-            }
-            with run_scope(logger, runlayout.method_run_name(method, info.label), tags=tags) as parent:
-                logger.log_params(parent, _params(method, model_config, train_config, data, ctx))
-                mine = [
-                    train_method(
-                        method,
-                        data,
-                        repetition=r,
-                        model_config=model_config,
-                        train_config=train_config,
-                        ctx=ctx,
-                        logger=logger,
-                        parent=parent,
-                        keep_model=keep_models,
-                    )
-                    for r in range(train_config.repeats)
-                ]
-                reps.extend(mine)
-                logger.log_metrics(parent, _method_metrics(mine))
+        with contextlib.ExitStack() as method_runs:
+            parents = {}
+            for method in methods:
+                info = get_method(method)
+                tags = {
+                    **base_tags,
+                    runlayout.TAG_KIND: runlayout.METHOD,
+                    runlayout.TAG_METHOD: method,
+                    runlayout.TAG_LABEL: info.label,
+                }
+                parents[method] = method_runs.enter_context(
+                    run_scope(logger, runlayout.method_run_name(method, info.label), tags=tags)
+                )
+                logger.log_params(parents[method], _params(method, model_config, train_config, data, ctx))
+            jobs = [(method, r) for method in methods for r in range(train_config.repeats)]
+            fixed = {"data": data, "model_config": model_config, "train_config": train_config, "ctx": ctx,
+                     "logger": logger, "parents": parents, "keep_model": keep_models}  # fmt: skip
+            processes = processes_for(train_config.processes) if ctx.device.type == "cpu" else 1
+            done: dict[tuple[str, int], RepResult] = {}
+            for job, rep in run_repetitions(jobs, _train_job, fixed, processes=processes,
+                                            threads=train_config.cpu_threads or 1):  # fmt: skip
+                done[job] = rep
+                method = job[0]
+                if all((method, r) in done for r in range(train_config.repeats)):
+                    mine = [done[(method, r)] for r in range(train_config.repeats)]
+                    logger.log_metrics(parents[method], _method_metrics(mine))
+            reps = [done[job] for job in jobs]
         result = _tabulate(data, methods, reps, results_config, ctx)
         logger.log_table(summary, runlayout.TABLE1, result.table.frame)
         logger.log_table(summary, runlayout.TABLE1_WIDE, result.table.wide().reset_index(names="method"))
@@ -388,6 +390,25 @@ def _train_all(
     log.info("subset %s: Table 1 done (%d repetitions)", subset, len(reps))
     log.debug("\n%s", result.table.to_text())
     return result
+
+
+def _train_job(
+    method: str,
+    repetition: int,
+    *,
+    data: SubsetData,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    ctx: RunContext,
+    logger: RunLogger,
+    parents: dict[str, RunHandle],
+    keep_model: bool,
+) -> RepResult:
+    """One (method, repetition) job of :func:`hitsong.training.parallel.run_repetitions`."""
+    return train_method(
+        method, data, repetition=repetition, model_config=model_config, train_config=train_config, ctx=ctx,
+        logger=logger, parent=parents[method], keep_model=keep_model,
+    )  # fmt: skip
 
 
 def _run_tags(subset: str, ctx: RunContext, train_config: TrainConfig) -> dict[str, str]:

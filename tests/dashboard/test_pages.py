@@ -16,7 +16,7 @@ from registry.models import list_versions, register
 from tests.helpers.dashboard import log_champion, mp3_bytes, seed_runs, seed_store
 from tests.helpers.mlflow import mlflow_server
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "navigation.py")
 N_TEST = 10  # 40 sampled songs split 50/25/25
 
 
@@ -183,8 +183,18 @@ def test_genres_page_counts_the_true_top_songs(app, server):
     assert (at.dataframe[0].value.sum() == N_TEST // 2).all()
 
 
-def test_predict_page_scores_uploads_and_reports_a_bad_file(app, server, tmp_path, monkeypatch):
-    monkeypatch.setenv("HITSONG_MAX_UPLOAD_MB", "7")  # what `hitsong dashboard --max-upload-mb 7` sets
+@pytest.fixture
+def upload_limit_7mb():
+    """``server.maxUploadSize`` = 7, what `hitsong dashboard --max-upload-mb 7` passes to Streamlit."""
+    from streamlit import config
+
+    before = config.get_option("server.maxUploadSize")
+    config.set_option("server.maxUploadSize", 7)
+    yield
+    config.set_option("server.maxUploadSize", before)
+
+
+def test_predict_page_scores_uploads_and_reports_a_bad_file(app, server, tmp_path, upload_limit_7mb):
     at = _page(app, "predict")
     assert "CPU" in _markdown(at)
     assert at.toggle[0].proto.disabled  # no CUDA on this machine: the GPU option is off, with a note
@@ -209,8 +219,9 @@ def test_predict_page_scores_uploads_and_reports_a_bad_file(app, server, tmp_pat
 
 
 def _promote_in_page(at: AppTest, *, version: str, reason: str) -> AppTest:
-    at.selectbox[0].set_value("hitsong-western").run()
-    at.selectbox[1].set_value(version).run()
+    by_label = {box.label: box for box in at.selectbox}  # the comparison's select boxes come first
+    by_label["Model"].set_value("hitsong-western").run()
+    {box.label: box for box in at.selectbox}["Version"].set_value(version).run()
     assert at.button[0].proto.disabled  # no reason, no confirmation: no promotion
     at.text_area[0].input(reason).run()
     assert at.button[0].proto.disabled
@@ -251,13 +262,20 @@ def auth_server(tmp_path_factory):
 
 
 def _registry_as(auth_server, monkeypatch, home: Path, user: str) -> AppTest:
+    """The Registry page with ``user`` signed in through the sidebar (the server reads as admin)."""
     monkeypatch.setenv("HITSONG_HOME", str(home))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", auth_server.uri)
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", f"{user}-password-123")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", auth_server.admin[0])  # service reads, never promotions
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", auth_server.admin[1])
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
-    return _page(at, "registry")
+    at = _page(at, "registry")
+    assert at.text_input(key="registry_username").value == ""  # nothing of the server's is pre-filled
+    assert at.text_input(key="registry_password").value == ""
+    at.text_input(key="registry_username").input(user)
+    at.text_input(key="registry_password").input(f"{user}-password-123").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
 
 
 def test_registry_in_auth_mode_names_the_user_and_refuses_without_permission(auth_server, monkeypatch, tmp_path):

@@ -130,6 +130,28 @@ def test_demo_data_is_marked_synthetic(home: Path, pipeline: dict[str, object]) 
     assert "synthetic" in readme.lower()
 
 
+def test_each_champion_scored_its_markets_catalog(home: Path, server: TestServer, pipeline: dict[str, object]) -> None:
+    """Step 8: every catalog song of each market has one row of its champion in ``predictions``,
+    the sampled ones scored from the feature store."""
+    from hitsong.settings import get_settings
+    from hitsong.store import connect
+    from registry.models import list_versions, model_name
+
+    with connect(get_settings().db_path, read_only=True) as con:
+        songs = con.execute("SELECT subset, count(*) FROM songs GROUP BY subset").fetchall()
+        rows = con.execute(
+            "SELECT model, version, count(*), count(DISTINCT song_id), count(score) FROM predictions GROUP BY ALL"
+        ).fetchall()
+    champions = {
+        model_name(s): v["version"]
+        for s in SUBSETS
+        for v in list_versions(model_name(s), tracking_uri=server.uri)
+        if "champion" in v["aliases"]
+    }
+    expected = {(model_name(s), champions[model_name(s)], n, n, n) for s, n in songs}
+    assert set(rows) == expected
+
+
 def test_predict_with_the_champion(home: Path, server: TestServer, pipeline: dict[str, object]) -> None:
     """``hitsong predict`` on a demo song: a finite score and its percentile in the training catalog.
 

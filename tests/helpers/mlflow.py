@@ -84,10 +84,13 @@ class TestServer:
 
 
 @contextmanager
-def mlflow_server(tmp_path: Path, *, auth: bool = False) -> Iterator[TestServer]:
-    """Start a real ``mlflow server`` (SQLite under ``tmp_path``) and stop it on exit."""
+def mlflow_server(tmp_path: Path, *, auth: bool = False, allowed_hosts: tuple[str, ...] = ()) -> Iterator[TestServer]:
+    """Start a real ``mlflow server`` (SQLite under ``tmp_path``) and stop it on exit.
+
+    ``allowed_hosts``: names besides localhost the server answers to (``hitsong server --allowed-hosts``).
+    """
     mlflow_dir = Path(tmp_path) / "mlflow"
-    config = ServerConfig(mlflow_dir=mlflow_dir, port=free_port(), auth=auth, workers=1)
+    config = ServerConfig(mlflow_dir=mlflow_dir, port=free_port(), auth=auth, allowed_hosts=allowed_hosts, workers=1)
     extra = {"MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD} if auth else None
     info = start_server(config, reuse=False, extra_env=extra)
     try:

@@ -68,7 +68,7 @@ def test_reader_cannot_register_a_version(server, model):
 
 
 def test_reader_cannot_promote_and_nothing_changes(server, model):
-    with pytest.raises(RegistryError, match=rf"user bob lacks permission to set alias 'champion' of {model}"):
+    with pytest.raises(RegistryError, match=rf"user bob lacks permission to tag version of {model}"):
         promote(model, 1, "bob wants it", tracking_uri=server.uri, username=BOB[0], password=BOB[1])
     rows = list_versions(model, tracking_uri=server.uri, username=BOB[0], password=BOB[1])  # READ may list
     assert rows[0]["aliases"] == [] and "hitsong.promoted_by" not in rows[0]["tags"]

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from hitsong.audio import AudioConfig, log_mel
-from hitsong.errors import StoreError
+from hitsong.errors import HitsongWarning, StoreError
 from hitsong.features import MelDataset, build_features, failures, read_shard
 from hitsong.store import connect
 from hitsong.store.read import split_frame
@@ -59,7 +59,7 @@ def shard_files(store: Path) -> list[Path]:
 
 def expected(library: pd.DataFrame, cfg: AudioConfig) -> dict[str, np.ndarray]:
     paths = dict(zip(library["song_id"], library["audio_path"], strict=True))
-    with pytest.warns(Warning):  # s5 is padded
+    with pytest.warns(HitsongWarning, match=r"s5\.\w+: .* shorter than the .* segment; zero-padded"):
         return {s: log_mel(paths[s], config=cfg).astype(np.float16) for s in GOOD}
 
 

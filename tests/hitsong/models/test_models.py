@@ -247,3 +247,18 @@ def test_cnn_band_standardisation_matches_pooled_statistics() -> None:
     torch.testing.assert_close(model.mel_std, pooled.std(dim=1, unbiased=False), rtol=1e-5, atol=1e-5)
     z = model.standardise(mel)
     assert abs(float(z.mean())) < 1e-4 and abs(float(z.std()) - 1) < 1e-2
+
+
+@pytest.mark.parametrize("reduce", [None, 3, 4])
+def test_inception_reduce_is_the_option_it_says(reduce: int | None) -> None:
+    config = ModelConfig(**{**TINY.to_dict(), "inception_reduce": reduce})
+    model = build_model("m3", config)
+    mel, tags = _inputs()
+    total = TINY.conv1_channels + sum(ch for ch, _ in TINY.inception_branches)
+    early = model.early(mel)
+    assert early.shape[1] == (total if reduce is None else reduce)
+    assert model.body.conv2.in_channels == early.shape[1]
+    assert ("reduce.weight" in model.state_dict()) == (reduce is not None)
+    assert model(mel, tags).shape == (mel.shape[0],)
+    with pytest.raises(ConfigError, match="inception_reduce"):
+        ModelConfig(**{**TINY.to_dict(), "inception_reduce": 0})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +177,21 @@ def test_cli_parses_train() -> None:
     )
     assert (args.subset, args.methods, args.profile, args.repeats) == ("mandarin,western", "m1,m6", "demo", 3)
     assert args.func.__module__ == "registry.train_command"
+
+
+def test_parallel_processes_give_the_sequential_results(planted: SubsetData, tmp_path: Path) -> None:
+    """Two worker processes, one thread each: every repetition's predictions bit for bit as in turn."""
+    config = TrainConfig.for_profile("tiny", lr=0.05, max_epochs=3, repeats=2, cpu_threads=1)
+
+    def train(processes: int, folder: str):
+        return train_subset(
+            planted, subset="synthetic", logger=LocalRunLogger(tmp_path / folder), methods=["m1", "m2", "m5"],
+            model_config=TINY, train_config=replace(config, processes=processes), device="cpu",
+            results_config=ResultsConfig(n_bootstrap=0),
+        )  # fmt: skip
+
+    sequential, parallel = train(1, "one"), train(2, "two")
+    for method in ("m1", "m2", "m5"):
+        np.testing.assert_array_equal(parallel.predictions(method), sequential.predictions(method))
+    runs = _runs(tmp_path / "two")
+    assert len(runs) == 1 + 3 + 3 * 2 and {r["status"] for r in runs} == {"FINISHED"}

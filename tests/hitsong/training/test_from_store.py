@@ -17,7 +17,7 @@ import pytest
 from hitsong.audio import AudioConfig
 from hitsong.cli import main
 from hitsong.errors import ConfigError, InputError
-from hitsong.features import build_features
+from hitsong.features import build_features, tagger_audio_config
 from hitsong.scoring import SongScorer
 from hitsong.store import connect
 from hitsong.tracking import LocalRunLogger
@@ -146,7 +146,8 @@ def test_training_and_scoring_follow_the_stores_tagger_window(tmp_path: Path) ->
         home = tmp_path / f"window-{window:g}"
         home.mkdir()
         db = make_db(home, songs)
-        config = AudioConfig(seconds=20.0, tagger_seconds=window)
+        # "auto" precision is resolved to what runs here before it is recorded
+        config = tagger_audio_config(AudioConfig(seconds=20.0, tagger_seconds=window), "MTT_musicnn")
         build_features(db, home / "features", workers=1, config=config)
         logger = LocalRunLogger(home / "runs", experiment="western")
         train_from_store(db, home / "features", subset="western", logger=logger, methods=["m4"], train_config=TINY)
