@@ -75,24 +75,38 @@ def write_shard(store_dir: str | Path, relpath: str, mel: np.ndarray) -> None:
 def read_shard(store_dir: str | Path, relpath: str, *, n_mels: int, n_frames: int) -> np.ndarray:
     """One stored mel as float16 ``(n_mels, n_frames)``.
 
+    A shard is read as data only: the ``.npy`` header must name exactly this shape and dtype before
+    any of it is read (a planted header cannot make this allocate more), and nothing is unpickled.
+
     Raises
     ------
     StoreError
-        The shard is missing, unreadable, or of another shape or dtype.
+        The shard is missing, unreadable, truncated, or of another shape or dtype.
     """
     path = Path(store_dir) / relpath
     try:
-        mel = np.load(path, allow_pickle=False)
+        with open(path, "rb") as fh:  # the header is checked before any data is read or allocated
+            version = np.lib.format.read_magic(fh)
+            if version not in _HEADER_READERS:
+                raise ValueError(f".npy format version {version} is not one this store writes")
+            shape, fortran, dtype = _HEADER_READERS[version](fh, max_header_size=_MAX_HEADER)
+            if shape != (n_mels, n_frames) or dtype != MEL_DTYPE or fortran:
+                raise StoreError(
+                    f"{path}: holds a {dtype} array of shape {shape}, expected float16 ({n_mels}, {n_frames})"
+                )
+            mel = np.fromfile(fh, dtype=MEL_DTYPE, count=n_mels * n_frames)
     except (OSError, ValueError) as exc:
         raise StoreError(
             f"{path}: cannot read the stored mel ({exc}); the feature store and the database do not match. "
             "Run `hitsong features` again to recompute missing songs."
         ) from exc
-    if mel.shape != (n_mels, n_frames) or mel.dtype != MEL_DTYPE:
-        raise StoreError(
-            f"{path}: holds a {mel.dtype} array of shape {mel.shape}, expected float16 ({n_mels}, {n_frames})"
-        )
-    return mel
+    if mel.size != n_mels * n_frames:
+        raise StoreError(f"{path}: holds {mel.size} values, expected {n_mels * n_frames}; the shard is truncated")
+    return mel.reshape(n_mels, n_frames)
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+_MAX_HEADER = 1024  # bytes; a shard's header is 128
 
 
 #: The one-array-per-subset file of earlier versions of the store (removed when found).

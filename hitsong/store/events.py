@@ -32,6 +32,7 @@ from hitsong.store.sources import (
     INT_TYPES,
     Source,
     count_expr,
+    error_text,
     file_sha256,
     id_checks,
     is_remote,
@@ -104,7 +105,7 @@ def _expand_remote(con: duckdb.DuckDBPyConnection, url: str) -> list[EventInput]
             stamp = int(modified.timestamp() * 1e9) if modified else 0
             out.append(EventInput(f, _partition(parts), int(size or 0), stamp))
     except duckdb.Error as exc:
-        raise InputError(f"events {url} cannot be listed or read: {exc}. {NOT_CHANGED}") from exc
+        raise InputError(f"events {url} cannot be listed or read: {error_text(exc)}. {NOT_CHANGED}") from exc
     return out
 
 

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hitsong.errors import StoreError
+
 log = logging.getLogger(__name__)
 
 #: The sets a listening store keeps.
@@ -92,11 +94,28 @@ def distinct(keys: np.ndarray) -> np.ndarray:
 
 
 def open_run(folder: Path, run: Run) -> np.ndarray:
-    """A run's keys as a read-only memory map (int64, sorted, unique)."""
-    keys = np.asarray(np.load(folder / run.file, mmap_mode="r", allow_pickle=False))
+    """A run's keys as a read-only memory map (int64, sorted, unique).
+
+    Raises
+    ------
+    StoreError
+        The file is missing, not a plain ``.npy`` array (never unpickled) or not the ``run.keys``
+        int64 keys ``key_runs`` lists.
+    """
+    path = folder / run.file
+    try:
+        keys = np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"{path}: {_DAMAGED} ({exc})") from exc
     if keys.dtype != np.int64 or keys.ndim != 1 or keys.shape[0] != run.keys:
-        raise ValueError(f"{folder / run.file}: expected {run.keys} int64 keys, found {keys.dtype} {keys.shape}")
+        raise StoreError(f"{path}: {_DAMAGED} (expected {run.keys} int64 keys, found {keys.dtype} {keys.shape})")
     return keys
+
+
+_DAMAGED = (
+    "a key set file of the store is missing or damaged; rebuild the store from its events files with "
+    "`hitsong ingest --replace`"
+)
 
 
 def absent(folder: Path, runs: list[Run], keys: np.ndarray) -> np.ndarray:

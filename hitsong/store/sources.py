@@ -195,7 +195,8 @@ def open_source(con: duckdb.DuckDBPyConnection, path: str | Path, what: str, *, 
         rel = src.relation(con)
         names, types = rel.columns, [str(t) for t in rel.types]
     except duckdb.Error as exc:
-        raise InputError(f"{what} file {name} cannot be read as {kind.upper()}: {exc}. {NOT_CHANGED}") from exc
+        why = error_text(exc)
+        raise InputError(f"{what} file {name} cannot be read as {kind.upper()}: {why}. {NOT_CHANGED}") from exc
     if kind == "csv" and not remote:
         _check_csv_header(Path(name), gz, delimiter, names, what, hive=hive)
     columns: dict[str, str] = {}
@@ -270,6 +271,28 @@ def file_sha256(path: str | Path) -> str:
     """SHA-256 of a local file's bytes (hex)."""
     with Path(path).open("rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+#: At most this many characters of a reader's error reach a message (a bad line can be megabytes).
+MAX_REASON_CHARS = 600
+
+
+def error_text(exc: BaseException) -> str:
+    """A reader's error as short, printable text for a message.
+
+    DuckDB's CSV errors quote the offending line whole and then list every reader option; the
+    quoted line comes from the input file, so it is cut (200 characters a line, ``MAX_REASON_CHARS``
+    in all), the option list after the first blank line is left out, and control characters
+    (terminal escapes in a hostile file) are shown escaped.
+    """
+    lines = []
+    for line in str(exc).splitlines():
+        if not line.strip():
+            break
+        line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in line[:200])
+        lines.append(line + ("..." if len(line) >= 200 else ""))
+    text = " ".join(lines).rstrip(" .")
+    return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS] + "..."
 
 
 def quote(name: str) -> str:
@@ -389,7 +412,7 @@ def run_checks(
         exact = ["count(*)"] + [f"count(*) FILTER (WHERE {pred})" for _, pred, _, _ in suspect]
         counts = rel.aggregate(", ".join(exact)).fetchall()[0] if suspect and n_rows else [n_rows]
     except duckdb.Error as exc:
-        raise InputError(f"{what} file {src.path} cannot be read: {exc}. {NOT_CHANGED}") from exc
+        raise InputError(f"{what} file {src.path} cannot be read: {error_text(exc)}. {NOT_CHANGED}") from exc
     if n_rows == 0:
         raise InputError(f"{what} file {src.path} has a header but no rows. {NOT_CHANGED}")
     for (col, pred, reason, _), bad in zip(suspect, counts[1:]):

@@ -3,7 +3,13 @@
 - two ``hitsong features`` runs on one store: the second stops with an error naming the first's
   pid, and the first's store is intact (every index row points at its own song's mel);
 - a long ``hitsong ingest`` never locks the Data page's readers out for more than a few seconds;
-- a play count beyond int64 is a clear error naming file, column and row, the database unchanged.
+- a play count beyond int64 is a clear error naming file, column and row, the database unchanged;
+- table files from elsewhere (a warehouse export, another team's folder) are parsed as data: values
+  and file names that read like SQL are stored verbatim and never run, and a hostile line (megabytes
+  long, terminal escapes) gives a short, printable error;
+- the store's own binary files are read as data and bounded: a planted pickle or a header claiming
+  a huge array, as a feature shard or a key set file, is a StoreError before anything is unpickled
+  or allocated, and the database stays as it was.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ import pandas as pd
 import pytest
 
 from hitsong.audio import AudioConfig, log_mel
+from hitsong.errors import InputError, StoreError
 from hitsong.features import read_shard
 from hitsong.store import connect
 from hitsong.store.ingest import ingest
+from hitsong.store.keysets import keys_dir
 from hitsong.store.lock import lock_path
 from hitsong.store.read import hit_score_frame, quarter_playcounts, stats
 from tests.helpers.audio import make_db, make_library
@@ -184,3 +192,97 @@ def test_a_play_count_beyond_int64_is_a_clear_error_and_changes_nothing(tmp_path
         if name != "total.csv":
             assert str(bad) in out
         assert snapshot(db) == before
+
+
+SQL_VALUE = "x'); DROP TABLE songs; --"
+SQL_NAME = "ev'\"); COPY songs TO 'pwned.csv'; --.csv"
+
+
+def test_table_files_are_parsed_as_data_never_as_sql(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # where the file name's COPY would write
+    rows = [
+        ("a", "A", "X", "m", "2012-10-01", "a.mp3"),
+        (SQL_VALUE, "=cmd|' /C calc'!A0", "R'); --", "m", "2012-10-01", "q.mp3"),
+    ]
+    songs = write_songs(tmp_path, rows, name='it\'s "songs".csv')
+    events = tmp_path / SQL_NAME
+    pd.DataFrame({"user_id": ["u1", "u'2"], "song_id": ["a", SQL_VALUE], "play_count": [3, 4]}).to_csv(
+        events, index=False
+    )
+    db = tmp_path / "db.duckdb"
+    report = ingest(db, events, songs, window_start=WINDOW_START)
+    assert (report.songs, report.plays, report.listeners) == (2, 7, 2)
+    with connect(db, read_only=True) as con:
+        assert con.execute("SELECT artist FROM songs WHERE song_id = ?", [SQL_VALUE]).fetchall() == [("R'); --",)]
+        assert con.execute("SELECT playcount FROM song_stats WHERE song_id = ?", [SQL_VALUE]).fetchall() == [(4,)]
+        assert con.execute("SELECT path FROM event_files").fetchall() == [(str(events),)]
+    assert not (tmp_path / "pwned.csv").exists()
+
+
+def test_a_hostile_line_gives_a_short_printable_error_and_changes_nothing(tmp_path) -> None:
+    songs = write_songs(tmp_path, [("a", "A", "X", "m", "2012-10-01", "a.mp3")])
+    db = tmp_path / "db.duckdb"
+    (good := tmp_path / "good.csv").write_text("user_id,song_id,play_count\nu1,a,3\n")
+    ingest(db, good, songs, window_start=WINDOW_START)
+    before = snapshot(db)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user_id,song_id,play_count\nu1,a,3\nu\x1b[2J\x1b]0;owned\x07" + "x" * 3_000_000 + ",a,1\n")
+    with pytest.raises(InputError) as info:
+        ingest(db, bad, songs)
+    message = str(info.value)
+    assert str(bad) in message and "Maximum line size" in message and "database was not changed" in message
+    assert len(message) < 1_000 and "\x1b" not in message and "\x07" not in message
+    assert "\\x1b[2J" in message  # shown escaped, not sent to the terminal
+    assert snapshot(db) == before
+
+
+class _Payload:
+    """Unpickling this creates ``marker``: proof that a file was unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _planted_pickle(path: Path, marker: Path) -> None:
+    payload = np.empty(1, dtype=object)
+    payload[0] = _Payload(marker)
+    with path.open("wb") as fh:
+        np.save(fh, payload, allow_pickle=True)
+
+
+def _planted_header(path: Path, shape: tuple[int, ...], dtype: str) -> None:
+    """An ``.npy`` header claiming ``shape`` (terabytes) over a few bytes of data."""
+    with path.open("wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": dtype, "fortran_order": False, "shape": shape})
+        fh.write(b"\0" * 64)
+
+
+def test_planted_store_files_are_read_as_data_and_bounded(tmp_path) -> None:
+    marker = tmp_path / "UNPICKLED"
+    cfg = AudioConfig()
+    _planted_pickle(tmp_path / "pickle.npy", marker)
+    _planted_header(tmp_path / "huge.npy", (cfg.n_mels, 10**12), "<f2")
+    for shard in ("pickle.npy", "huge.npy"):
+        with pytest.raises(StoreError, match=r"expected float16 \(128, 646\)"):
+            read_shard(tmp_path, shard, n_mels=cfg.n_mels, n_frames=cfg.n_frames)
+
+    songs = write_songs(tmp_path, [(s, "t", "a", "m", "2012-11-01", "x.mp3") for s in "abc"])
+    db = tmp_path / "db.duckdb"
+    (first := tmp_path / "first.csv").write_text("user_id,song_id,play_count\nu1,a,2\nu2,b,1\n")
+    (second := tmp_path / "second.csv").write_text("user_id,song_id,play_count\nu1,a,1\nu3,c,4\n")
+    ingest(db, first, songs, window_start=WINDOW_START)
+    with connect(db, read_only=True) as con:
+        runs = con.execute("SELECT keyset, file FROM key_runs ORDER BY keyset").fetchall()
+    assert {k for k, _ in runs} == {"pairs", "subset_users", "users"}
+    before = snapshot(db)
+    folder = keys_dir(db)
+    for plant in (lambda p: _planted_pickle(p, marker), lambda p: _planted_header(p, (10**12,), "<i8")):
+        for _, file in runs:
+            plant(folder / file)
+        with pytest.raises(StoreError, match="key set file of the store is missing or damaged"):
+            ingest(db, second, songs)
+        assert snapshot(db) == before
+    assert not marker.exists()
