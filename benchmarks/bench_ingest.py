@@ -15,9 +15,9 @@ activity and songs' popularity, other draws): a day's log appended to the year's
 
 Then it times, each in a fresh subprocess (peak memory = that process's ``ru_maxrss``):
 
-- ``ours``: ``ingest`` into a new DuckDB file (validation, content hashes, song_stats with
-  hit scores and release quarters, per-subset distinct listeners, the key sets kept for
-  incremental ingest, the log);
+- ``ours``: ``ingest`` into a new DuckDB file (validation, content hashes, per-song totals
+  (``song_stats`` with hit scores and release quarters is a view of them), per-subset distinct
+  listeners, the key sets kept for incremental ingest, the log);
 - ``append``: ``ingest`` of the small file into the database ``ours`` just wrote (read only the
   new file, check its pairs against the stored key sets, update the songs it touched);
 - ``pandas``: ``read_parquet``, ``groupby(song_id)`` with ``sum`` of plays and ``nunique``

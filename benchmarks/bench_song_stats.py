@@ -5,7 +5,7 @@ Generates (with DuckDB, seeded, cached) a songs file and a song-stats file of ``
 then times, in this process:
 
 - ``ingest(db, None, songs, song_stats=F, window_start=...)`` into a new database (validation,
-  numbering, song_stats with hit scores and quarters, subset_stats);
+  numbering, per-song totals; ``song_stats`` and ``subset_stats`` are views of them);
 - the same call again (skipped: nothing new);
 - ``hitsong.store.read.stats`` and ``hit_score_frame`` (what the dashboard's Data page reads);
 - ``sample`` of the top 10,000 songs per market.
