@@ -26,10 +26,10 @@ def require_ingested(con: duckdb.DuckDBPyConnection, db_path: str | Path) -> Non
     view over the whole catalogue, so counting it would compute it)."""
     names = _relations(con)
     if "song_totals" in names:
-        have = con.execute('SELECT (SELECT count(*) FROM song_totals) > 0 AND (SELECT count(*) FROM "window") > 0')
+        query = 'SELECT (SELECT count(*) FROM song_totals) > 0 AND (SELECT count(*) FROM "window") > 0'
     else:  # a store of an earlier layout, song_stats a table
-        have = con.execute("SELECT count(*) > 0 FROM song_stats") if "song_stats" in names else None
-    if have is None or not have.fetchall()[0][0]:
+        query = "SELECT count(*) > 0 FROM song_stats" if "song_stats" in names else ""
+    if not query or not con.execute(query).fetchall()[0][0]:
         raise StoreError(f"no listening data in {db_path}: run `hitsong ingest --events FILE --songs FILE` first.")
 
 
