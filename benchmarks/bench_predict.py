@@ -155,7 +155,9 @@ def cold_load(bundle: Path, mp3: Path, workdir: Path) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="warm calls per method (median)")
-    parser.add_argument("--tagger-seconds", type=float, default=60.0, help="the tagger's window (default 60: 20 patches)")
+    parser.add_argument(
+        "--tagger-seconds", type=float, default=60.0, help="the tagger's window (default 60: 20 patches)"
+    )
     parser.add_argument("--skip-cold", action="store_true", help="skip the registry cold-load part")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -114,7 +114,9 @@ def port_tagger(exact: Tagger) -> Tagger:
     return tagger
 
 
-def candidates(exact: Tagger, patches: np.ndarray, *, repeats: int, compile_too: bool) -> list[tuple[str, list[float], float]]:
+def candidates(
+    exact: Tagger, patches: np.ndarray, *, repeats: int, compile_too: bool
+) -> list[tuple[str, list[float], float]]:
     """Network-only timings on the clip's patches of every alternative that was tried."""
     net = exact.net
     x = torch.from_numpy(patches)
@@ -135,6 +137,7 @@ def candidates(exact: Tagger, patches: np.ndarray, *, repeats: int, compile_too:
         """The kernel without its worker threads: every operation split over OpenMP threads."""
         xb = x * kernel.in_scale + kernel.in_shift
         return kernel.net.head(torch.cat([kernel.front(c) for c in torch.split(xb, kernel.front_chunk)]))
+
     modes: dict[str, Callable[[], torch.Tensor]] = {
         "port fp32, 20 patches per pass (before)": lambda: net(x),
         "port fp32, one patch per pass": lambda: torch.cat([net(x[i : i + 1]) for i in range(len(x))]),
@@ -245,7 +248,9 @@ def main(argv: list[str] | None = None) -> None:
         source = f"measured in this run (TensorFlow {original['tensorflow']}, {original['threads']} threads)"
     else:
         base_per_patch, base_batched = ORIGINAL_LAST["per_patch"], ORIGINAL_LAST["batched"]
-        source = f"not measured in this run: last measured figure of {ORIGINAL_LAST['date']} (load {ORIGINAL_LAST['load']})"
+        source = (
+            f"not measured in this run: last measured figure of {ORIGINAL_LAST['date']} (load {ORIGINAL_LAST['load']})"
+        )
     log.info(
         "MTT_musicnn, one %.0f-s clip (%d patches), CPU %s, torch %s, %d threads, native bf16: %s; "
         "load average %.2f/%.2f/%.2f before, %.2f/%.2f/%.2f after; median and best of %d",
@@ -256,32 +261,68 @@ def main(argv: list[str] | None = None) -> None:
     log.info("| mode | median s | best s | vs original (one patch per run) | note |")
     log.info("|---|---|---|---|---|")
     if original is not None:
-        log.info(_row("original musicnn, TensorFlow, one patch per run (as shipped)", original["per_patch"], base_per_patch))
+        log.info(
+            _row("original musicnn, TensorFlow, one patch per run (as shipped)", original["per_patch"], base_per_patch)
+        )
         log.info(_row("original musicnn, TensorFlow, 20 patches in one run", original["batched"], base_per_patch))
     else:
-        log.info("| original musicnn, TensorFlow, one patch per run (%s) | %.3f | - | 1.00x | stated |", ORIGINAL_LAST["date"], base_per_patch)
-        log.info("| original musicnn, TensorFlow, 20 patches in one run (%s) | %.3f | - | %.2fx | stated |", ORIGINAL_LAST["date"], base_batched, base_per_patch / base_batched)
+        log.info(
+            "| original musicnn, TensorFlow, one patch per run (%s) | %.3f | - | 1.00x | stated |",
+            ORIGINAL_LAST["date"],
+            base_per_patch,
+        )
+        log.info(
+            "| original musicnn, TensorFlow, 20 patches in one run (%s) | %.3f | - | %.2fx | stated |",
+            ORIGINAL_LAST["date"],
+            base_batched,
+            base_per_patch / base_batched,
+        )
     log.info(_row("port fp32 (before)", times["port"], base_per_patch, "all patches in one pass"))
-    log.info(_row("**exact** (fp32 kernel)", times["exact"], base_per_patch, f"{base_batched / statistics.median(times['exact']):.2f}x the batched original"))
+    log.info(
+        _row(
+            "**exact** (fp32 kernel)",
+            times["exact"],
+            base_per_patch,
+            f"{base_batched / statistics.median(times['exact']):.2f}x the batched original",
+        )
+    )
     if "fast" in times:
-        log.info(_row("**fast** (bf16 timbral GEMMs)", times["fast"], base_per_patch,
-                      f"{base_batched / statistics.median(times['fast']):.2f}x the batched original; "
-                      f"{statistics.median(times['exact']) / statistics.median(times['fast']):.2f}x exact"))  # fmt: skip
+        fast = statistics.median(times["fast"])
+        note = f"{base_batched / fast:.2f}x the batched original; {statistics.median(times['exact']) / fast:.2f}x exact"
+        log.info(_row("**fast** (bf16 timbral GEMMs)", times["fast"], base_per_patch, note))
     else:
         log.info("| fast | - | - | - | not run: no native bfloat16 on this CPU (auto resolves to exact) |")
     front = times["front end only (decode + log-mel + patches)"]
-    log.info("| front end only (decode + log-mel + patches) | %.3f | %.3f | - | in every row above |", statistics.median(front), min(front))
+    log.info(
+        "| front end only (decode + log-mel + patches) | %.3f | %.3f | - | in every row above |",
+        statistics.median(front),
+        min(front),
+    )
     if original is not None:
-        log.info("exact vs the original on this clip: largest song-level difference %.2g", result["exact_minus_original_song_max"])
+        log.info(
+            "exact vs the original on this clip: largest song-level difference %.2g",
+            result["exact_minus_original_song_max"],
+        )
     if "fast_minus_exact_song_max" in result:
         log.info("fast vs exact on this clip: largest song-level difference %.2g", result["fast_minus_exact_song_max"])
     if rows:
         base = statistics.median(rows[0][1])
-        log.info("Network only (the clip's %d patches), alternatives tried; median and best of %d:", len(patches), args.repeats)
+        log.info(
+            "Network only (the clip's %d patches), alternatives tried; median and best of %d:",
+            len(patches),
+            args.repeats,
+        )
         log.info("| candidate | median s | best s | vs port fp32 | largest tag-prob. diff vs exact |")
         log.info("|---|---|---|---|---|")
         for name, t, diff in rows:
-            log.info("| %s | %.3f | %.3f | %.2fx | %.1e |", name, statistics.median(t), min(t), base / statistics.median(t), diff)
+            log.info(
+                "| %s | %.3f | %.3f | %.2fx | %.1e |",
+                name,
+                statistics.median(t),
+                min(t),
+                base / statistics.median(t),
+                diff,
+            )
         result["candidates"] = {name: {"times": t, "max_diff_vs_exact": diff} for name, t, diff in rows}
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

@@ -50,9 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         is_training = tf.compat.v1.placeholder(tf.bool)
         logits = models.define_model(x, is_training, "MTT_musicnn", len(configuration.MTT_LABELS))[0]
         probs = tf.nn.sigmoid(logits)
-    session_config = tf.compat.v1.ConfigProto(
-        intra_op_parallelism_threads=args.threads, inter_op_parallelism_threads=1
-    )
+    session_config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=args.threads, inter_op_parallelism_threads=1)
     sess = tf.compat.v1.Session(config=session_config)
     sess.run(tf.compat.v1.global_variables_initializer())
     tf.compat.v1.train.Saver().restore(sess, os.path.join(os.path.dirname(extractor.__file__), "MTT_musicnn") + "/")

@@ -17,7 +17,7 @@ import streamlit as st
 from hitsong.compare import Comparison, compare
 from hitsong.errors import HitsongError
 from hitsong.metrics import METRIC_LABELS, METRIC_NAMES
-from hitsong.results import ResultsConfig
+from hitsong.results import ResultsConfig, gap_columns
 from hitsong.training import runlayout
 
 #: Bootstrap replicates of the intervals (a few hundred songs: well under a second each).
@@ -66,6 +66,7 @@ def metrics_frame(comparison: Comparison) -> pd.DataFrame:
     """Metric x (A, B, B − A): ``value [low, high]`` cells and the paired test's p-value."""
     a, b = comparison.labels
     m = comparison.metrics.set_index(["method", "metric"])
+    gap = gap_columns(a)
     rows = []
     for metric in METRIC_NAMES:
         ra, rb = m.loc[(a, metric)], m.loc[(b, metric)]
@@ -74,8 +75,8 @@ def metrics_frame(comparison: Comparison) -> pd.DataFrame:
                 "metric": METRIC_LABELS[metric],
                 a: f"{ra['mean']:.3f} [{ra['ci_low']:.3f}, {ra['ci_high']:.3f}]",
                 b: f"{rb['mean']:.3f} [{rb['ci_low']:.3f}, {rb['ci_high']:.3f}]",
-                f"{b} − {a}": f"{rb['diff']:+.3f} [{rb['diff_low']:+.3f}, {rb['diff_high']:+.3f}]",
-                "p": rb["p_value"],
+                f"{b} − {a}": f"{rb[gap.diff]:+.3f} [{rb[gap.low]:+.3f}, {rb[gap.high]:+.3f}]",
+                "p": rb[gap.p_value],
             }
         )
     return pd.DataFrame(rows).set_index("metric")

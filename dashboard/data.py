@@ -108,6 +108,30 @@ def table1(uri: str, runs: pd.DataFrame) -> Table1:
     )
 
 
+def split_tables(uri: str, experiment: pd.Series, experiments: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Table 1 of ``experiment`` and of its siblings: the same dataset and subset under other splits.
+
+    Returns
+    -------
+    dict
+        Split method (``random``, ``artist``, ``release_date``) -> Table-1 long frame (empty
+        while that experiment has no finished summary). ``experiment`` alone (under its own
+        split) when it carries no dataset tag.
+    """
+    same = experiments
+    if pd.notna(experiment.get("dataset")) and pd.notna(experiment.get("subset")):
+        same = experiments[
+            (experiments["dataset"] == experiment["dataset"]) & (experiments["subset"] == experiment["subset"])
+        ]
+    else:
+        same = experiments[experiments["experiment_id"] == experiment["experiment_id"]]
+    out = {}
+    for row in same.itertuples(index=False):
+        split = row.split_by or runlayout.DEFAULT_SPLIT_BY
+        out[str(split)] = table1(uri, experiment_runs(uri, str(row.experiment_id))).summary
+    return out
+
+
 def chosen_repetitions(runs: pd.DataFrame, *, metric: str = "spearman_rho") -> pd.DataFrame:
     """Each method's repetition chosen on validation: the highest ``val_<metric>`` (never a test figure)."""
     reps = repetitions(runs)
@@ -164,6 +188,14 @@ def cached_runs(uri: str, experiment_id: str, version: tuple) -> pd.DataFrame:
 def cached_table1(uri: str, experiment_id: str, version: tuple) -> Table1:
     """``table1`` cached per ``runs_version``."""
     return table1(uri, experiment_runs(uri, experiment_id))
+
+
+@st.cache_data(show_spinner=False, ttl=600)
+def cached_split_tables(
+    uri: str, experiment: pd.Series, experiments: pd.DataFrame, version: tuple
+) -> dict[str, pd.DataFrame]:
+    """``split_tables`` cached per ``runs_version``."""
+    return split_tables(uri, experiment, experiments)
 
 
 @st.cache_data(show_spinner=False, ttl=600)

@@ -17,6 +17,7 @@ from pandas.io.formats.style import Styler
 
 from hitsong.errors import InputError
 from hitsong.metrics import METRIC_LABELS
+from hitsong.results import gap_columns
 from hitsong.training import runlayout
 
 BEST_MARK = " ★"
@@ -86,14 +87,17 @@ def table1_frame(summary: pd.DataFrame, *, with_interval: bool = True) -> pd.Dat
     return out
 
 
-def paired_test_frame(summary: pd.DataFrame) -> pd.DataFrame | None:
-    """Each method minus the baseline, with the paired bootstrap interval and p-value.
+def paired_test_frame(summary: pd.DataFrame, *, baseline: str = "m1") -> pd.DataFrame | None:
+    """Each method minus ``baseline``, with the paired bootstrap interval and p-value.
 
     Parameters
     ----------
     summary : pd.DataFrame
-        A Table-1 summary with ``diff, diff_low, diff_high, p_value`` columns (as written by
-        ``hitsong.results``); ``None`` is returned when it has none of them.
+        A Table-1 summary with the gap columns of ``baseline`` (``diff_<b>, diff_<b>_low,
+        diff_<b>_high, p_value_<b>``, :func:`hitsong.results.gap_columns`); ``None`` is returned
+        when it has none of them, or the baseline was not trained.
+    baseline : str
+        ``m0`` (the metadata baseline) or ``m1`` (the paper's).
 
     Returns
     -------
@@ -101,10 +105,10 @@ def paired_test_frame(summary: pd.DataFrame) -> pd.DataFrame | None:
         Index ``method`` (the baseline's row omitted), one string column per metric:
         ``+0.050 [+0.010, +0.090] p=0.020``, with `` *`` when the interval excludes 0.
     """
-    needed = {"method", "metric", "diff", "diff_low", "diff_high", "p_value"}
-    if not needed <= set(summary.columns):
+    cols = gap_columns(baseline)
+    if not {"method", "metric", cols.diff, cols.low, cols.high, cols.p_value} <= set(summary.columns):
         return None
-    rows = summary.dropna(subset=["diff_low", "diff_high"])
+    rows = summary.dropna(subset=[cols.low, cols.high])
     if rows.empty:
         return None
     out = pd.DataFrame(index=pd.Index(sorted(rows["method"].unique()), name="method"))
@@ -116,13 +120,16 @@ def paired_test_frame(summary: pd.DataFrame) -> pd.DataFrame | None:
                 texts.append("–")
                 continue
             r = cells.loc[method]
-            real = r["diff_low"] > 0 or r["diff_high"] < 0
-            texts.append(
-                f"{r['diff']:+.3f} [{r['diff_low']:+.3f}, {r['diff_high']:+.3f}] p={r['p_value']:.3f}"
-                + (" *" if real else "")
-            )
+            texts.append(gap_text(r[cols.diff], r[cols.low], r[cols.high], r[cols.p_value]))
         out[METRIC_LABELS[metric]] = texts
     return out
+
+
+def gap_text(diff: float, low: float, high: float, p_value: float | None = None) -> str:
+    """``+0.100 [+0.050, +0.150] p=0.004 *``: a gap, its interval, its p-value, ``*`` when the interval excludes 0."""
+    real = low > 0 or high < 0
+    p = "" if p_value is None or pd.isna(p_value) else f" p={p_value:.3f}"
+    return f"{diff:+.3f} [{low:+.3f}, {high:+.3f}]{p}" + (" *" if real else "")
 
 
 def table1_styler(table: pd.DataFrame) -> Styler:

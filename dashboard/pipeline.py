@@ -1,12 +1,18 @@
 """``hitsong demo run``: the whole pipeline on the embedded demo, then the servers.
 
 demo data (if none) -> ingest -> sample -> features (mel + tags) -> MLflow server ->
-training of m1..m6 (demo profile) per subset -> register the best per subset as champion and the
-runner-up as challenger -> each champion scores its market's catalog (``hitsong score``) ->
-dashboard. Every step reuses what exists: the demo folder is kept, re-ingest of the same files
-is skipped by the store, the feature store resumes, a subset whose experiment already holds a
-finished training summary is not trained again, a model with a champion keeps it, and songs a
-champion scored before are not scored again.
+training of m0..m6 (demo profile) per subset and split -> register the best per subset as
+champion and the runner-up as challenger -> each champion scores its market's catalog
+(``hitsong score``) -> dashboard. Every step reuses what exists: the demo folder is kept,
+re-ingest of the same files is skipped by the store, the feature store resumes, a subset whose
+experiment already holds a finished training summary is not trained again, a model with a
+champion keeps it, and songs a champion scored before are not scored again.
+
+``--splits random,artist`` (the default) trains each market twice: on the random split and, as
+a second experiment per market (``hitsong/demo/<market>/artist``), on the artist-disjoint split,
+so the dashboard shows what the audio adds over the metadata baseline m0 when the artist cannot
+leak. The sample (the top songs by playcount, hence the features) is the same for every split;
+the store is re-split for each and left with the first split, whose experiment is registered.
 
 ``--tracking-uri URI`` uses an MLflow server that is already running (a team server) instead of
 starting the local one; training, registry and dashboard then all talk to that URI.
@@ -22,8 +28,10 @@ import argparse
 import logging
 import subprocess
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
-from hitsong.errors import RegistryError
+from hitsong.errors import RegistryError, StoreError
 from hitsong.settings import DEFAULT_DASHBOARD_PORT, DEFAULT_MLFLOW_PORT, Settings, get_settings
 from registry import server
 
@@ -32,6 +40,8 @@ log = logging.getLogger(__name__)
 DATASET = "demo"
 SUBSETS = ("mandarin", "western")
 DEMO_SPLIT = (0.7, 0.15, 0.15)
+#: Split methods trained by default, the first one registered (``--splits``).
+DEFAULT_SPLITS = ("random", "artist")
 
 
 def _seconds_range(text: str) -> tuple[float, float]:
@@ -54,6 +64,17 @@ def _share(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a share in [0, 1], got {value}")
     return value
+
+
+def _splits(text: str) -> tuple[str, ...]:
+    """``random,artist``: split methods of ``hitsong sample --by``, each once, for ``--splits``."""
+    from hitsong.store.sample import SAMPLE_BY
+
+    names = tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+    bad = [n for n in names if n not in SAMPLE_BY]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"expected split methods from {', '.join(SAMPLE_BY)}, got {text!r}")
+    return names
 
 
 def add_run_parser(demo_sub: argparse._SubParsersAction) -> None:
@@ -102,6 +123,14 @@ def add_run_parser(demo_sub: argparse._SubParsersAction) -> None:
         help="share of each market's catalogue in the experiment sample, the top by playcount (default 0.9)",
     )
     p.add_argument("--repeats", type=int, default=3, help="repetitions per method (default 3)")
+    p.add_argument(
+        "--splits",
+        type=_splits,
+        default=DEFAULT_SPLITS,
+        metavar="BY[,BY...]",
+        help="split methods to train, each its own experiment per market; the first is registered and "
+        f"left in the store (default {','.join(DEFAULT_SPLITS)}; also release_date)",
+    )
     p.add_argument(
         "--workers", type=int, default=None, help="processes for synthesis and features (default: all cores)"
     )
@@ -153,6 +182,26 @@ def _tracking_server(args: argparse.Namespace, settings: Settings) -> str:
     return info.uri
 
 
+def _sample(db: Path, split_by: str, *, per_subset: int, seed: int, fractions: Sequence[float] = DEMO_SPLIT) -> None:
+    from hitsong.store.sample import sample
+
+    sample(db, per_subset=per_subset, seed=seed, split=fractions, by=split_by)  # type: ignore[arg-type]
+
+
+def _use_split(db: Path, split_by: str) -> None:
+    """Re-split the store's sample by ``split_by`` unless its last sample already is (same size, seed, fractions)."""
+    from hitsong.store.read import last_sample
+
+    record = last_sample(db)
+    if record is None:
+        raise StoreError(f"{db}: splits exist but no sample log; run `hitsong sample --by {split_by}` once")
+    if record.by != split_by:
+        log.info(
+            "re-splitting the sample by %s (%d songs per market, seed %d)", split_by, record.per_subset, record.seed
+        )
+        _sample(db, split_by, per_subset=record.per_subset, seed=record.seed, fractions=record.fractions)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo pipeline; serve unless ``--no-serve``."""
     from dashboard.commands import dashboard_command, dashboard_env, local_url, wait_until_ready
@@ -161,9 +210,9 @@ def run(args: argparse.Namespace) -> int:
     from hitsong.features import build_features
     from hitsong.store.ingest import ingest
     from hitsong.store.read import split_frame
-    from hitsong.store.sample import sample
     from hitsong.training.config import TrainConfig
     from hitsong.training.from_store import train_from_store
+    from hitsong.training.runlayout import experiment_name
     from registry import demo as registry_demo
     from registry.score_command import score_catalog
     from registry.tracking import MlflowRunLogger
@@ -196,17 +245,18 @@ def run(args: argparse.Namespace) -> int:
     log.info("%s (%.0f s)", report, time.monotonic() - t)
 
     t = _step("3/8 sample and split")
-    per_subset = max(10, int(round(args.sample * args.songs_per_subset)))
     try:
         existing = split_frame(settings.db_path)
     except HitsongError:
         existing = None
     if existing is not None and len(existing):
-        log.info("reusing the existing split (%d songs)", len(existing))
+        log.info("reusing the existing sample (%d songs)", len(existing))
     else:
         # 70/15/15 rather than the paper's 80/10/10: at demo size the test split would
         # otherwise hold ~14 songs, and k = 10 % of it a single song.
-        sample(settings.db_path, per_subset=per_subset, seed=args.seed, split=DEMO_SPLIT)
+        per_subset = max(10, int(round(args.sample * args.songs_per_subset)))
+        _sample(settings.db_path, args.splits[0], per_subset=per_subset, seed=args.seed)
+    _use_split(settings.db_path, args.splits[0])
     log.info("split ready (%.0f s)", time.monotonic() - t)
 
     t = _step("4/8 features (log-mel + tags)")
@@ -223,27 +273,35 @@ def run(args: argparse.Namespace) -> int:
     tracking_uri = _tracking_server(args, settings)
     log.info("MLflow at %s (%.0f s)", tracking_uri, time.monotonic() - t)
 
-    t = _step("6/8 training m1..m6 (demo profile)")
+    t = _step(f"6/8 training m0..m6 (demo profile) on the {' and '.join(args.splits)} split(s)")
     train_config = TrainConfig.for_profile("demo", repeats=args.repeats)
-    for subset in SUBSETS:
-        if not args.retrain and registry_demo.trained(DATASET, subset, tracking_uri=tracking_uri):
-            log.info("subset %s was trained before; reusing it (--retrain to train again)", subset)
-            continue
-        logger = MlflowRunLogger.for_subset(DATASET, subset, tracking_uri=tracking_uri)
-        result = train_from_store(
-            settings.db_path,
-            settings.store_dir,
-            subset=subset,
-            logger=logger,
-            train_config=train_config,
-            out_dir=settings.runs_dir / subset,
-        )
-        log.info("subset %s:\n%s", subset, result.table.to_text())
+    for split_by in args.splits:
+        for subset in SUBSETS:
+            if not args.retrain and registry_demo.trained(
+                DATASET, subset, tracking_uri=tracking_uri, split_by=split_by
+            ):
+                log.info(
+                    "subset %s (%s split) was trained before; reusing it (--retrain to train again)", subset, split_by
+                )
+                continue
+            _use_split(settings.db_path, split_by)
+            logger = MlflowRunLogger.for_subset(DATASET, subset, split_by=split_by, tracking_uri=tracking_uri)
+            result = train_from_store(
+                settings.db_path,
+                settings.store_dir,
+                subset=subset,
+                logger=logger,
+                train_config=train_config,
+                out_dir=settings.runs_dir / split_by / subset,
+            )
+            log.info("subset %s, %s split:\n%s", subset, split_by, result.table.to_text())
+    _use_split(settings.db_path, args.splits[0])
     log.info("training done (%.0f s)", time.monotonic() - t)
 
     t = _step("7/8 registry: best per subset becomes champion, the runner-up challenger")
     for subset in SUBSETS:
-        version = registry_demo.ensure_champion(subset, tracking_uri=tracking_uri)
+        experiment = experiment_name(DATASET, subset, args.splits[0])
+        version = registry_demo.ensure_champion(subset, tracking_uri=tracking_uri, experiment=experiment)
         log.info("hitsong-%s@champion = version %s", subset, version)
     log.info("registry done (%.0f s)", time.monotonic() - t)
 

@@ -89,7 +89,7 @@ def compare(
     labels : tuple of str
         Names of the two (must differ); the first is the baseline of the paired differences.
     config : ResultsConfig or None
-        Bootstrap replicates, confidence and seed (its ``baseline`` is replaced by ``labels[0]``);
+        Bootstrap replicates, confidence and seed (its ``baselines`` are replaced by ``labels[0]``);
         default ``ResultsConfig()``.
 
     Raises
@@ -124,7 +124,7 @@ def compare(
         {labels[0]: pa[None], labels[1]: pb[None]},
         subset="comparison",
         config=ResultsConfig(
-            n_bootstrap=config.n_bootstrap, confidence=config.confidence, baseline=labels[0], seed=config.seed,
+            n_bootstrap=config.n_bootstrap, confidence=config.confidence, baselines=(labels[0],), seed=config.seed,
             k=config.k,
         ),
     )  # fmt: skip

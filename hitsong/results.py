@@ -1,4 +1,4 @@
-"""The paper's Table 1 for one subset, with bootstrap intervals and paired tests against a baseline.
+"""The paper's Table 1 for one subset, with bootstrap intervals and paired tests against baselines.
 
 Input: the true hit scores of the test songs and, per method, the predictions of every
 repetition on those songs. Output (:class:`Table1`), per method and metric:
@@ -9,10 +9,12 @@ repetition on those songs. Output (:class:`Table1`), per method and metric:
   set of song indices, recomputes the metric for every repetition on it and averages over the
   repetitions, so the interval shows how much the cell would move on another test set of the
   same size. Training noise is what ``std`` shows.
-- ``diff``: the cell's mean minus the baseline method's (default ``m1``), with a paired bootstrap
-  interval (``diff_low``/``diff_high``; both methods scored on the same resampled songs in each
-  replicate) and a two-sided bootstrap p-value ``p_value = min(1, 2 min(P(d <= 0), P(d >= 0)))``.
-  An interval that excludes 0 marks a gap that is unlikely to be test-set noise.
+- per baseline ``b`` of ``ResultsConfig.baselines`` (default the metadata baseline ``m0`` and the
+  paper's ``m1``), the columns of :func:`gap_columns`: ``diff_<b>``, the cell's mean minus the
+  baseline's, with a paired bootstrap interval (``diff_<b>_low``/``diff_<b>_high``; both methods
+  scored on the same resampled songs in each replicate) and a two-sided bootstrap p-value
+  ``p_value_<b> = min(1, 2 min(P(d <= 0), P(d >= 0)))``. An interval that excludes 0 marks a gap
+  that is unlikely to be test-set noise. A baseline that was not trained leaves its columns NaN.
 """
 
 from __future__ import annotations
@@ -49,8 +51,8 @@ class ResultsConfig:
         Bootstrap replicates over test songs (0 disables intervals and tests).
     confidence : float
         Coverage of the intervals, e.g. 0.95.
-    baseline : str
-        Method the paired tests compare against.
+    baselines : tuple of str
+        Methods the paired tests compare every method against (:func:`gap_columns`).
     seed : int
         Seed of the bootstrap's random generator.
     k : int or None
@@ -59,7 +61,7 @@ class ResultsConfig:
 
     n_bootstrap: int = 1000
     confidence: float = 0.95
-    baseline: str = "m1"
+    baselines: tuple[str, ...] = ("m0", "m1")
     seed: int = 0
     k: int | None = None
 
@@ -68,6 +70,32 @@ class ResultsConfig:
             raise ConfigError(f"n_bootstrap must be >= 0, got {self.n_bootstrap}")
         if not 0.0 < self.confidence < 1.0:
             raise ConfigError(f"confidence must be in (0, 1), got {self.confidence}")
+        if isinstance(self.baselines, str) or not all(isinstance(b, str) and b for b in self.baselines):
+            raise ConfigError(f"baselines must be a tuple of method names, got {self.baselines!r}")
+
+
+@dataclass(frozen=True)
+class GapColumns:
+    """The long frame's columns of the gap to one baseline (see :func:`gap_columns`)."""
+
+    diff: str
+    low: str
+    high: str
+    p_value: str
+
+
+def gap_columns(baseline: str) -> GapColumns:
+    """Column names of the gap to ``baseline``: ``diff_m0``, ``diff_m0_low``, ``diff_m0_high``, ``p_value_m0``."""
+    return GapColumns(f"diff_{baseline}", f"diff_{baseline}_low", f"diff_{baseline}_high", f"p_value_{baseline}")
+
+
+def gap_baselines(frame: pd.DataFrame) -> list[str]:
+    """The baselines a Table-1 frame holds gap columns for, in column order."""
+    return [
+        c.removeprefix("diff_")
+        for c in frame.columns
+        if c.startswith("diff_") and not c.endswith(("_low", "_high")) and f"{c}_low" in frame.columns
+    ]
 
 
 @dataclass(frozen=True)
@@ -108,10 +136,16 @@ class Table1:
                     f"{f'  {level}% CI':<28}"
                     + "".join(f"{f'[{r.ci_low:.3f}, {r.ci_high:.3f}]':>26}" for r in rows.itertuples())
                 )
-                if method != self.config.baseline and not math.isnan(rows["p_value"].iloc[0]):
+                for baseline in self.config.baselines:
+                    cols = gap_columns(baseline)
+                    if method == baseline or math.isnan(rows[cols.p_value].iloc[0]):
+                        continue
                     lines.append(
-                        f"{f'  vs {self.config.baseline}: diff (p)':<28}"
-                        + "".join(f"{f'{r.diff:+.3f} (p={r.p_value:.3f})':>26}" for r in rows.itertuples())
+                        f"{f'  vs {baseline}: diff (p)':<28}"
+                        + "".join(
+                            f"{f'{d:+.3f} (p={p:.3f})':>26}"
+                            for d, p in zip(rows[cols.diff], rows[cols.p_value], strict=True)
+                        )
                     )
         return "\n".join(lines)
 
@@ -176,7 +210,7 @@ def table1(
     labels : mapping or None
         Method labels (``m1 -> "audio+LR"``).
     config : ResultsConfig
-        Bootstrap settings and baseline.
+        Bootstrap settings and baselines.
     """
     if not predictions:
         raise InputError("no predictions to tabulate")
@@ -202,7 +236,6 @@ def table1(
             for m, p in preds.items():
                 boot[m][b] = _metric_matrix(y, p, idx, k).mean(axis=0)
     alpha = (1.0 - config.confidence) / 2.0
-    base = config.baseline if config.baseline in preds else None
 
     rows = []
     for m in preds:
@@ -218,19 +251,19 @@ def table1(
                 "n_reps": int(vals.shape[0]),
                 "ci_low": math.nan,
                 "ci_high": math.nan,
-                "diff": math.nan,
-                "diff_low": math.nan,
-                "diff_high": math.nan,
-                "p_value": math.nan,
             }
             if boot:
                 cells["ci_low"], cells["ci_high"] = (float(q) for q in np.quantile(boot[m][:, j], [alpha, 1 - alpha]))
-            if base is not None:
-                cells["diff"] = float(means[m][j] - means[base][j])
+            for base in config.baselines:
+                cols = gap_columns(base)
+                cells.update({cols.diff: math.nan, cols.low: math.nan, cols.high: math.nan, cols.p_value: math.nan})
+                if base not in preds:
+                    continue
+                cells[cols.diff] = float(means[m][j] - means[base][j])
                 if boot and m != base:
                     d = boot[m][:, j] - boot[base][:, j]
-                    cells["diff_low"], cells["diff_high"] = (float(q) for q in np.quantile(d, [alpha, 1 - alpha]))
-                    cells["p_value"] = float(min(1.0, 2.0 * min(np.mean(d <= 0), np.mean(d >= 0))))
+                    cells[cols.low], cells[cols.high] = (float(q) for q in np.quantile(d, [alpha, 1 - alpha]))
+                    cells[cols.p_value] = float(min(1.0, 2.0 * min(np.mean(d <= 0), np.mean(d >= 0))))
             rows.append(cells)
     return Table1(
         subset=subset,

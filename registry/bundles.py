@@ -14,8 +14,10 @@ predict``, catalog scoring) use :func:`load_scorer` instead, which
   in m1..m6, tensor names, shapes and float32 dtype) and takes the tagger's weights from the
   installed package, never from the artifact store.
 
-A version that is not a hitsong bundle is refused with a ``RegistryError`` naming it. The
-logged pyfunc keeps its code for MLflow-native serving (``registry.pyfunc``); nothing here runs it.
+A version that is not a hitsong bundle is refused with a ``RegistryError`` naming it; so is a
+version of the metadata baseline m0 (registered only on explicit request), which cannot score
+audio. The logged pyfunc keeps its code for MLflow-native serving (``registry.pyfunc``);
+nothing here runs it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from hitsong.baselines import BASELINES, is_baseline
 from hitsong.bundle import META_FILE, WEIGHTS_FILE
 from hitsong.errors import HitsongError, RegistryError
 from hitsong.scoring import SongScorer
@@ -86,6 +89,21 @@ def _bundle_folder(mlmodel: Path) -> str:
     return str(PurePosixPath(*parts))
 
 
+def refuse_baseline(model: str, version: str, *, tracking_uri: str) -> None:
+    """Raise ``RegistryError`` when the version is a baseline that sees no audio (its ``hitsong.method`` tag)."""
+    from registry.api import RegistryApi
+    from registry.models import TAG_PREFIX
+
+    tags = {t["key"]: t.get("value", "") for t in RegistryApi(tracking_uri).get_version(model, version).get("tags", [])}
+    method = tags.get(f"{TAG_PREFIX}method", "")
+    if is_baseline(method):
+        raise RegistryError(
+            f"{model} version {version} is {method}, the {BASELINES[method]} baseline: it predicts from an "
+            "artist's catalogue and a release date, never from audio, so it cannot score an audio file; "
+            "choose a version of an audio method (m1..m6), e.g. the champion"
+        )
+
+
 def fetch_bundle(model: str, version: str, dest: Path, *, tracking_uri: str) -> Path:
     """Download the version's ``bundle.json`` and ``weights.safetensors`` into ``dest/bundle``.
 
@@ -124,8 +142,10 @@ def load_scorer(
     Raises
     ------
     RegistryError
-        Unknown version, not a hitsong bundle, or a bundle that fails validation (named).
+        Unknown version, a baseline's version, not a hitsong bundle, or a bundle that fails
+        validation (named).
     """
+    refuse_baseline(model, version, tracking_uri=tracking_uri)
     with tempfile.TemporaryDirectory(prefix="hitsong-bundle-") as tmp:
         folder = fetch_bundle(model, version, Path(tmp), tracking_uri=tracking_uri)
         try:

@@ -83,6 +83,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "before promoting it (the champion alias only moves with `hitsong promote`, which records why)",
     )
     p.add_argument("--experiment", default=None, help="experiment name (default: the one tagged with the subset)")
+    p.add_argument(
+        "--include-baselines",
+        action="store_true",
+        help="rank the metadata baseline m0 too (it cannot score audio: predict refuses its versions)",
+    )
     p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
     p.set_defaults(func=run_register)
 
@@ -103,6 +108,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="score a few audio files with a registered model (one JSON line per file; for folders, list files "
         "or the catalog in parallel, use `hitsong score`)",
+        description="Each file's hit score on the scale of the model's training catalogue "
+        "(ln(1+plays)·ln(1+listeners)) and its percentile in that catalogue: a rank against the songs "
+        "the model learnt from, not a probability or a chance of becoming a hit. The metadata "
+        "baseline m0 cannot score audio and is refused.",
     )
     p.add_argument("files", nargs="+", type=Path, help="audio files")
     p.add_argument("--model", default=None, help="model URI (default models:/hitsong-<subset>@champion)")
@@ -193,6 +202,7 @@ def run_register(args: argparse.Namespace) -> int:
         rank=args.rank - 1,
         alias=args.alias,
         experiment=args.experiment,
+        include_baselines=args.include_baselines,
         tracking_uri=args.tracking_uri,
     )
     print(json.dumps(result))
@@ -264,7 +274,10 @@ def run_predict(args: argparse.Namespace) -> int:
     name, version = resolve_model_uri(uri, tracking_uri=tracking_uri)
     if version is None:
         raise RegistryError(f"--model {uri}: name a registered version, models:/NAME/VERSION or models:/NAME@ALIAS")
+    from hitsong.statements import score_statement
+
     scorer = load_scorer(name, version, tracking_uri=tracking_uri, device=args.device)
+    log.info("%s", score_statement(subset=scorer.meta.subset, catalogue_size=int(scorer.catalog.size)))
     failed = 0
     for path in args.files:  # each line is printed as soon as its file is scored
         r = scorer.score([str(path)])[0]
@@ -274,8 +287,9 @@ def run_predict(args: argparse.Namespace) -> int:
         else:
             line = {
                 "file": str(path),
-                "score": r["score"],
-                "percentile": r["percentile"],
+                "hit_score": r["score"],
+                "catalogue_percentile": r["percentile"],
+                "catalogue": scorer.meta.subset,
                 "top_tags": r["top_tags"],
                 "method": scorer.method,
                 "model": name,

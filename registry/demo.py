@@ -17,10 +17,10 @@ from registry.tracking import client_for
 log = logging.getLogger(__name__)
 
 
-def trained(dataset: str, subset: str, *, tracking_uri: str) -> bool:
-    """True when the subset's experiment has a FINISHED ``<subset> summary`` run."""
+def trained(dataset: str, subset: str, *, tracking_uri: str, split_by: str | None = None) -> bool:
+    """True when the experiment of the subset and split method has a FINISHED ``<subset> summary`` run."""
     client = client_for(tracking_uri)
-    exp = client.get_experiment_by_name(experiment_name(dataset, subset))
+    exp = client.get_experiment_by_name(experiment_name(dataset, subset, split_by))
     if exp is None:
         return False
     runs = client.search_runs(
@@ -31,11 +31,15 @@ def trained(dataset: str, subset: str, *, tracking_uri: str) -> bool:
     return bool(runs)
 
 
-def ensure_champion(subset: str, *, tracking_uri: str, metric: str = DEFAULT_SELECTION_METRIC) -> str:
+def ensure_champion(
+    subset: str, *, tracking_uri: str, metric: str = DEFAULT_SELECTION_METRIC, experiment: str | None = None
+) -> str:
     """Register the subset's two best methods on validation unless ``hitsong-<subset>`` has a champion.
 
     The best becomes ``champion`` (through the audited promotion), the runner-up ``challenger``,
-    so the Registry page has two versions to compare from the start.
+    so the Registry page has two versions to compare from the start. ``experiment`` names the
+    experiment to rank (needed when the subset was trained under several splits). The
+    metadata baseline m0 is never among them (``registry.models.rank_candidates``).
 
     Returns
     -------
@@ -51,10 +55,12 @@ def ensure_champion(subset: str, *, tracking_uri: str, metric: str = DEFAULT_SEL
         if "champion" in v["aliases"]:
             log.info("%s: version %s is already the champion; keeping it", name, v["version"])
             return str(v["version"])
-    champion = str(register(subset, metric=metric, rank=0, tracking_uri=tracking_uri)["version"])
+    champion = str(register(subset, metric=metric, rank=0, experiment=experiment, tracking_uri=tracking_uri)["version"])
     promote(name, champion, f"demo run: best method on validation {metric}", tracking_uri=tracking_uri)
     try:
-        challenger = register(subset, metric=metric, rank=1, alias=CHALLENGER, tracking_uri=tracking_uri)["version"]
+        challenger = register(
+            subset, metric=metric, rank=1, alias=CHALLENGER, experiment=experiment, tracking_uri=tracking_uri
+        )["version"]
     except RegistryError as exc:  # a subset trained with a single method has no runner-up
         log.info("%s: no challenger (%s)", name, exc)
     else:

@@ -20,6 +20,7 @@ from hitsong.metrics import METRIC_NAMES
 from hitsong.models import METHODS
 from hitsong.models.config import ModelConfig
 from hitsong.results import METRIC_LABELS
+from hitsong.statements import score_statement
 from hitsong.tracking import flatten_params
 from hitsong.training import runlayout
 from hitsong.training.config import TrainConfig
@@ -123,6 +124,7 @@ def model_card(
     tags: Mapping[str, str],
     dataset: str | None,
     run_id: str,
+    evaluation: str | None = None,
 ) -> str:
     """The version's description (Markdown, at most :data:`MAX_DESCRIPTION` characters).
 
@@ -138,6 +140,8 @@ def model_card(
         The experiment's dataset (``hitsong.dataset`` experiment tag).
     run_id : str
         The repetition run.
+    evaluation : str, optional
+        The split and the gap to the metadata baseline in one sentence (``hitsong.evaluation`` tag).
     """
     label = METHODS[method].label if method in METHODS else method
     sizes = _split_sizes(params)
@@ -148,6 +152,9 @@ def model_card(
         f"{tags.get(runlayout.TAG_REPETITION, '?')} of run `{run_id}`.",
         "",
         f"Chosen by {selected_by}.",
+        "",
+        *([evaluation, ""] if evaluation else []),
+        f"Predictions: {score_statement(subset=tags.get(runlayout.TAG_SUBSET, '?'))}",
         "",
         *_metric_table(metrics),
         "",

@@ -22,7 +22,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from hitsong.baselines import is_baseline
 from hitsong.errors import ConfigError, RegistryError
+from hitsong.statements import METADATA_BASELINE, evaluation_note
 from hitsong.training import runlayout
 from registry.api import RegistryApi
 from registry.tracking import PARENT_TAG
@@ -39,6 +41,10 @@ DEFAULT_SELECTION_METRIC = "spearman_rho"
 TAG_PREFIX = "hitsong."
 #: Version tags ``metric.val_<name>`` / ``metric.test_<name>`` hold the chosen repetition's figures.
 METRIC_TAG_PREFIX = "metric."
+#: Version tag with the evaluation sentence: the split and the gap to m0 (``hitsong.statements``).
+EVALUATION_TAG = f"{TAG_PREFIX}evaluation"
+#: Metrics whose gap to m0 the evaluation sentence states.
+EVALUATION_METRICS = ("spearman_rho", "ndcg_at_k")
 
 
 def model_name(subset: str) -> str:
@@ -105,14 +111,21 @@ def _find_experiment(api: RegistryApi, subset: str, experiment: str | None) -> d
 
 
 def rank_candidates(
-    api: RegistryApi, subset: str, *, metric: str = DEFAULT_SELECTION_METRIC, experiment: str | None = None
+    api: RegistryApi,
+    subset: str,
+    *,
+    metric: str = DEFAULT_SELECTION_METRIC,
+    experiment: str | None = None,
+    include_baselines: bool = False,
 ) -> list[Candidate]:
     """One candidate per method of ``subset``'s experiment, best first, all chosen on validation.
 
     Methods are ranked by the mean of their repetitions' ``val_<metric>`` (finished repetition
     runs that logged a model); within a method, the repetition with the highest ``val_<metric>``
     (ties: the lower ``best_val_loss``) is its candidate. The test split never chooses: its
-    metrics are only carried along, to be reported as held-out figures.
+    metrics are only carried along, to be reported as held-out figures. Baselines that see no
+    audio (m0) are left out unless ``include_baselines``: they log no model and cannot score
+    audio, so they are never registered by accident.
 
     Raises
     ------
@@ -126,11 +139,14 @@ def rank_candidates(
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for run in api.search_runs(exp["experiment_id"]):
         tags = _run_tags(run)
+        baseline = is_baseline(tags.get(runlayout.TAG_METHOD, ""))
+        if baseline and not include_baselines:
+            continue
         if (
             tags.get(runlayout.TAG_KIND) == runlayout.REPETITION
             and run["info"].get("status") == "FINISHED"
             and key in _run_metrics(run)
-            and api.logged_model_id(run) is not None
+            and (baseline or api.logged_model_id(run) is not None)
         ):
             groups[tags[runlayout.TAG_METHOD]].append(run)
     out = []
@@ -169,6 +185,7 @@ def register(
     rank: int = 0,
     alias: str | None = None,
     experiment: str | None = None,
+    include_baselines: bool = False,
     tracking_uri: str | None = None,
     username: str | None = None,
     password: str | None = None,
@@ -185,6 +202,9 @@ def register(
         ``challenger`` gives the new version that alias (a version to compare with the champion
         before promoting it). The ``champion`` alias is only ever given by :func:`promote`,
         which records who, when and why.
+    include_baselines : bool
+        Rank the metadata baseline m0 too (asked explicitly: its version records the baseline's
+        fitted numbers, and ``hitsong predict`` and the Predict page refuse it).
 
     Returns
     -------
@@ -193,9 +213,10 @@ def register(
         validation figure), ``alias`` (or None).
 
     Version tags: ``hitsong.method``, ``hitsong.run_id``, ``hitsong.selected_by``, data and code
-    versions, and per metric ``metric.val_<name>`` and ``metric.test_<name>``: the chosen
-    repetition's validation figures and its held-out test figures. The version's description
-    is its model card (``registry.modelcard``).
+    versions, the split method, per metric ``metric.val_<name>`` and ``metric.test_<name>``: the
+    chosen repetition's validation figures and its held-out test figures, and
+    :data:`EVALUATION_TAG`: the split and the gap to m0 in one sentence (:func:`evaluation_text`).
+    The version's description is its model card (``registry.modelcard``).
     """
     from registry.modelcard import model_card
 
@@ -205,7 +226,7 @@ def register(
             "which records who promoted it and why"
         )
     api = RegistryApi(tracking_uri, username=username, password=password)
-    ranked = rank_candidates(api, subset, metric=metric, experiment=experiment)
+    ranked = rank_candidates(api, subset, metric=metric, experiment=experiment, include_baselines=include_baselines)
     if not 0 <= rank < len(ranked):
         raise RegistryError(f"subset {subset!r} has {len(ranked)} trained method(s); there is no rank {rank}")
     cand = ranked[rank]
@@ -228,6 +249,7 @@ def register(
     for key, value in cand.metrics.items():
         if runlayout.parse_split_metric(key):
             tags[f"{METRIC_TAG_PREFIX}{key}"] = f"{value:.6g}"
+    tags[EVALUATION_TAG] = evaluation_text(api, cand)
     description = model_card(
         model=name,
         method=cand.method,
@@ -237,8 +259,14 @@ def register(
         tags=cand.tags,
         dataset=cand.dataset,
         run_id=cand.run_id,
+        evaluation=tags[EVALUATION_TAG],
     )
-    source = f"models:/{cand.model_id}" if cand.model_id else f"runs:/{cand.run_id}/model"
+    if cand.model_id:
+        source = f"models:/{cand.model_id}"
+    elif is_baseline(cand.method):
+        source = f"runs:/{cand.run_id}/{runlayout.BASELINE_EFFECTS}.csv"
+    else:
+        source = f"runs:/{cand.run_id}/model"
     version = api.create_version(
         name, source=source, run_id=cand.run_id, model_id=cand.model_id, tags=tags, description=description
     )
@@ -264,6 +292,43 @@ def register(
         "value": cand.value,
         "alias": alias,
     }
+
+
+def _tag_metrics(tags: dict[str, str]) -> dict[str, float]:
+    """A version's ``metric.*`` tags as numbers; a tag that is not one (anyone with EDIT can write
+    tags) reads as NaN rather than breaking every page that lists versions."""
+    out = {}
+    for key, value in tags.items():
+        if key.startswith(METRIC_TAG_PREFIX):
+            try:
+                out[key.removeprefix(METRIC_TAG_PREFIX)] = float(value)
+            except (TypeError, ValueError):
+                log.warning("version tag %s=%r is not a number; read as NaN", key, str(value)[:40])
+                out[key.removeprefix(METRIC_TAG_PREFIX)] = math.nan
+    return out
+
+
+def evaluation_text(api: RegistryApi, cand: Candidate) -> str:
+    """The candidate's evaluation sentence: its split and its test gap to m0 from the newest summary run.
+
+    Reads the gap metrics (``runlayout.summary_gap_metric``) of the experiment's newest finished
+    summary run; the model card and the :data:`EVALUATION_TAG` version tag carry it.
+    """
+    summaries = [
+        r
+        for r in api.search_runs(cand.experiment_id)
+        if _run_tags(r).get(runlayout.TAG_KIND) == runlayout.SUMMARY and r["info"].get("status") == "FINISHED"
+    ]
+    gaps: dict[str, tuple[float, float, float]] = {}
+    if summaries:
+        newest = _run_metrics(max(summaries, key=lambda r: int(r["info"].get("start_time") or 0)))
+        for name in EVALUATION_METRICS:
+            keys = [
+                runlayout.summary_gap_metric(cand.method, name, METADATA_BASELINE, b) for b in ("diff", "low", "high")
+            ]
+            if keys[0] in newest:
+                gaps[name] = (newest[keys[0]], newest.get(keys[1], math.nan), newest.get(keys[2], math.nan))
+    return evaluation_note(method=cand.method, split_by=cand.tags.get(runlayout.TAG_SPLIT_BY), gaps=gaps)
 
 
 def _now() -> str:
@@ -383,11 +448,7 @@ def list_versions(
                     "version": str(v["version"]),
                     "aliases": sorted(aliases.get(str(v["version"]), [])),
                     "method": tags.get(f"{TAG_PREFIX}method", ""),
-                    "metrics": {
-                        k.removeprefix(METRIC_TAG_PREFIX): float(val)
-                        for k, val in tags.items()
-                        if k.startswith(METRIC_TAG_PREFIX)
-                    },
+                    "metrics": _tag_metrics(tags),
                     "run_id": v.get("run_id", ""),
                     "created": created.replace(microsecond=0).isoformat(),
                     "description": v.get("description", ""),

@@ -81,11 +81,23 @@ def runs_version(uri: str) -> tuple[int, int, int]:
 
 
 def list_experiments(uri: str) -> pd.DataFrame:
-    """Experiments: ``experiment_id, name, subset`` sorted by name (MLflow's Default excluded)."""
+    """Experiments: ``experiment_id, name, subset, dataset, split_by`` sorted by name (MLflow's Default excluded).
+
+    ``dataset``, ``subset`` and ``split_by`` are the experiment's tags (``runlayout``); an
+    experiment training made before splits were tagged has ``split_by`` ``random``, one training
+    did not make has ``None`` in all three.
+    """
     client = client_for(uri)
     exps = _call(uri, "list experiments", client.search_experiments)
-    rows = [(e.experiment_id, e.name, e.tags.get(runlayout.EXPERIMENT_TAG_SUBSET)) for e in exps if e.name != "Default"]
-    return pd.DataFrame(rows, columns=["experiment_id", "name", "subset"]).sort_values("name", ignore_index=True)
+    rows = []
+    for e in exps:
+        if e.name == "Default":
+            continue
+        subset = e.tags.get(runlayout.EXPERIMENT_TAG_SUBSET)
+        split = e.tags.get(runlayout.EXPERIMENT_TAG_SPLIT_BY, runlayout.DEFAULT_SPLIT_BY if subset else None)
+        rows.append((e.experiment_id, e.name, subset, e.tags.get(runlayout.EXPERIMENT_TAG_DATASET), split))
+    columns = ["experiment_id", "name", "subset", "dataset", "split_by"]
+    return pd.DataFrame(rows, columns=columns).sort_values("name", ignore_index=True)
 
 
 def _search_all(uri: str, client: Any, experiment_id: str) -> list[Any]:

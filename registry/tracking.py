@@ -32,7 +32,9 @@ from hitsong.errors import ConfigError, RegistryError
 from hitsong.settings import get_settings
 from hitsong.tracking import RunHandle, RunStatus
 from hitsong.training.runlayout import (
+    DEFAULT_SPLIT_BY,
     EXPERIMENT_TAG_DATASET,
+    EXPERIMENT_TAG_SPLIT_BY,
     EXPERIMENT_TAG_SUBSET,
     experiment_name,
 )
@@ -235,12 +237,19 @@ class MlflowRunLogger:
         self._process_tags = _process_tags()
 
     @classmethod
-    def for_subset(cls, dataset: str, subset: str, *, tracking_uri: str | None = None) -> MlflowRunLogger:
-        """The logger for one dataset and subset (its own experiment, tagged with both)."""
+    def for_subset(
+        cls, dataset: str, subset: str, *, split_by: str | None = None, tracking_uri: str | None = None
+    ) -> MlflowRunLogger:
+        """The logger for one dataset, subset and split method (its own experiment, tagged with all three)."""
+        split = split_by or DEFAULT_SPLIT_BY
         return cls(
-            experiment_name(dataset, subset),
+            experiment_name(dataset, subset, split),
             tracking_uri=tracking_uri,
-            experiment_tags={EXPERIMENT_TAG_DATASET: dataset, EXPERIMENT_TAG_SUBSET: subset},
+            experiment_tags={
+                EXPERIMENT_TAG_DATASET: dataset,
+                EXPERIMENT_TAG_SUBSET: subset,
+                EXPERIMENT_TAG_SPLIT_BY: split,
+            },
         )
 
     def _experiment_id(self, name: str, tags: Mapping[str, str]) -> str:

@@ -1,4 +1,4 @@
-"""``hitsong train``: train m1..m6 with repetitions on each subset, log every run, print Table 1.
+"""``hitsong train``: train m0..m6 with repetitions on each subset, log every run, print Table 1.
 
 It lives in ``registry`` because its default tracker is the MLflow server
 (``registry.tracking.MlflowRunLogger``); ``--tracker local`` writes plain files instead. The
@@ -35,7 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--store", type=Path, default=settings.store_dir, help=f"feature store (default {settings.store_dir})"
     )
     p.add_argument("--subset", required=True, help="subset name, or several separated by commas")
-    p.add_argument("--methods", default="m1,m2,m3,m4,m5,m6", help="comma-separated methods (default all six)")
+    p.add_argument(
+        "--methods",
+        default="m0,m1,m2,m3,m4,m5,m6",
+        help="comma-separated methods (default the metadata baseline m0 and the six audio methods)",
+    )
     p.add_argument("--repeats", type=positive_int, default=None, help="repetitions per method (default: the profile's)")
     p.add_argument(
         "--profile",
@@ -74,22 +78,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="where runs go: the MLflow server (default) or plain files under --out",
     )
     p.add_argument("--tracking-uri", default=None, help="tracking server (default MLFLOW_TRACKING_URI)")
-    p.add_argument("--dataset", default=None, help="dataset name for the MLflow experiment (default: the DB file name)")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="dataset name for the MLflow experiment (default: the DB file name); the experiment is "
+        "hitsong/DATASET/SUBSET, with /artist or /release_date appended for those splits",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``hitsong train``."""
-    from hitsong.models import get_method
+    from hitsong.models import check_method
     from hitsong.results import ResultsConfig
     from hitsong.tracking import LocalRunLogger, RunLogger
     from hitsong.training.config import TrainConfig
-    from hitsong.training.from_store import train_from_store
+    from hitsong.training.from_store import split_method, train_from_store
     from registry.tracking import MlflowRunLogger
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for method in methods:
-        get_method(method)  # fail before any data is read
+        check_method(method)  # fail before any data is read
     subsets = [s.strip() for s in args.subset.split(",") if s.strip()]
     overrides: dict[str, int] = {}
     if args.repeats:
@@ -105,7 +114,10 @@ def run(args: argparse.Namespace) -> int:
         if args.tracker == "local":
             logger = LocalRunLogger(out_dir / "runs", experiment=subset)
         else:
-            logger = MlflowRunLogger.for_subset(args.dataset or args.db.stem, subset, tracking_uri=tracking_uri)
+            dataset = args.dataset or args.db.stem
+            logger = MlflowRunLogger.for_subset(
+                dataset, subset, split_by=split_method(args.db), tracking_uri=tracking_uri
+            )
         result = train_from_store(
             args.db,
             args.store,

@@ -37,4 +37,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'hitsong.demo' has no attribute {name!r}")
 
 
-__all__ = ["DEFAULT_SEED", "DEFAULT_SONGS_PER_SUBSET", "DEFAULT_USERS", *_FROM_WRITER, *_FROM_LISTENERS]
+__all__ = [  # noqa: RUF022 - grouped as above: constants, writer, listeners
+    "DEFAULT_SEED", "DEFAULT_SONGS_PER_SUBSET", "DEFAULT_USERS",
+    "DemoConfig", "DemoSummary", "demo_exists", "init_demo",
+    "WINDOW_START", "WINDOW_END",
+]  # fmt: skip

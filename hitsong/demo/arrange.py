@@ -307,7 +307,9 @@ def _comp_notes(
             chord = _chord(scale, tonic, degrees[bar], sevenths=a.sevenths, power=a.power_chords)
             style = plan.comp_style
 
-            def add(step: float, length: float, keys: list[int], vel: int) -> None:
+            def add(
+                step: float, length: float, keys: list[int], vel: int, bar: int = bar, vel_scale: float = vel_scale
+            ) -> None:
                 v = int(np.clip(vel * vel_scale, 1, 127))
                 for k in keys:
                     notes.append(Note(grid.t(bar, step), grid.t(bar, step) + length * grid.step, CH_COMP, k, v))

@@ -8,6 +8,7 @@ it. Plans are kept whole in ``truth.parquet``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -157,7 +158,7 @@ def draw_plan(
         raise ConfigError(f"unknown archetype {archetype!r}; valid: {', '.join(ARCHETYPES)}")
     a = ARCHETYPES[archetype]
 
-    def pick(options: tuple) -> object:
+    def pick(options: tuple) -> Any:
         return options[int(rng.integers(len(options)))]
 
     vocal = "none"

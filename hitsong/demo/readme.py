@@ -131,7 +131,8 @@ plays(u, s) ~ Poisson(Gamma(shape={listeners.NB_SHAPE}, mean=lambda(u, s)))   (n
 - `exposure`: the song's availability in the window — the share of window days after its
   release, times `exp(-days released before the window / {listeners.NOVELTY_DAYS:.0f})`.
   Release dates are uniform over {listeners.RELEASE_START} .. {listeners.RELEASE_END}.
-- `noise` ~ N(0, {listeners.SONG_NOISE_SD}) per song; `c_m` sets the mean plays per user-song pair to {listeners.MEAN_PLAYS}.
+- `noise` ~ N(0, {listeners.SONG_NOISE_SD}) per song; `c_m` sets the mean plays per user-song pair to
+  {listeners.MEAN_PLAYS}.
 
 {_weights_table()}
 

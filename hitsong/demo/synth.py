@@ -72,7 +72,7 @@ def _render_midi(arr: Arrangement, *, sr: int, n_samples: int) -> np.ndarray:
         events.append((int(note.end * sr), 0, note.channel, note.key, 0))
     events.sort()  # at one sample, note-offs (0) before note-ons (1)
     buf = np.zeros((n_samples, 2), dtype=np.float32)
-    view = memoryview(buf).cast("B")
+    view = memoryview(buf.data).cast("B")
     frame_bytes = 2 * 4
     pos = 0
     for at, on, ch, key, vel in events:

@@ -343,7 +343,7 @@ def init_demo(
         songs_per_subset=songs_per_subset,
         users=users,
         seed=seed,
-        song_seconds=tuple(song_seconds),
+        song_seconds=(float(song_seconds[0]), float(song_seconds[1])),
         short_share=short_share,
     )
     if workers is not None and workers < 1:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from torch.utils.data import Dataset
 
 from hitsong.errors import StoreError
@@ -43,8 +44,10 @@ class MelDataset(Dataset):
     Notes
     -----
     Items are ``{"mel": float32 (n_mels, n_frames), "tags": float32 (50,), "has_tags": bool,
-    "target": float32 hit score, "song_id": str}``. A song without a tag vector gets zeros
-    and ``has_tags=False``. Songs of the split without a stored mel (failed, or not computed
+    "target": float32 hit score, "song_id": str, "artist": str ("" when unknown),
+    "release_days": float32 days from the observation window's start to the release (negative
+    before it)}``; the last two are the metadata baseline m0's only input. A song without a tag
+    vector gets zeros and ``has_tags=False``. Songs of the split without a stored mel (failed, or not computed
     yet) are left out with a warning; ``missing`` lists them.
     """
 
@@ -57,7 +60,7 @@ class MelDataset(Dataset):
         *,
         tagger: str = DEFAULT_TAGGER,
     ) -> None:
-        from hitsong.store.read import split_frame
+        from hitsong.store.read import split_frame, window
 
         self.store_dir = Path(store_dir)
         self.subset = subset
@@ -70,7 +73,14 @@ class MelDataset(Dataset):
         if meta is None:
             raise StoreError(f"{db_path}: no features for subset {subset!r}; run `hitsong features` first")
         self.shape = (meta.n_mels, meta.n_frames)
-        merged = songs[["song_id", "hit_score"]].merge(index[["song_id", "shard"]], on="song_id", how="left")
+        start = pd.Timestamp(window(db_path)[0])
+        songs = songs.assign(
+            release_days=(pd.to_datetime(songs["release_date"]) - start).dt.days.astype("float32"),
+            artist=songs["artist"].fillna("").astype(str),
+        )
+        merged = songs[["song_id", "hit_score", "artist", "release_days"]].merge(
+            index[["song_id", "shard"]], on="song_id", how="left"
+        )
         self.missing = merged.loc[merged["shard"].isna(), "song_id"].astype(str).tolist()
         if self.missing:
             log.warning(
@@ -84,6 +94,8 @@ class MelDataset(Dataset):
         self.song_ids: list[str] = merged["song_id"].astype(str).tolist()
         self.shards: list[str] = merged["shard"].astype(str).tolist()
         self.targets = merged["hit_score"].to_numpy(dtype=np.float32)
+        self.artists: list[str] = merged["artist"].tolist()
+        self.release_days = merged["release_days"].to_numpy(dtype=np.float32)
         self.tags = np.zeros((len(merged), N_TAGS), dtype=np.float32)
         self.has_tags = np.zeros(len(merged), dtype=bool)
         if tags is not None and len(tags):
@@ -108,4 +120,6 @@ class MelDataset(Dataset):
             "has_tags": bool(self.has_tags[i]),
             "target": np.float32(self.targets[i]),
             "song_id": self.song_ids[i],
+            "artist": self.artists[i],
+            "release_days": np.float32(self.release_days[i]),
         }

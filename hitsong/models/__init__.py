@@ -6,6 +6,11 @@ with ``vector_input`` (m1, m4) also offer ``forward_vectors(stats (B, 2*n_mels),
 training can precompute their small inputs once. CNN models (m2, m3, m5, m6) offer
 ``frame_scores(mel, tags) -> (B, T')``. Every model has ``fit_input_stats(stats, tags)``,
 called by training on the training songs before the first epoch.
+
+Beside them, ``BASELINES`` lists the methods that see no audio: m0, the metadata baseline
+(``hitsong.models.metadata``), which every audio method is compared against and which never
+scores audio. ``ALL_METHODS`` is every trainable method in Table 1's order; :func:`check_method`
+accepts any of them, :func:`get_method` only the audio methods.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from hitsong.baselines import BASELINES, is_baseline
 from hitsong.errors import ConfigError
 from hitsong.models.base import HitModel
 from hitsong.models.cnn import AudioCNN, InceptionCNN
@@ -57,12 +63,29 @@ METHODS: dict[str, Method] = {
 }
 
 
+#: Every trainable method, in Table 1's order (the baselines of ``hitsong.baselines`` first).
+ALL_METHODS: tuple[str, ...] = (*BASELINES, *METHODS)
+
+
 def get_method(name: str) -> Method:
     """The table row for ``name``; ``ConfigError`` listing the valid names otherwise."""
     try:
         return METHODS[name]
     except KeyError:
-        raise ConfigError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}") from None
+        hint = f" ({name} is a baseline that sees no audio)" if name in BASELINES else ""
+        raise ConfigError(f"unknown audio method {name!r}{hint}; valid methods: {', '.join(METHODS)}") from None
+
+
+def check_method(name: str) -> str:
+    """``name`` when it is a trainable method (m0..m6); ``ConfigError`` listing them otherwise."""
+    if name not in BASELINES and name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; valid methods: {', '.join(ALL_METHODS)}")
+    return name
+
+
+def method_label(name: str) -> str:
+    """Table 1's label of any method, e.g. ``audio+CNN`` for m2."""
+    return BASELINES[name] if name in BASELINES else get_method(name).label
 
 
 def build_model(name: str, config: ModelConfig | None = None) -> HitModel:
@@ -84,6 +107,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 __all__ = [
+    "ALL_METHODS",
+    "BASELINES",
     "METHODS",
     "AudioCNN",
     "AudioLR",
@@ -94,7 +119,10 @@ __all__ = [
     "ModelConfig",
     "TagLR",
     "build_model",
+    "check_method",
     "get_method",
+    "is_baseline",
     "mel_stats",
+    "method_label",
     "resolve_device",
 ]

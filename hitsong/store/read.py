@@ -5,7 +5,8 @@ Each opens a short read-only connection (``hitsong.store.connect``).
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -143,3 +144,33 @@ def window(db_path: str | Path) -> tuple[date, date | None]:
         require_ingested(con, db_path)
         row = con.execute('SELECT window_start, window_end FROM "window"').fetchall()[0]
     return row[0], row[1]
+
+
+@dataclass(frozen=True)
+class SampleRecord:
+    """How the current sample was drawn: the last row of ``sample_log``."""
+
+    created_at: datetime
+    per_subset: int
+    seed: int
+    fractions: tuple[float, ...]
+    by: str
+
+
+def last_sample(db_path: str | Path) -> SampleRecord | None:
+    """The last ``hitsong sample`` of the store (``None`` before the first).
+
+    Its ``by`` (``random``, ``release_date`` or ``artist``) is the split method that training
+    records in every run and in the data version.
+    """
+    with connect(db_path, read_only=True) as con:
+        require_ingested(con, db_path)
+        rows = con.execute(
+            "SELECT created_at, per_subset, seed, fractions, sample_by FROM sample_log "
+            "ORDER BY created_at DESC, rowid DESC LIMIT 1"
+        ).fetchall()
+    if not rows:
+        return None
+    created, per_subset, seed, fractions, by = rows[0]
+    split = tuple(float(f) for f in str(fractions).split(","))
+    return SampleRecord(created, int(per_subset), int(seed), split, str(by))

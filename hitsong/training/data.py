@@ -2,7 +2,9 @@
 
 Data comes as one torch ``Dataset`` per split whose items are dicts
 ``{"mel": (n_mels, T) float32, "tags": (n_tags,) float32, "target": float hit score,
-"song_id": str}`` (``hitsong.features.MelDataset`` or any in-memory equivalent).
+"song_id": str}`` (``hitsong.features.MelDataset`` or any in-memory equivalent), optionally with
+the song's metadata ``"artist": str`` and ``"release_days": float`` (days from the observation
+window's start), which only the metadata baseline m0 reads.
 :func:`scan_subset` reads each split once; the linear models train on the scanned vectors, the
 CNNs re-read batches of spectrograms from the dataset every epoch (the store is never loaded whole).
 """
@@ -43,6 +45,10 @@ class SplitData:
         Per-band mel mean and std over time (m1's input), float32.
     tags : Tensor [shape=(N, n_tags)]
         Tag activations, float32.
+    artists : tuple of str [length N] or None
+        Artist names ("" when unknown); ``None`` when the items carry no metadata.
+    release_days : np.ndarray [shape=(N,)] or None
+        Days from the observation window's start to the release (float64, negative before it).
     """
 
     dataset: Dataset
@@ -50,6 +56,13 @@ class SplitData:
     targets: np.ndarray
     stats: Tensor
     tags: Tensor
+    artists: tuple[str, ...] | None = None
+    release_days: np.ndarray | None = None
+
+    @property
+    def has_metadata(self) -> bool:
+        """Whether the split carries artists and release dates (what m0 needs)."""
+        return self.artists is not None and self.release_days is not None
 
     def __len__(self) -> int:
         return len(self.song_ids)
@@ -62,17 +75,26 @@ def scan_split(dataset: Dataset, *, name: str, batch_size: int = 32) -> SplitDat
         raise InputError(f"split {name!r} has no songs; build the sample and features first")
     ids: list[str] = []
     targets, stats, tags = [], [], []
+    artists: list[str] | None = []
+    days: list[Tensor] = []
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     for batch in loader:
         ids.extend(str(s) for s in batch["song_id"])
         targets.append(torch.as_tensor(batch["target"], dtype=torch.float64))
         stats.append(mel_stats(torch.as_tensor(batch["mel"])))
         tags.append(torch.as_tensor(batch["tags"], dtype=torch.float32))
+        if artists is not None and "artist" in batch and "release_days" in batch:
+            artists.extend(str(a) for a in batch["artist"])
+            days.append(torch.as_tensor(batch["release_days"], dtype=torch.float64))
+        else:
+            artists = None
     y = torch.cat(targets).numpy()
     bad = np.flatnonzero(~np.isfinite(y))
     if bad.size:
         raise InputError(f"split {name!r}: song {ids[bad[0]]!r} has a non-finite hit score {y[bad[0]]}")
-    return SplitData(dataset, tuple(ids), y, torch.cat(stats), torch.cat(tags))
+    if artists is None:
+        return SplitData(dataset, tuple(ids), y, torch.cat(stats), torch.cat(tags))
+    return SplitData(dataset, tuple(ids), y, torch.cat(stats), torch.cat(tags), tuple(artists), torch.cat(days).numpy())
 
 
 @dataclass(frozen=True)
@@ -110,10 +132,15 @@ class SubsetData:
         return replace(self, train=train, val=val, shuffled_targets=True)
 
     def data_version(
-        self, *, audio_config: Mapping[str, Any], tagger: str | None, shuffled_targets: bool = False
+        self,
+        *,
+        audio_config: Mapping[str, Any],
+        tagger: str | None,
+        shuffled_targets: bool = False,
+        split_by: str | None = None,
     ) -> str:
-        """Hash of the split membership, hit scores and feature config (16 hex digits)."""
-        doc = {
+        """Hash of the split membership and method, hit scores and feature config (16 hex digits)."""
+        doc: dict[str, Any] = {
             "subset": self.subset,
             "splits": {
                 name: sorted(zip(s.song_ids, np.round(s.targets, 9).tolist(), strict=True))
@@ -123,6 +150,8 @@ class SubsetData:
             "tagger": tagger,
             "shuffled_targets": shuffled_targets or self.shuffled_targets,
         }
+        if split_by is not None:
+            doc["split_by"] = split_by
         return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -1,4 +1,4 @@
-"""Training m1..m6 with repetitions on one subset and evaluating them as in the paper (sections 3-4).
+"""Training m1..m6 (and the metadata baseline m0) with repetitions on one subset, evaluated as in the paper.
 
 Everything a run produces goes through a :class:`hitsong.tracking.RunLogger`, in the layout of
 :mod:`hitsong.training.runlayout`: a summary run per subset (Table 1), a parent run per method
@@ -12,7 +12,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,53 +22,24 @@ import torch
 from torch.utils.data import Dataset
 
 from hitsong.audio import AudioConfig
+from hitsong.baselines import is_baseline
 from hitsong.bundle import save_bundle
 from hitsong.errors import ConfigError
 from hitsong.metrics import METRIC_NAMES, evaluate
-from hitsong.models import METHODS, build_model, get_method, resolve_device
-from hitsong.models.base import HitModel
+from hitsong.models import ALL_METHODS, METHODS, build_model, check_method, get_method, method_label, resolve_device
 from hitsong.models.config import ModelConfig
 from hitsong.models.joint import JointModel
-from hitsong.results import ResultsConfig, Table1, table1
+from hitsong.results import ResultsConfig, table1
 from hitsong.tracking import RunHandle, RunLogger, flatten_params, run_scope
-from hitsong.training import runlayout
+from hitsong.training import baseline, runlayout
 from hitsong.training.config import TrainConfig
 from hitsong.training.data import SubsetData, scan_subset
 from hitsong.training.loop import FitResult, fit, predict_standardised, seed_everything
 from hitsong.training.parallel import processes_for, run_repetitions
 from hitsong.training.provenance import code_version
+from hitsong.training.records import RepResult, RunContext, SubsetResult
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """Facts shared by every run of one ``train_subset`` call (recorded as params and tags)."""
-
-    subset: str
-    data_version: str
-    code_version: str
-    audio_config: AudioConfig
-    tagger: str | None
-    device: torch.device
-    shuffle_targets: bool = False
-    data_notes: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class RepResult:
-    """One repetition of one method."""
-
-    method: str
-    repetition: int
-    seed: int
-    metrics: dict[str, float]  # test metrics
-    predictions: np.ndarray  # (n_test,) predicted hit scores
-    fit: FitResult
-    seconds: float
-    w: float | None = None
-    model: HitModel | None = None
-    val_metrics: dict[str, float] = field(default_factory=dict)
 
 
 def _params(
@@ -77,7 +48,7 @@ def _params(
     return flatten_params(
         {
             "method": method,
-            "model": model_config.to_dict(),
+            "model": {} if is_baseline(method) else model_config.to_dict(),
             "train": asdict(train_config),
             "audio": ctx.audio_config.to_dict(),
             "data": {
@@ -199,33 +170,12 @@ def train_method(
         )
 
 
-@dataclass
-class SubsetResult:
-    """Everything one ``train_subset`` call produced."""
-
-    subset: str
-    table: Table1
-    reps: list[RepResult]
-    song_ids: tuple[str, ...]
-    y_true: np.ndarray
-    data_version: str
-    outputs: dict[str, Path] = field(default_factory=dict)
-
-    def predictions(self, method: str) -> np.ndarray:
-        """Predicted hit scores of ``method``: (R, n_test)."""
-        return np.stack([r.predictions for r in self.reps if r.method == method])
-
-    def metric(self, method: str, name: str) -> np.ndarray:
-        """One metric of ``method`` over its repetitions: (R,)."""
-        return np.array([r.metrics[name] for r in self.reps if r.method == method])
-
-
 def _check_methods(methods: Sequence[str]) -> list[str]:
     methods = list(dict.fromkeys(methods))
     if not methods:
-        raise ConfigError(f"no methods given; choose from {', '.join(METHODS)}")
+        raise ConfigError(f"no methods given; choose from {', '.join(ALL_METHODS)}")
     for m in methods:
-        get_method(m)
+        check_method(m)
     return methods
 
 
@@ -265,9 +215,10 @@ def train_subset(
     logger : RunLogger
         Receives a summary run, a parent run per method and a child run per repetition.
     methods : sequence of str
-        Method names (``m1`` .. ``m6``).
+        Method names (``m1`` .. ``m6``, and the metadata baseline ``m0``, which needs the items'
+        ``artist`` and ``release_days``: see :mod:`hitsong.training.baseline`).
     model_config, train_config, results_config
-        Defaults: paper sizes, the ``paper`` profile, 1,000 bootstrap replicates vs m1.
+        Defaults: paper sizes, the ``paper`` profile, 1,000 bootstrap replicates vs m0 and m1.
     device : str or torch.device
         ``auto``, ``cpu`` or ``cuda``.
     audio_config : AudioConfig or None
@@ -282,7 +233,8 @@ def train_subset(
     keep_models : bool
         Keep the trained models in the returned ``RepResult`` objects (tests, notebooks).
     data_notes : mapping or None
-        Facts about the data recorded as ``data.<key>`` params (e.g. songs left out).
+        Facts about the data recorded as ``data.<key>`` params (e.g. songs left out);
+        ``split_by`` (the split method) is also a run tag and part of the data version.
     """
     methods = _check_methods(methods)
     model_config = model_config or ModelConfig()
@@ -292,16 +244,24 @@ def train_subset(
     if not isinstance(data, SubsetData):
         data = scan_subset(data, subset=subset)
     _check_dims(data, model_config)
+    if any(is_baseline(m) for m in methods):
+        baseline.require_metadata(data)
     audio = audio_config or AudioConfig()
+    notes = dict(data_notes or {})
     ctx = RunContext(
         subset=subset,
-        data_version=data.data_version(audio_config=audio.to_dict(), tagger=tagger, shuffled_targets=shuffle_targets),
+        data_version=data.data_version(
+            audio_config=audio.to_dict(),
+            tagger=tagger,
+            shuffled_targets=shuffle_targets,
+            split_by=None if notes.get("split_by") is None else str(notes["split_by"]),
+        ),
         code_version=code_version(),
         audio_config=audio,
         tagger=tagger,
         device=dev,
         shuffle_targets=shuffle_targets,
-        data_notes=dict(data_notes or {}),
+        data_notes=notes,
     )
     log.info(
         "subset %s: %d/%d/%d songs, methods %s x %d repetitions on %s (data_version %s)",
@@ -353,18 +313,23 @@ def _train_all(
         with contextlib.ExitStack() as method_runs:
             parents = {}
             for method in methods:
-                info = get_method(method)
+                label = method_label(method)
                 tags = {
                     **base_tags,
                     runlayout.TAG_KIND: runlayout.METHOD,
                     runlayout.TAG_METHOD: method,
-                    runlayout.TAG_LABEL: info.label,
+                    runlayout.TAG_LABEL: label,
                 }
                 parents[method] = method_runs.enter_context(
-                    run_scope(logger, runlayout.method_run_name(method, info.label), tags=tags)
+                    run_scope(logger, runlayout.method_run_name(method, label), tags=tags)
                 )
                 logger.log_params(parents[method], _params(method, model_config, train_config, data, ctx))
-            jobs = [(method, r) for method in methods for r in range(train_config.repeats)]
+            by_method: dict[str, list[RepResult]] = {}
+            for method in filter(is_baseline, methods):  # closed form: in this process, before the networks
+                by_method[method] = _baseline_reps(method, data, model_config, train_config, ctx, logger,
+                                                   parents[method])  # fmt: skip
+                logger.log_metrics(parents[method], _method_metrics(by_method[method]))
+            jobs = [(m, r) for m in methods if not is_baseline(m) for r in range(train_config.repeats)]
             fixed = {"data": data, "model_config": model_config, "train_config": train_config, "ctx": ctx,
                      "logger": logger, "parents": parents, "keep_model": keep_models}  # fmt: skip
             processes = processes_for(train_config.processes) if ctx.device.type == "cpu" else 1
@@ -374,17 +339,14 @@ def _train_all(
                 done[job] = rep
                 method = job[0]
                 if all((method, r) in done for r in range(train_config.repeats)):
-                    mine = [done[(method, r)] for r in range(train_config.repeats)]
-                    logger.log_metrics(parents[method], _method_metrics(mine))
-            reps = [done[job] for job in jobs]
+                    by_method[method] = [done[(method, r)] for r in range(train_config.repeats)]
+                    logger.log_metrics(parents[method], _method_metrics(by_method[method]))
+            reps = [rep for method in methods for rep in by_method[method]]
         result = _tabulate(data, methods, reps, results_config, ctx)
         logger.log_table(summary, runlayout.TABLE1, result.table.frame)
         logger.log_table(summary, runlayout.TABLE1_WIDE, result.table.wide().reset_index(names="method"))
         logger.log_table(summary, runlayout.REPETITIONS, _repetition_frame(reps))
-        logger.log_metrics(
-            summary,
-            {runlayout.summary_metric(r.method, r.metric): r.mean for r in result.table.frame.itertuples()},
-        )
+        logger.log_metrics(summary, baseline.summary_metrics(result.table))
         if out_dir is not None:
             result.outputs = _write_outputs(result, out_dir)
     log.info("subset %s: Table 1 done (%d repetitions)", subset, len(reps))
@@ -411,6 +373,34 @@ def _train_job(
     )  # fmt: skip
 
 
+def _baseline_reps(
+    method: str,
+    data: SubsetData,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    ctx: RunContext,
+    logger: RunLogger,
+    parent: RunHandle,
+) -> list[RepResult]:
+    """The repetitions of a metadata baseline (:func:`baseline.log_repetitions`), in the audio methods' layout."""
+    fits = baseline.log_repetitions(
+        data,
+        method=method,
+        repeats=train_config.repeats,
+        base_seed=train_config.seed,
+        shuffle_targets=ctx.shuffle_targets,
+        params=lambda d: _params(method, model_config, train_config, d, ctx),
+        tags=_run_tags(data.subset, ctx, train_config),
+        logger=logger,
+        parent=parent,
+    )
+    return [
+        RepResult(method, r, seed, f.metrics, f.predictions, FitResult(best_val_loss=f.val_loss), f.seconds,
+                  val_metrics=f.val_metrics)
+        for r, seed, f in fits
+    ]  # fmt: skip
+
+
 def _run_tags(subset: str, ctx: RunContext, train_config: TrainConfig) -> dict[str, str]:
     """The tags every run of this training carries (:data:`runlayout.RUN_TAGS`)."""
     return {
@@ -419,7 +409,7 @@ def _run_tags(subset: str, ctx: RunContext, train_config: TrainConfig) -> dict[s
         runlayout.TAG_CODE_VERSION: ctx.code_version,
         runlayout.TAG_PROFILE: train_config.profile,
         runlayout.TAG_SHUFFLED: str(ctx.shuffle_targets).lower(),
-        runlayout.TAG_SPLIT_BY: str(ctx.data_notes.get("split_by", "random")),
+        runlayout.TAG_SPLIT_BY: str(ctx.data_notes.get("split_by", runlayout.DEFAULT_SPLIT_BY)),
     }
 
 
@@ -459,7 +449,7 @@ def _tabulate(
 ) -> SubsetResult:
     preds = {m: np.stack([r.predictions for r in reps if r.method == m]) for m in methods}
     table = table1(
-        data.test.targets, preds, subset=data.subset, labels={m: METHODS[m].label for m in methods}, config=config
+        data.test.targets, preds, subset=data.subset, labels={m: method_label(m) for m in methods}, config=config
     )
     return SubsetResult(data.subset, table, reps, data.test.song_ids, data.test.targets, ctx.data_version)
 

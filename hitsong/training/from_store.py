@@ -5,7 +5,9 @@ audio config the subset's features were built with (read from the store, strictl
 method that uses tags when any sampled song lacks a tag vector of the configured tagger (a
 model trained on zero tags would quietly become something else), and counts songs left out
 for missing features: up to :data:`MAX_MISSING_SHARE` of a split is logged and recorded in
-every run's params, more is an error unless ``allow_missing``.
+every run's params, more is an error unless ``allow_missing``. The split method of the store's
+last ``hitsong sample`` (``random``, ``release_date`` or ``artist``) is recorded in every run
+(``data.split_by`` param, ``split_by`` tag) and in the data version.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from pathlib import Path
 from hitsong.audio import AudioConfig
 from hitsong.errors import ConfigError, InputError, StoreError
 from hitsong.features import NO_TAGGER, MelDataset
-from hitsong.models import METHODS, get_method
+from hitsong.models import ALL_METHODS, check_method, get_method, is_baseline
 from hitsong.models.config import ModelConfig
 from hitsong.results import ResultsConfig
 from hitsong.settings import DEFAULT_TAGGER
 from hitsong.store import connect, featureindex
+from hitsong.store.read import last_sample
 from hitsong.store.schema import SPLITS
 from hitsong.tracking import RunLogger
 from hitsong.training.config import TrainConfig
@@ -51,6 +54,12 @@ def store_audio_config(db_path: str | Path, subset: str) -> AudioConfig:
     return AudioConfig.from_dict(meta.config, source=f"{db_path} feature_meta of subset {subset!r}")
 
 
+def split_method(db_path: str | Path) -> str:
+    """How the store's current split was drawn (``hitsong sample --by``); ``unknown`` without a sample log."""
+    record = last_sample(db_path)
+    return record.by if record is not None else "unknown"
+
+
 def _check_missing(datasets: dict[str, MelDataset], subset: str, allow_missing: bool) -> dict[str, int]:
     missing = {split: len(ds.missing) for split, ds in datasets.items()}
     for split, n in missing.items():
@@ -71,7 +80,7 @@ def _check_missing(datasets: dict[str, MelDataset], subset: str, allow_missing: 
 
 
 def _check_tags(datasets: dict[str, MelDataset], methods: Sequence[str], subset: str, tagger: str) -> None:
-    tag_methods = [m for m in methods if get_method(m).uses_tags]
+    tag_methods = [m for m in methods if not is_baseline(m) and get_method(m).uses_tags]
     if not tag_methods:
         return
     command = f"`hitsong features --subset {subset} --tagger {DEFAULT_TAGGER if tagger == NO_TAGGER else tagger}`"
@@ -96,7 +105,7 @@ def train_from_store(
     *,
     subset: str,
     logger: RunLogger,
-    methods: Sequence[str] = tuple(METHODS),
+    methods: Sequence[str] = ALL_METHODS,
     train_config: TrainConfig | None = None,
     model_config: ModelConfig | None = None,
     results_config: ResultsConfig | None = None,
@@ -116,6 +125,7 @@ def train_from_store(
     logger : RunLogger
         Where runs go (``registry.tracking.MlflowRunLogger`` or ``hitsong.tracking.LocalRunLogger``).
     methods : sequence of str
+        Default: the metadata baseline m0 and m1..m6.
     train_config, model_config, results_config
         Defaults: the paper's profile and sizes, 1,000 bootstrap replicates.
     device : str
@@ -140,7 +150,7 @@ def train_from_store(
     """
     methods = list(dict.fromkeys(methods))
     for method in methods:
-        get_method(method)
+        check_method(method)
     audio = store_audio_config(db_path, subset)
     datasets = {split: MelDataset(db_path, store_dir, subset, split, tagger=tagger) for split in SPLITS}
     missing = _check_missing(datasets, subset, allow_missing)
@@ -158,5 +168,5 @@ def train_from_store(
         tagger=None if tagger == NO_TAGGER else tagger,
         shuffle_targets=shuffle_targets,
         out_dir=out_dir,
-        data_notes={f"missing_{split}": n for split, n in missing.items()},
+        data_notes={"split_by": split_method(db_path), **{f"missing_{split}": n for split, n in missing.items()}},
     )

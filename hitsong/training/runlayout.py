@@ -14,9 +14,17 @@ them. Per subset, one training command makes:
   (:func:`split_metric`), :data:`FINAL_METRICS`, the :data:`PREDICTIONS` and
   :data:`VAL_PREDICTIONS` tables (``song_id, true, predicted``) and the model bundle.
 
+The summary run also carries each method's gap to each baseline of the paired tests
+(:func:`summary_gap_metric`, e.g. ``m2.spearman_rho_gap_m0`` with ``_low``/``_high``). The
+metadata baseline m0 logs no model bundle (it cannot score audio); its repetition run holds the
+:data:`BASELINE_TABLES` (its artist effects and the validation search of its shrinkage) and the
+:data:`BASELINE_METRICS`.
+
 Every run carries the tag :data:`TAG_KIND` (``summary``/``method``/``repetition``) and the
-facts of :data:`RUN_TAGS`. An experiment holds one dataset and subset
-(:func:`experiment_name`), tagged :data:`EXPERIMENT_TAG_DATASET` and :data:`EXPERIMENT_TAG_SUBSET`.
+facts of :data:`RUN_TAGS`. An experiment holds one dataset, subset and split method
+(:func:`experiment_name`), tagged :data:`EXPERIMENT_TAG_DATASET`, :data:`EXPERIMENT_TAG_SUBSET`
+and :data:`EXPERIMENT_TAG_SPLIT_BY`, so that the same data under the random, artist-disjoint
+and release-date splits gives three experiments that readers can put side by side.
 
 Choices are made on the validation split (:data:`VAL`), the test split (:data:`TEST`) only
 reports (DESIGN.md section 6).
@@ -52,6 +60,9 @@ RUN_TAGS = (TAG_SUBSET, TAG_DATA_VERSION, TAG_CODE_VERSION, TAG_PROFILE, TAG_SHU
 EXPERIMENT_PREFIX = "hitsong"
 EXPERIMENT_TAG_DATASET = "hitsong.dataset"
 EXPERIMENT_TAG_SUBSET = "hitsong.subset"
+EXPERIMENT_TAG_SPLIT_BY = "hitsong.split_by"
+#: The split method of an experiment whose name carries none (``hitsong sample``'s default).
+DEFAULT_SPLIT_BY = "random"
 
 #: Evaluation splits as metric prefixes.
 Split = Literal["val", "test"]
@@ -62,6 +73,10 @@ TEST: Split = "test"
 STEP_METRICS = ("train_loss", "val_loss", "lr")
 #: Final metrics of a repetition run besides the split metrics.
 FINAL_METRICS = ("best_epoch", "best_val_loss", "train_seconds", "joint_w")
+#: Final metrics of a metadata-baseline (m0) repetition run: the chosen shrinkage (absent when
+#: the artist term was dropped, i.e. infinite shrinkage) and the share of validation and test
+#: songs whose artist has training songs (0 under an artist-disjoint split).
+BASELINE_METRICS = ("m0_shrinkage", "val_artists_seen", "test_artists_seen")
 
 #: Table artifacts.
 TABLE1 = "table1"
@@ -70,14 +85,26 @@ REPETITIONS = "repetitions"
 PREDICTIONS = "predictions"
 VAL_PREDICTIONS = "val_predictions"
 PREDICTION_COLUMNS = ("song_id", "true", "predicted")
+#: Tables of a metadata-baseline (m0) repetition run: ``artist, train_songs, effect`` and
+#: ``shrinkage, val_loss``.
+BASELINE_EFFECTS = "m0_artist_effects"
+BASELINE_SEARCH = "m0_shrinkage_search"
+BASELINE_TABLES = (BASELINE_EFFECTS, BASELINE_SEARCH)
+
+GapBound = Literal["diff", "low", "high"]
 
 
-def experiment_name(dataset: str, subset: str) -> str:
-    """The experiment of one dataset and subset, e.g. ``hitsong/demo/mandarin``."""
-    for label, value in (("dataset", dataset), ("subset", subset)):
+def experiment_name(dataset: str, subset: str, split_by: str | None = None) -> str:
+    """The experiment of one dataset, subset and split method.
+
+    ``hitsong/demo/mandarin`` for the random split (or ``split_by=None``), else the method is
+    appended: ``hitsong/demo/mandarin/artist``.
+    """
+    for label, value in (("dataset", dataset), ("subset", subset), ("split method", split_by or DEFAULT_SPLIT_BY)):
         if not value or "/" in value:
             raise ConfigError(f"{label} name {value!r} must be non-empty and contain no '/'")
-    return f"{EXPERIMENT_PREFIX}/{dataset}/{subset}"
+    name = f"{EXPERIMENT_PREFIX}/{dataset}/{subset}"
+    return name if split_by in (None, DEFAULT_SPLIT_BY) else f"{name}/{split_by}"
 
 
 def summary_run_name(subset: str) -> str:
@@ -115,6 +142,12 @@ def summary_metric(method: str, name: str) -> str:
     """The summary run's Table-1 mean of one method: ``m2.ndcg_at_k_mean``."""
     _check_metric(name)
     return f"{method}.{name}_mean"
+
+
+def summary_gap_metric(method: str, name: str, baseline: str, bound: GapBound = "diff") -> str:
+    """The summary run's gap of ``method`` to ``baseline`` on one metric: ``m2.spearman_rho_gap_m0[_low|_high]``."""
+    _check_metric(name)
+    return f"{method}.{name}_gap_{baseline}" + ("" if bound == "diff" else f"_{bound}")
 
 
 def parse_split_metric(key: str) -> tuple[Split, str] | None:

@@ -148,7 +148,7 @@ def test_every_page_in_chromium_and_scoring_an_uploaded_mp3(stack, browser, tmp_
         mp3_bytes(song, seconds=240.0, seed=i)
         start = time.perf_counter()
         page.locator("input[type=file]").set_input_files(str(song))
-        page.get_by_text("Hit score").nth(i).wait_for(timeout=TIMEOUT_MS)
+        page.get_by_text("Hit score (training-catalogue scale)", exact=True).nth(i).wait_for(timeout=TIMEOUT_MS)
         timings[label] = time.perf_counter() - start
         page.wait_for_function(f"document.querySelectorAll({CHART!r}).length >= {3 * (i + 1)}", timeout=TIMEOUT_MS)
     page.wait_for_timeout(500)

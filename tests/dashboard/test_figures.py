@@ -166,14 +166,64 @@ def test_paired_test_frame_marks_intervals_that_exclude_zero():
             "metric": ["ndcg_at_k"] * 3,
             "mean": [0.2, 0.3, 0.21],
             "std": [0.0] * 3,
-            "diff": [0.0, 0.1, 0.01],
-            "diff_low": [np.nan, 0.05, -0.02],
-            "diff_high": [np.nan, 0.15, 0.04],
-            "p_value": [np.nan, 0.004, 0.6],
+            "diff_m1": [0.0, 0.1, 0.01],
+            "diff_m1_low": [np.nan, 0.05, -0.02],
+            "diff_m1_high": [np.nan, 0.15, 0.04],
+            "p_value_m1": [np.nan, 0.004, 0.6],
+            "diff_m0": [-0.3, -0.2, -0.29],
+            "diff_m0_low": [-0.4, -0.25, -0.35],
+            "diff_m0_high": [-0.2, -0.15, 0.01],
+            "p_value_m0": [0.001, 0.002, 0.09],
         }
     )
-    table = figures.paired_test_frame(summary)
+    table = figures.paired_test_frame(summary)  # default: against m1
     assert list(table.index) == ["m2", "m3"]  # the baseline has no interval
     assert table.at["m2", "nDCG@k"] == "+0.100 [+0.050, +0.150] p=0.004 *"
     assert table.at["m3", "nDCG@k"] == "+0.010 [-0.020, +0.040] p=0.600"
-    assert figures.paired_test_frame(summary.drop(columns="p_value")) is None
+    against_m0 = figures.paired_test_frame(summary, baseline="m0")
+    assert list(against_m0.index) == ["m1", "m2", "m3"]
+    assert against_m0.at["m2", "nDCG@k"] == "-0.200 [-0.250, -0.150] p=0.002 *"
+    assert against_m0.at["m3", "nDCG@k"] == "-0.290 [-0.350, +0.010] p=0.090"
+    assert figures.paired_test_frame(summary.drop(columns="p_value_m1")) is None
+    assert figures.paired_test_frame(summary, baseline="m9") is None
+
+
+def _table1_frame(seed: int, methods=("m0", "m1", "m2")) -> pd.DataFrame:
+    """A real Table-1 frame (``hitsong.results.table1``) of constructed predictions."""
+    from hitsong.results import ResultsConfig, table1
+
+    rng = np.random.default_rng(seed)
+    y = rng.normal(size=60)
+    noise = {"m0": 0.3, "m1": 2.0, "m2": 0.8}
+    preds = {m: np.stack([y + rng.normal(scale=noise[m], size=60) for _ in range(2)]) for m in methods}
+    return table1(y, preds, subset="s", config=ResultsConfig(n_bootstrap=100)).frame
+
+
+def test_audio_share_frame_table_and_figure():
+    from dashboard import audioshare
+
+    random, artist = _table1_frame(0), _table1_frame(1, methods=("m1", "m2"))  # no m0 under the artist split
+    share = audioshare.share_frame({"artist": artist, "random": random})
+    assert list(share.columns) == list(audioshare.SHARE_COLUMNS)
+    assert share["split"].drop_duplicates().tolist() == ["random", "artist"]  # display order, not input order
+    assert set(share["metric"]) == {"spearman_rho", "ndcg_at_k"}
+    row = share[(share.split == "random") & (share.method == "m2") & (share.metric == "spearman_rho")]
+    expected = random.set_index(["method", "metric"]).loc[("m2", "spearman_rho")]
+    got = row.set_index("baseline").loc["m0"]
+    assert got["diff"] == expected["diff_m0"]
+    assert (got["low"], got["high"]) == (expected["diff_m0_low"], expected["diff_m0_high"])
+    assert share[(share.split == "artist") & (share.baseline == "m0")].empty  # m0 was not trained there
+    table = audioshare.share_table(share)
+    assert list(table.index) == ["m0", "m1", "m2"]
+    assert table[("random split", "Spearman ρ", "vs m0")]["m0"] == "–"  # no gap to itself
+    assert table[("random split", "Spearman ρ", "vs m0")]["m2"] == figures.gap_text(
+        expected["diff_m0"], expected["diff_m0_low"], expected["diff_m0_high"]
+    )
+    assert table[("random split", "Spearman ρ", "value")]["m2"] == f"{expected['mean']:.3f}"
+    assert table[("artist-disjoint split", "nDCG@k", "value")]["m0"] == "–"
+    assert ("artist-disjoint split", "nDCG@k", "vs m0") not in table.columns
+    fig = audioshare.share_figure(share, baseline="m0")
+    assert {t.name for t in fig.data} == {"random split"}  # only the split where m0 exists
+    assert all("m0" not in list(t.x) for t in fig.data)
+    assert audioshare.share_table(audioshare.share_frame({})).empty
+    assert audioshare.share_figure(audioshare.share_frame({}), baseline="m0").layout.annotations

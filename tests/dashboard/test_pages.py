@@ -23,13 +23,15 @@ N_TEST = 10  # 40 sampled songs split 50/25/25
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A seeded DuckDB home and a real ``mlflow server`` on a free loopback port with two
-    methods x two repetitions whose predictions are of the test songs."""
+    methods x two repetitions whose predictions are of the test songs, and the same songs under
+    an artist-disjoint split with the metadata baseline m0 beside m1 and m2."""
     home = tmp_path_factory.mktemp("home")
     seed_store(home)
     test = split_frame(home / "hitsong.duckdb", "western", "test")
     with mlflow_server(home) as srv:
         song_ids, truth = test["song_id"].tolist(), test["hit_score"].to_numpy()
         finals = seed_runs(srv.uri, song_ids=song_ids, truth=truth)
+        seed_runs(srv.uri, song_ids=song_ids, truth=truth, methods=("m0", "m1", "m2"), split_by="artist", seed=1)
         champion = log_champion(srv.uri, tmp_path_factory.mktemp("bundles"))
         yield {
             "uri": srv.uri,
@@ -56,7 +58,7 @@ def app(server, monkeypatch):
 
 
 def _page(at: AppTest, page: str) -> AppTest:
-    at.switch_page(f"pages/{page}.py")
+    at.switch_page(f"views/{page}.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -81,16 +83,32 @@ def test_experiments_page_table1_spread_curves_comparison(app, server):
     m1_rho = np.mean([finals["m1 rep 0"]["spearman_rho"], finals["m1 rep 1"]["spearman_rho"]])
     assert table.at["m1", "Spearman ρ"].startswith(f"{m1_rho:.3f} ± ")
     assert "summary run “western summary”" in _markdown(at)  # training's own Table 1 is used
-    gaps = at.dataframe[1].value  # m2 - m1 with paired bootstrap intervals
+    gaps = at.dataframe[1].value  # m2 - m1 with paired bootstrap intervals (no m0 in this experiment)
     assert list(gaps.index) == ["m2"]
+    assert "random split" in _markdown(at)
+    share = at.dataframe[2].value  # the audio's share: this random split beside the artist-disjoint one
+    assert {c[0] for c in share.columns} == {"random split", "artist-disjoint split"}
+    assert ("artist-disjoint split", "Spearman ρ", "vs m0") in share.columns
+    assert "release-date split" in _markdown(at)  # no such experiment yet: the page says how to make one
     charts = at.get("plotly_chart")
-    assert len(charts) == 3  # spread, learning curves, comparison
-    comparison = at.dataframe[2].value
+    assert len(charts) == 4  # spread, the audio's share, learning curves, comparison
+    comparison = at.dataframe[3].value
     assert list(comparison.columns)[:2] == ["m1 rep 0", "m1 rep 1"]
     assert bool(comparison.at["params.seed", "differs"])
-    runs = at.dataframe[3].value
+    runs = at.dataframe[4].value
     assert runs["link"].str.startswith(f"{server['uri']}/#/experiments/").all()
     assert len(runs) == 2 + 4 + 1  # two methods x (parent + 2 repetitions), the summary run
+
+
+def test_experiments_page_shows_gaps_to_m0_under_the_artist_split(app):
+    at = app
+    at.selectbox[0].set_value("hitsong/test/western/artist").run()
+    assert not at.exception
+    assert "artist-disjoint split" in _markdown(at)
+    assert list(at.dataframe[0].value.index) == ["m0", "m1", "m2"]
+    against_m0, against_m1 = at.dataframe[1].value, at.dataframe[2].value
+    assert list(against_m0.index) == ["m1", "m2"] and list(against_m1.index) == ["m0", "m2"]
+    assert "vs m0" in _markdown(at) and "metadata (artist+recency)" in _markdown(at)
 
 
 def test_experiments_learning_curve_follows_the_chosen_run(app):
@@ -100,14 +118,21 @@ def test_experiments_learning_curve_follows_the_chosen_run(app):
     at.run()
     assert not at.exception
     assert at.selectbox[2].value == "m2 rep 1"
-    curves = at.get("plotly_chart")[1].proto.spec
+    curves = at.get("plotly_chart")[2].proto.spec
     assert "Learning curves of m2 rep 1" in curves and "val_loss" in curves
 
 
 def test_plain_loaders_against_the_server(server):
     uri = server["uri"]
     exps = data.list_experiments(uri).set_index("name")
-    assert exps["subset"].to_dict() == {"hitsong/champion/western": "western", "hitsong/test/western": "western"}
+    assert exps["subset"].to_dict() == {
+        "hitsong/champion/western": "western",
+        "hitsong/test/western": "western",
+        "hitsong/test/western/artist": "western",
+    }
+    assert exps.at["hitsong/test/western/artist", "split_by"] == "artist"
+    tables = data.split_tables(uri, exps.loc["hitsong/test/western"], exps.reset_index())
+    assert set(tables) == {"random", "artist"} and "diff_m0" in tables["artist"]
     runs = data.experiment_runs(uri, exps.at["hitsong/test/western", "experiment_id"])
     assert sorted(runs[runs["kind"] == runlayout.METHOD]["method"]) == ["m1", "m2"]
     reps = data.repetitions(runs)
@@ -208,8 +233,10 @@ def test_predict_page_scores_uploads_and_reports_a_bad_file(app, server, tmp_pat
     assert not at.exception, [e.value for e in at.exception]
     assert "hitsong-western v1 (m6) on CPU" in at.header[0].value
     metrics = {m.label: m.value for m in at.metric}
-    score = float(metrics["Hit score"])
-    assert 0.0 < float(metrics["Percentile in the catalog"]) <= 100.0
+    score = float(metrics["Hit score (training-catalogue scale)"])
+    assert 0.0 < float(metrics["Percentile in the western training catalogue"]) <= 100.0
+    # stated as a score on the catalogue's scale, never as a probability
+    assert "not a probability or a chance of becoming a hit" in _markdown(at)
     # The same bytes scored in process by the registered bundle give the same score.
     scorer = data.cached_scorer(server["uri"], "hitsong-western", "1", "cpu")  # the page's warm model
     assert scorer.score([good], names=["song.mp3"])[0]["score"] == pytest.approx(score, abs=0.005)
@@ -296,6 +323,9 @@ def test_registry_in_auth_mode_without_credentials_says_so(auth_server, monkeypa
     monkeypatch.setenv("MLFLOW_TRACKING_URI", auth_server.uri)
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    import streamlit as st
+
+    st.cache_data.clear()  # an earlier test read this server with service credentials (cached per user)
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     at = _page(at, "registry")

@@ -1,9 +1,10 @@
 """The README's main command end to end, and the paper check on the demo data.
 
 1. ``hitsong demo run --no-serve --tracking-uri URI`` on a small demo (2 x 32 songs of 25-40 s,
-   150 users per market, 2 repetitions) against a real ``mlflow server``: exit 0, a champion
-   and a challenger per subset, a second run that trains and registers nothing, and ``hitsong predict`` scoring
-   a demo song with the champion.
+   150 users per market, 2 repetitions) against a real ``mlflow server``: exit 0, m0..m6 trained
+   under the random and the artist-disjoint split (two experiments per market), a champion and
+   a challenger per subset from the random split, a second run that trains and registers
+   nothing, and ``hitsong predict`` scoring a demo song with the champion.
 2. Every method beats a constant predictor on the test Spearman rho on the demo data, and the
    same training with shuffled hit scores does not (see :func:`test_every_method_beats_constant`).
 """
@@ -29,6 +30,8 @@ from tests.helpers.mlflow import TestServer, mlflow_server
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 SUBSETS = ("mandarin", "western")
+#: The demo's default ``--splits``: each market trained under both.
+SPLITS = ("random", "artist")
 #: ``hitsong demo run`` sized for a test: the pipeline and its defaults, on a small demo.
 DEMO_ARGS = [
     "demo", "run", "--no-serve", "--songs-per-subset", "32", "--users", "150", "--seed", "5",
@@ -62,9 +65,10 @@ def _state(uri: str) -> dict[str, object]:
     runs: dict[str, list[tuple[str, str]]] = {}
     versions: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
     for subset in SUBSETS:
-        exp = client.get_experiment_by_name(experiment_name("demo", subset))
-        found = client.search_runs([exp.experiment_id], max_results=1000) if exp else []
-        runs[subset] = sorted((r.info.run_id, r.info.status) for r in found)
+        for split_by in SPLITS:
+            exp = client.get_experiment_by_name(experiment_name("demo", subset, split_by))
+            found = client.search_runs([exp.experiment_id], max_results=1000) if exp else []
+            runs[f"{subset}/{split_by}"] = sorted((r.info.run_id, r.info.status) for r in found)
         found_versions = list_versions(model_name(subset), tracking_uri=uri)
         versions[subset] = sorted((str(v["version"]), tuple(sorted(v["aliases"]))) for v in found_versions)
     return {"runs": runs, "versions": versions}
@@ -91,11 +95,39 @@ def test_pipeline_trains_and_promotes_a_champion_per_subset(pipeline: dict[str, 
     assert pipeline["codes"][0] == 0
     state = pipeline["states"][0]
     for subset in SUBSETS:
-        # a summary run, 6 method runs and 6 x 2 repetitions, all finished
-        assert len(state["runs"][subset]) == 1 + 6 + 6 * 2, subset
-        assert {status for _, status in state["runs"][subset]} == {"FINISHED"}, subset
-        # the best method on validation is the champion, the runner-up the challenger
+        for split_by in SPLITS:
+            # per split: a summary run, 7 method runs, 6 x 2 audio repetitions and m0's one, all finished
+            key = f"{subset}/{split_by}"
+            assert len(state["runs"][key]) == 1 + 7 + 6 * 2 + 1, key
+            assert {status for _, status in state["runs"][key]} == {"FINISHED"}, key
+        # the best audio method on validation is the champion, the runner-up the challenger
         assert state["versions"][subset] == [("1", ("champion",)), ("2", ("challenger",))], subset
+
+
+def test_pipeline_trains_the_artist_split_apart_and_leaves_the_random_one(pipeline: dict[str, object]) -> None:
+    """The artist experiment's test songs share no artist with its training songs; the store ends random."""
+    from hitsong.settings import get_settings
+    from hitsong.store.read import last_sample, split_frame
+    from hitsong.store.sample import artist_key
+    from hitsong.training import runlayout
+    from hitsong.training.runlayout import experiment_name
+    from registry import runs as registry_runs
+    from registry.tracking import client_for
+
+    settings = get_settings()
+    assert last_sample(settings.db_path).by == "random"  # type: ignore[union-attr]
+    artists = split_frame(settings.db_path).set_index("song_id")["artist"].map(artist_key)
+    uri = client_for().tracking_uri
+    exps = registry_runs.list_experiments(uri).set_index("name")
+    for subset in SUBSETS:
+        exp = exps.loc[experiment_name("demo", subset, "artist")]
+        assert exp["split_by"] == "artist" and exp["dataset"] == "demo"
+        runs = registry_runs.experiment_runs(uri, exp["experiment_id"])
+        m0 = runs[(runs["method"] == "m0") & (runs["kind"] == "repetition")]
+        assert m0["val_artists_seen"].tolist() == [0.0] and m0["test_artists_seen"].tolist() == [0.0]
+        test_songs = registry_runs.predictions(uri, m0["run_id"].iloc[0])["song_id"]
+        effects = registry_runs.run_table(uri, m0["run_id"].iloc[0], runlayout.BASELINE_EFFECTS)
+        assert not set(artists[test_songs]) & set(effects["artist"]), subset
 
 
 def test_second_run_reuses_everything(pipeline: dict[str, object]) -> None:
@@ -122,6 +154,13 @@ def test_dead_tracking_server_fails_before_any_work(tmp_path: Path, capsys: pyte
 def test_song_seconds_option_refuses_bad_ranges(bad: str) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["demo", "run", "--song-seconds", bad])
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("bad", ["", "random,alphabet", ",,"])
+def test_splits_option_refuses_unknown_split_methods(bad: str) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "run", "--splits", bad])
     assert exc.value.code == 2
 
 
@@ -176,10 +215,10 @@ def test_predict_with_the_champion(home: Path, server: TestServer, pipeline: dic
     row = lines[0]
     assert row["file"] == str(audio) and row["model"] == "hitsong-western" and str(row["version"]) == "1"
     assert row["method"] in {"m1", "m2", "m3", "m4", "m5", "m6"}
-    assert math.isfinite(row["score"])
-    assert 0.0 <= row["percentile"] <= 100.0
+    assert math.isfinite(row["hit_score"]) and row["catalogue"] == "western"
+    assert 0.0 <= row["catalogue_percentile"] <= 100.0
     catalog = split_frame(settings.db_path, subset="western", split="train")["hit_score"].to_numpy()
-    assert row["percentile"] == pytest.approx(100.0 * np.mean(catalog <= row["score"]))
+    assert row["catalogue_percentile"] == pytest.approx(100.0 * np.mean(catalog <= row["hit_score"]))
 
 
 # ------------------------------------------------------------------ the paper check on demo data

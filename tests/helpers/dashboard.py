@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from hitsong.metrics import evaluate
-from hitsong.models import METHODS
+from hitsong.models import METHODS, method_label
 from hitsong.results import ResultsConfig, table1
 from hitsong.store import connect, featureindex
 from hitsong.store.ingest import ingest
@@ -36,6 +36,7 @@ def seed_runs(
     truth: np.ndarray,
     seed: int = 0,
     summary: bool = True,
+    split_by: str = "random",
 ) -> dict[str, dict[str, float]]:
     """Log runs the way ``hitsong.training`` does; return each child's final metrics by run name.
 
@@ -45,14 +46,15 @@ def seed_runs(
     ``table1`` artifact computed by ``hitsong.results.table1`` (bootstrap intervals, paired tests).
     Method ``m2``'s predictions are the truth (every metric 1, the best possible); the others'
     are the truth plus noise of three times its spread, so the best-per-column marks are known.
+    ``split_by`` names the experiment's split (``hitsong/<dataset>/<subset>/artist`` for ``artist``).
     """
     rng = np.random.default_rng(seed)
-    logger = MlflowRunLogger.for_subset(dataset, subset, tracking_uri=uri)
+    logger = MlflowRunLogger.for_subset(dataset, subset, split_by=split_by, tracking_uri=uri)
     finals: dict[str, dict[str, float]] = {}
     predictions: dict[str, np.ndarray] = {}
     for method in methods:
         parent = logger.start_run(
-            runlayout.method_run_name(method, METHODS[method].label),
+            runlayout.method_run_name(method, method_label(method)),
             tags={runlayout.TAG_KIND: runlayout.METHOD, runlayout.TAG_METHOD: method},
         )
         logger.log_params(parent, {"method": method, "training.epochs": 3})
@@ -100,7 +102,8 @@ def seed_runs(
         predictions[method] = np.stack(preds)
     if summary:
         run = logger.start_run(runlayout.summary_run_name(subset), tags={runlayout.TAG_KIND: runlayout.SUMMARY})
-        table = table1(truth, predictions, subset=subset, config=ResultsConfig(n_bootstrap=200, baseline=methods[0]))
+        labels = {m: method_label(m) for m in methods}
+        table = table1(truth, predictions, subset=subset, labels=labels, config=ResultsConfig(n_bootstrap=200))
         logger.log_table(run, runlayout.TABLE1, table.frame)
         logger.end_run(run)
     return finals

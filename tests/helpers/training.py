@@ -80,3 +80,36 @@ def planted_splits(n_train: int = 60, n_val: int = 20, n_test: int = 40, **kwarg
         "val": PlantedDataset(n_val, seed=2, **kwargs),  # type: ignore[arg-type]
         "test": PlantedDataset(n_test, seed=3, **kwargs),  # type: ignore[arg-type]
     }
+
+
+#: Artists of :class:`FamousDataset`.
+N_ARTISTS = 12
+
+
+class FamousDataset(PlantedDataset):
+    """Planted songs by 12 artists whose fame (3 hit-score units per sd) outweighs the audio signal.
+
+    Items carry ``artist`` and ``release_days`` like ``hitsong.features.MelDataset`` items. Every
+    split draws from the same artists (a random split, where the artist leaks).
+    """
+
+    FAME = np.random.default_rng(99).normal(size=N_ARTISTS)
+
+    def __init__(self, n: int, *, seed: int, **kwargs: object) -> None:
+        super().__init__(n, seed=seed, **kwargs)  # type: ignore[arg-type]
+        rng = np.random.default_rng(seed + 1000)
+        self.artist_of = rng.integers(0, N_ARTISTS, size=n)
+        self.days = rng.uniform(-300.0, 300.0, size=n).astype(np.float32)
+        self.target = (self.target + 3.0 * self.FAME[self.artist_of]).astype(np.float32)
+
+    def __getitem__(self, i: int) -> dict:
+        return {**super().__getitem__(i), "artist": f"Artist {self.artist_of[i]}", "release_days": self.days[i]}
+
+
+def famous_splits(n_train: int = 60, n_val: int = 20, n_test: int = 40, **kwargs: object) -> dict[str, FamousDataset]:
+    """Train/val/test :class:`FamousDataset` splits sharing the same artists (a random split)."""
+    return {
+        "train": FamousDataset(n_train, seed=1, **kwargs),  # type: ignore[arg-type]
+        "val": FamousDataset(n_val, seed=2, **kwargs),  # type: ignore[arg-type]
+        "test": FamousDataset(n_test, seed=3, **kwargs),  # type: ignore[arg-type]
+    }

@@ -309,8 +309,9 @@ def test_predict_cli_corrupt_file_in_batch(server, registered, audio_dir, capsys
     assert [line["file"] for line in lines] == [str(f) for f in files]
     good, bad, empty = lines
     assert good["model"] == "hitsong-delta" and good["version"] == "2" and good["device"] == "cpu"
-    assert 0.0 <= good["percentile"] <= 100.0 and len(good["top_tags"]) == 5 and np.isfinite(good["score"])
-    assert "corrupt.mp3" in bad["error"] and "score" not in bad
+    assert 0.0 <= good["catalogue_percentile"] <= 100.0 and len(good["top_tags"]) == 5
+    assert np.isfinite(good["hit_score"]) and good["catalogue"] == "delta"  # a hit score, not a probability
+    assert "corrupt.mp3" in bad["error"] and "hit_score" not in bad
     assert "empty" in empty["error"]
 
 

@@ -311,7 +311,7 @@ def predict_app(stack, monkeypatch):
         str(Path(__file__).resolve().parents[2] / "dashboard" / "navigation.py"), default_timeout=120
     )
     at.run()
-    at.switch_page("pages/predict.py")
+    at.switch_page("views/predict.py")
     at.run()
     at.selectbox[0].set_value("western").run()
     assert not at.exception, [e.value for e in at.exception]

@@ -128,22 +128,31 @@ def test_table1_statistics_and_paired_test(rng: np.random.Generator) -> None:
     y = rng.normal(size=200)
     good = np.stack([y + rng.normal(scale=0.3, size=200) for _ in range(3)])
     weak = np.stack([y + rng.normal(scale=3.0, size=200) for _ in range(3)])
-    t = table1(y, {"m1": weak, "m6": good, "m2": weak.copy()}, subset="s", config=ResultsConfig(n_bootstrap=300))
+    meta = np.stack([y + rng.normal(scale=0.1, size=200)])  # one deterministic repetition, like m0
+    preds = {"m0": meta, "m1": weak, "m6": good, "m2": weak.copy()}
+    t = table1(y, preds, subset="s", config=ResultsConfig(n_bootstrap=300))
     f = t.frame.set_index(["method", "metric"])
     per_rep = np.array([evaluate(y, p)["spearman_rho"] for p in good])
     assert f.loc[("m6", "spearman_rho"), "mean"] == pytest.approx(per_rep.mean())
     assert f.loc[("m6", "spearman_rho"), "std"] == pytest.approx(per_rep.std(ddof=1))
-    assert f.loc[("m6", "spearman_rho"), "p_value"] < 0.01  # a real gap
-    assert f.loc[("m6", "spearman_rho"), "diff_low"] > 0
-    assert f.loc[("m2", "spearman_rho"), "p_value"] == 1.0  # identical to the baseline
-    assert f.loc[("m2", "spearman_rho"), "diff"] == 0.0
+    assert f.loc[("m6", "spearman_rho"), "p_value_m1"] < 0.01  # a real gap
+    assert f.loc[("m6", "spearman_rho"), "diff_m1_low"] > 0
+    assert f.loc[("m2", "spearman_rho"), "p_value_m1"] == 1.0  # identical to the baseline
+    assert f.loc[("m2", "spearman_rho"), "diff_m1"] == 0.0
+    # the gap to the metadata baseline, in the same frame: m6 is worse than m0, m0 has no gap to itself
+    gap = f.loc[("m6", "spearman_rho"), ["diff_m0", "diff_m0_low", "diff_m0_high", "p_value_m0"]]
+    assert gap["diff_m0"] == pytest.approx(per_rep.mean() - evaluate(y, meta[0])["spearman_rho"])
+    assert gap["diff_m0_low"] < gap["diff_m0"] < gap["diff_m0_high"] < 0 and gap["p_value_m0"] < 0.01
+    assert np.isnan(f.loc[("m0", "spearman_rho"), "p_value_m0"]) and f.loc[("m0", "spearman_rho"), "diff_m0"] == 0
+    without_m0 = table1(y, {"m1": weak, "m6": good}, subset="s", config=ResultsConfig(n_bootstrap=50)).frame
+    assert without_m0["diff_m0"].isna().all() and without_m0["diff_m1"].notna().all()
     for m in ("m1", "m6"):
         lo, hi = f.loc[(m, "kendall_tau"), ["ci_low", "ci_high"]]
         assert lo < f.loc[(m, "kendall_tau"), "mean"] < hi
     assert t.k == 20
     text = t.to_text()
-    assert "(m6) m6" in text and "vs m1" in text
-    assert t.wide().shape == (3, 4)
+    assert "(m6) m6" in text and "vs m1" in text and "vs m0" in text
+    assert t.wide().shape == (4, 4)
     json.dumps(t.to_json())
 
 

@@ -87,7 +87,37 @@ def test_train_command_writes_table_and_runs(mel_store, tmp_path: Path, capsys: 
 
 def test_train_command_unknown_method_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--db", str(tmp_path / "none.duckdb"), "--subset", "x", "--methods", "m1,m9"]) == 1
-    assert "unknown method 'm9'; valid methods: m1, m2, m3, m4, m5, m6" in capsys.readouterr().err
+    assert "unknown method 'm9'; valid methods: m0, m1, m2, m3, m4, m5, m6" in capsys.readouterr().err
+
+
+def test_metadata_baseline_and_split_method_come_from_the_store(mel_store, tmp_path: Path) -> None:
+    """MelDataset items carry artist and release days; m0 trains on them; the split method is recorded."""
+    from hitsong.features import MelDataset
+    from hitsong.store.read import split_frame, window
+    from hitsong.store.sample import sample
+
+    _, db, store = mel_store
+    item = MelDataset(db, store, "western", "train", tagger="none")[0]
+    row = split_frame(db, subset="western").set_index("song_id").loc[item["song_id"]]
+    assert item["artist"] == row["artist"]
+    assert item["release_days"] == (pd.Timestamp(row["release_date"]) - pd.Timestamp(window(db)[0])).days
+    db_copy = tmp_path / "artist.duckdb"
+    shutil.copy(db, db_copy)
+    with connect(db_copy) as con:  # eight artists of one song each, so that an artist split can hit 4/2/2
+        con.execute("UPDATE songs SET artist = 'Artist ' || song_id")
+    sample(db_copy, per_subset=8, seed=7, split=(0.5, 0.25, 0.25), by="artist")
+    versions = {}
+    for name, path in (("random", db), ("artist", db_copy)):
+        logger = LocalRunLogger(tmp_path / name, experiment="western")
+        result = train_from_store(path, store, subset="western", logger=logger, methods=["m0"], tagger="none",
+                                  train_config=TINY)  # fmt: skip
+        versions[name] = result.data_version
+        runs = [json.loads(p.read_text()) for p in (tmp_path / name).rglob("run.json")]
+        assert {r["tags"]["split_by"] for r in runs} == {name}
+        params = json.loads(next((tmp_path / name).rglob("params.json")).read_text())
+        assert params["data.split_by"] == name
+        assert result.predictions("m0").shape[0] == 1
+    assert versions["random"] != versions["artist"]
 
 
 @pytest.mark.parametrize("method", ["m4", "m5", "m6"])

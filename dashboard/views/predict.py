@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboard import data, figures, ui
 from dashboard.limits import MB, PredictLimits, ResultCache, SessionBudget
+from hitsong.statements import score_statement
 
 AUDIO_TYPES = ["wav", "flac", "ogg", "mp3"]
 TAGGRAM_ROWS = 20
@@ -92,8 +93,9 @@ for champion in chosen.itertuples():
                 st.error(f"{upload.name} could not be scored: {result['error']}", icon=":material/error:")
                 continue
             score, percentile, top = st.columns(3)
-            score.metric("Hit score", f"{result['score']:.2f}")
-            percentile.metric("Percentile in the catalog", f"{result['percentile']:.0f}")
+            score.metric("Hit score (training-catalogue scale)", f"{result['score']:.2f}")
+            percentile.metric(f"Percentile in the {champion.subset} training catalogue", f"{result['percentile']:.0f}")
+            st.caption(score_statement(subset=champion.subset, catalogue_size=int(scorer.catalog.size)))
             top.metric("Scored in", f"{result['seconds']:.2f} s")
             for warning in result["warnings"]:
                 st.warning(warning)
