@@ -173,7 +173,7 @@ def _sidebar_link(page, name: str) -> None:
 
 
 def _choose(page, label: str, option: str) -> None:
-    """Pick ``option`` in the select box labelled exactly ``label`` (the comparison's "Model to compare" is not "Model")."""
+    """Pick ``option`` in the select box labelled exactly ``label`` ("Model to compare" is not "Model")."""
     label_el = page.get_by_test_id("stWidgetLabel").get_by_text(label, exact=True)
     page.get_by_test_id("stSelectbox").filter(has=label_el).click()
     page.get_by_role("option", name=option, exact=True).click()
