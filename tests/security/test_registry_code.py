@@ -87,3 +87,14 @@ def test_a_version_tag_that_is_not_a_number_does_not_break_the_listing(server, t
     rows = list_versions("hitsong-tagged", tracking_uri=server.uri)
     assert np.isnan(rows[0]["metrics"]["val_spearman_rho"])
     assert dashboard_data.versions(server.uri)["model"].tolist().count("hitsong-tagged") == 1
+
+
+def test_a_version_is_read_from_the_server_named_not_the_process_wide_one(server, tmp_path, monkeypatch) -> None:
+    """MLflow's helpers fall back to the process-wide tracking and registry URIs; a reader names its server."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    version = register_evil(server.uri, "hitsong-named", tmp_path, tmp_path / "marker", with_bundle=True)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(registry_utils, "_registry_uri", "http://127.0.0.1:9")
+    assert dashboard_data.load_scorer(server.uri, "hitsong-named", version, "cpu").method == "m4"
