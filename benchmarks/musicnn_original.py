@@ -8,15 +8,17 @@ imports hitsong): ``bench_tagger`` starts it with the interpreter named by
     /work/tf-venv/bin/pip install tensorflow-cpu==2.15.1 librosa soundfile
     /work/tf-venv/bin/pip install --no-deps musicnn==0.1.0
 
-It builds MTT_musicnn's graph once (musicnn's own ``models.define_model`` and checkpoint), then
-times, warm, ``--repeats`` times each:
+It builds MTT_musicnn's graph once (musicnn's own ``models.define_model`` and checkpoint),
+prints one JSON line (versions, threads, build seconds), then serves timing requests so that the
+benchmark can interleave the original with our paths in the same rounds (a load change on the
+shared machine then hits both alike). Each line on stdin names a mode; the reply is one JSON line
+with the seconds (wall and this process's CPU) of one warm call and the song-level tag means (to compare with the port):
 
 - ``per_patch``: the original's way, ``extractor.batch_data(path)`` (librosa load, mel,
   patches) then one ``session.run`` per patch (musicnn's ``BATCH_SIZE = 1``);
 - ``batched``: the same front end, then all patches in one ``session.run``.
 
-Prints one JSON line: seconds per repeat for both, the song-level tag means (to compare with
-the port on the same clip), versions and threads.
+An empty line or end of input stops it.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("path", help="audio file (the benchmark's 60-s clip)")
     p.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads (default 2)")
-    p.add_argument("--repeats", type=int, default=7)
     args = p.parse_args(argv)
 
     import numpy as np
@@ -67,24 +68,28 @@ def main(argv: list[str] | None = None) -> int:
         batch, _ = extractor.batch_data(args.path, n_frames, n_frames)
         return sess.run(probs, {x: batch, is_training: False})
 
-    taggram = per_patch()  # warm-up
-    batched()
-    times: dict[str, list[float]] = {"per_patch": [], "batched": []}
-    for _ in range(args.repeats):
-        for name, fn in (("per_patch", per_patch), ("batched", batched)):
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    out = {
-        **times,
-        "graph_build_and_restore": build,
-        "patches": int(taggram.shape[0]),
-        "song_mean": taggram.mean(axis=0).astype(float).tolist(),
+    modes = {"per_patch": per_patch, "batched": batched}
+    for fn in modes.values():  # warm-up
+        fn()
+    hello = {
         "tensorflow": tf.__version__,
         "numpy": np.__version__,
         "threads": args.threads,
+        "graph_build_and_restore": build,
     }
-    sys.stdout.write(json.dumps(out) + "\n")
+    sys.stdout.write(json.dumps(hello) + "\n")
+    sys.stdout.flush()
+    for line in sys.stdin:
+        mode = line.strip()
+        if not mode:
+            break
+        start, cpu = time.perf_counter(), time.process_time()
+        taggram = modes[mode]()
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        reply = {"mode": mode, "seconds": seconds, "cpu_seconds": cpu, "patches": int(taggram.shape[0]),
+                 "song_mean": taggram.mean(axis=0).astype(float).tolist()}  # fmt: skip
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
     return 0
 
 

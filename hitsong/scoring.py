@@ -56,6 +56,14 @@ _MAGIC: tuple[tuple[bytes, int, str], ...] = (
 AudioItem = str | Path | bytes | bytearray
 
 
+def _inference(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` under ``torch.inference_mode`` in this thread."""
+    import torch
+
+    with torch.inference_mode():
+        return fn(*args)
+
+
 def _suffix_for(data: bytes) -> str:
     for magic, offset, suffix in _MAGIC:
         if data[offset : offset + len(magic)] == magic:
@@ -312,6 +320,7 @@ class SongScorer:
         import torch
 
         from hitsong.audio import decode_for_features
+        from hitsong.tagger.kernels import on_one_thread
 
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
@@ -319,20 +328,21 @@ class SongScorer:
             wave, wave16, _flags = decode_for_features(path, config=self.audio_config, tagger_sr=TAGGER_SR)
         assert wave16 is not None  # asked for with tagger_sr
         t1 = time.perf_counter()
-        with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(wave)).to(self.device)
-            mel = self.mel(x[None])  # (1, n_mels, T)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
+        # on a CPU the log-mel and the network (small) run on one torch thread, like the tagger's
+        # steps (hitsong.tagger.kernels.on_one_thread: no OpenMP team stalling on a busy machine)
+        step = on_one_thread if self.device.type == "cpu" else _inference
+        x = torch.from_numpy(np.ascontiguousarray(wave)).to(self.device)
+        mel = step(self.mel, x[None])  # (1, n_mels, T)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         t2 = time.perf_counter()
         tag_result = self.tagger.tag(wave16, sr=TAGGER_SR)
         song_tags = np.asarray(tag_result.song, dtype=np.float32)  # (50,)
         t3 = time.perf_counter()
-        with torch.inference_mode():
-            tags = torch.from_numpy(song_tags[None]).to(self.device)  # (1, 50)
-            pred, frames = self._network(mel, tags)  # (1,), (1, T') or None
-            pred_np = pred.float().cpu().numpy()
-            frames_np = frames.float().cpu().numpy()[0] if frames is not None else None
+        tags = torch.from_numpy(song_tags[None]).to(self.device)  # (1, 50)
+        pred, frames = step(self._network, mel, tags)  # (1,), (1, T') or None
+        pred_np = pred.float().cpu().numpy()
+        frames_np = frames.float().cpu().numpy()[0] if frames is not None else None
         t4 = time.perf_counter()
         score = float(self._to_hit_scale(pred_np)[0])
         if not np.isfinite(score):

@@ -53,24 +53,36 @@ def _not_a_bundle(model: str, version: str, why: str) -> RegistryError:
     )
 
 
-def _listing(artifact_uri: str, tracking_uri: str) -> dict[str, Any]:
-    from mlflow.artifacts import list_artifacts
+def _repository(model: str, version: str, tracking_uri: str) -> Any:
+    """The version's artifacts on ``tracking_uri``: its download URI asked of that server, then read there.
 
-    return {PurePosixPath(f.path).name: f for f in list_artifacts(artifact_uri=artifact_uri, tracking_uri=tracking_uri)}
+    Not through ``models:/`` URIs: MLflow resolves those with the process-wide registry client,
+    which may name another server than the one asked about.
+    """
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    from registry.api import RegistryApi
+
+    uri = RegistryApi(tracking_uri).call(
+        "GET", "model-versions/get-download-uri", action="locate the files of", resource=f"{model} v{version}",
+        name=model, version=str(version),
+    )["artifact_uri"]  # fmt: skip
+    return get_artifact_repository(uri, tracking_uri=tracking_uri)
 
 
-def _download(
-    artifact_uri: str, name: str, limit: int, files: dict[str, Any], dest: Path, what: str, *, tracking_uri: str
-) -> Path:
-    from mlflow.artifacts import download_artifacts
+def _listing(repo: Any, folder: str | None) -> dict[str, Any]:
+    return {PurePosixPath(f.path).name: f for f in repo.list_artifacts(folder)}
 
+
+def _download(repo: Any, path: str, limit: int, files: dict[str, Any], dest: Path, what: str) -> Path:
+    name = PurePosixPath(path).name
     entry = files.get(name)
     if entry is None or entry.is_dir:
         raise RegistryError(f"no {name}")
     if entry.file_size is not None and entry.file_size > limit:
         raise RegistryError(f"{name} is {entry.file_size} bytes, more than the {limit}-byte limit for {what}")
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
-        got = Path(download_artifacts(artifact_uri=f"{artifact_uri}/{name}", dst_path=tmp, tracking_uri=tracking_uri))
+        got = Path(repo.download_artifacts(path, dst_path=tmp))
         if not got.is_file():
             raise RegistryError(f"{name} is not a file")
         if got.stat().st_size > limit:
@@ -114,24 +126,17 @@ def fetch_bundle(model: str, version: str, dest: Path, *, tracking_uri: str) -> 
     RegistryError
         The version does not exist, or is not a hitsong bundle (the message names it and why).
     """
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    repo = _repository(model, version, tracking_uri)  # an unknown version is refused here, by name
     try:
-        # The version's own artifact URI, not models:/...: MLflow resolves a models:/ URI on its
-        # default registry whatever tracking URI is passed (a local SQLite file when the
-        # environment names no server, as under `make demo`).
-        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        root = client.get_model_version_download_uri(model, version)
-        listing = _listing(root, tracking_uri)
-        mlmodel = _download(root, "MLmodel", MAX_MLMODEL_BYTES, listing, dest, "MLmodel", tracking_uri=tracking_uri)
+        mlmodel = _download(repo, "MLmodel", MAX_MLMODEL_BYTES, _listing(repo, None), dest, "MLmodel")
         folder = _bundle_folder(mlmodel)
-        source = f"{root}/{folder}"
-        files = _listing(source, tracking_uri)
+        files = _listing(repo, folder)
         out = dest / "bundle"
         out.mkdir(parents=True, exist_ok=True)
         for name, limit in ((META_FILE, MAX_META_BYTES), (WEIGHTS_FILE, MAX_WEIGHTS_BYTES)):
-            _download(source, name, limit, files, out, "a bundle file", tracking_uri=tracking_uri)
+            _download(repo, f"{folder}/{name}", limit, files, out, "a bundle file")
     except RegistryError as exc:
         raise _not_a_bundle(model, version, str(exc)) from exc
     except MlflowException as exc:

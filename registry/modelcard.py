@@ -20,6 +20,7 @@ from hitsong.metrics import METRIC_NAMES
 from hitsong.models import METHODS
 from hitsong.models.config import ModelConfig
 from hitsong.results import METRIC_LABELS
+from hitsong.statements import score_statement
 from hitsong.tracking import flatten_params
 from hitsong.training import runlayout
 from hitsong.training.config import TrainConfig
@@ -153,6 +154,8 @@ def model_card(
         f"Chosen by {selected_by}.",
         "",
         *([evaluation, ""] if evaluation else []),
+        f"Predictions: {score_statement(subset=tags.get(runlayout.TAG_SUBSET, '?'))}",
+        "",
         *_metric_table(metrics),
         "",
         f"- Data: dataset {dataset or '?'}, subset {tags.get(runlayout.TAG_SUBSET, '?')}, data version "

@@ -294,6 +294,20 @@ def register(
     }
 
 
+def _tag_metrics(tags: dict[str, str]) -> dict[str, float]:
+    """A version's ``metric.*`` tags as numbers; a tag that is not one (anyone with EDIT can write
+    tags) reads as NaN rather than breaking every page that lists versions."""
+    out = {}
+    for key, value in tags.items():
+        if key.startswith(METRIC_TAG_PREFIX):
+            try:
+                out[key.removeprefix(METRIC_TAG_PREFIX)] = float(value)
+            except (TypeError, ValueError):
+                log.warning("version tag %s=%r is not a number; read as NaN", key, str(value)[:40])
+                out[key.removeprefix(METRIC_TAG_PREFIX)] = math.nan
+    return out
+
+
 def evaluation_text(api: RegistryApi, cand: Candidate) -> str:
     """The candidate's evaluation sentence: its split and its test gap to m0 from the newest summary run.
 
@@ -434,11 +448,7 @@ def list_versions(
                     "version": str(v["version"]),
                     "aliases": sorted(aliases.get(str(v["version"]), [])),
                     "method": tags.get(f"{TAG_PREFIX}method", ""),
-                    "metrics": {
-                        k.removeprefix(METRIC_TAG_PREFIX): float(val)
-                        for k, val in tags.items()
-                        if k.startswith(METRIC_TAG_PREFIX)
-                    },
+                    "metrics": _tag_metrics(tags),
                     "run_id": v.get("run_id", ""),
                     "created": created.replace(microsecond=0).isoformat(),
                     "description": v.get("description", ""),

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from hitsong.commands import positive_int
 from hitsong.settings import get_settings
+from hitsong.statements import score_statement
 
 if TYPE_CHECKING:
     from hitsong.catalog.run import ScoreReport
@@ -40,7 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "score",
         help="score folders, a list of files or the DuckDB catalog with a registered version (parallel, resumable)",
         description="Score many songs with one registered version into the DuckDB table predictions(song_id, path, "
-        "model, version, method, score, percentile, genre, top_tags, error, scored_at): audio files and folders "
+        "model, version, method, score, percentile, genre, top_tags, error, scored_at): score is the hit score on the "
+        "scale of the version's training catalogue (ln(1+plays)·ln(1+listeners)) and percentile its rank in that "
+        "catalogue, not a probability or a chance of becoming a hit. Audio files and folders "
         "(recursive), a --list file, and/or the catalog's songs (--catalog). Features are computed as training "
         "computed them (or taken from the feature store, where it holds them), in worker processes (--workers) or on "
         "a dask cluster (--executor dask). Songs this "
@@ -133,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     if version is None:
         raise RegistryError(f"--model {uri}: name a registered version, models:/NAME/VERSION or models:/NAME@ALIAS")
     scorer = load_scorer(name, version, tracking_uri=tracking_uri, device=args.device, warm_up=False)
+    log.info("%s", score_statement(subset=scorer.meta.subset, catalogue_size=int(scorer.catalog.size)))
     report = score_items(
         items,
         scorer=scorer,

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hitsong.errors import ConfigError, RegistryError
+from hitsong.settings import DEFAULT_MLFLOW_PORT
 from registry.auth import ensure_reader, write_auth_config
 from registry.secrets import BACKEND_PASSWORD, READER_PASSWORD, redact, resolve_secret_files, with_password
 
@@ -93,7 +94,7 @@ class ServerConfig:
 
     mlflow_dir: Path
     host: str = "127.0.0.1"
-    port: int = 5000
+    port: int = DEFAULT_MLFLOW_PORT
     backend_store_uri: str | None = None
     auth: bool = False
     allowed_hosts: tuple[str, ...] = ()

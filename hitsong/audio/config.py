@@ -66,8 +66,9 @@ class AudioConfig:
         every model bundle.
     tagger_precision : {"auto", "exact", "fast"}
         The tagger's arithmetic (:mod:`hitsong.tagger.precision`): ``exact`` (float32, the
-        original's outputs within 1e-4), ``fast`` (bfloat16 timbral convolutions, within a
-        tested bound of ``exact``; where the CPU lacks native bfloat16 it runs ``exact``), or
+        original's outputs within 1e-4), ``fast`` (int8 and bfloat16 front-end convolutions,
+        within a tested bound of ``exact``; where the CPU lacks native int8 and bfloat16 dot
+        products it runs ``exact``), or
         ``auto`` (``fast`` where supported). Resolved to ``exact``/``fast`` before it is hashed
         into the feature store or written into a bundle, so both record what actually ran.
     """

@@ -30,7 +30,9 @@ MP3_PREROLL_SECONDS = 1.0
 #: What libmpg123 (inside libsndfile) prints on file descriptor 2 when a seek lands inside an
 #: MP3 bit reservoir. Those frames fall in the pre-roll, which is dropped: the message is noise.
 _RESERVOIR = re.compile(rb"libmpg123.*part2_3_length \(\d+\) too large for available bit count")
-_stderr_lock = threading.Lock()
+#: Re-entrant: a decode inside another quiet block of the same thread (a caller keeping a whole
+#: library call quiet, e.g. librosa's reads) nests instead of waiting for itself forever.
+_stderr_lock = threading.RLock()
 #: Whether this process has logged its one line about the dropped messages.
 _explained = threading.Event()
 

@@ -25,22 +25,23 @@ SongFeatures or None, error or None)`` out as songs finish.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hitsong.audio import AudioConfig
 from hitsong.catalog.items import Item
 from hitsong.catalog.stored import FeatureStore
 from hitsong.errors import ConfigError, HitsongError, ModelError
-from hitsong.features.compute import SongFeatures
-from hitsong.features.executors import EXECUTORS, Task, run_dask, run_processes
+from hitsong.features.compute import SongFeatures, compute_song_features
+from hitsong.features.executors import Task, check_options, outcomes
 from hitsong.features.layout import MEL_DTYPE
 from hitsong.progress import Progress
 from hitsong.scoring import TOP_TAGS
@@ -87,14 +88,22 @@ class ScoreReport:
         }  # fmt: skip
 
 
+def song_features(task: Task, *, audio_config: AudioConfig, tagger_name: str) -> SongFeatures:
+    """The task function of catalog scoring: one song's features, the log-mel as float16.
+
+    Unlike the feature store's task function this returns the mel (165 kB as float16, what
+    training read): the version's network runs in the client, which writes the predictions.
+    """
+    features = compute_song_features(task.path, audio_config, tagger_name)
+    return replace(features, mel=features.mel.astype(MEL_DTYPE))
+
+
 def _outcomes(
     tasks: Sequence[Task], *, executor: str, workers: int, scorer: SongScorer, scheduler: str | None
 ) -> Iterator[Outcome]:
     """The seam to the feature executors: features of each task, as they finish."""
-    config, tagger = scorer.audio_config, scorer.tagger.name
-    if executor == "process":
-        return run_processes(tasks, workers=workers, config=config, tagger=tagger)
-    return run_dask(tasks, workers=workers, config=config, tagger=tagger, scheduler=scheduler)
+    fn = functools.partial(song_features, audio_config=scorer.audio_config, tagger_name=scorer.tagger.name)
+    return outcomes(tasks, fn, executor=executor, workers=workers, scheduler=scheduler)
 
 
 def _row(
@@ -181,13 +190,7 @@ def score_items(
     StoreError
         The database stays locked by another process.
     """
-    if executor not in EXECUTORS:
-        raise ConfigError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
-    workers = (os.cpu_count() or 1) if workers is None else workers
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ConfigError(f"--workers must be a positive integer, got {workers!r}")
-    if scheduler is not None and executor != "dask":
-        raise ConfigError("a dask scheduler address needs --executor dask")
+    workers = check_options(executor, workers, scheduler)
     if out is not None and Path(out).suffix.lower() not in (".csv", ".parquet"):
         raise ConfigError(f"--out {out}: write a .csv or a .parquet file")
     started = time.monotonic()
@@ -231,7 +234,7 @@ def score_items(
         last = time.monotonic()
 
     bar_.update(len(pending))
-    outcomes = (
+    finished = (
         _outcomes(tasks, executor=executor, workers=workers, scorer=scorer, scheduler=scheduler) if tasks else iter(())
     )
     try:
@@ -246,7 +249,7 @@ def score_items(
             bar_.update()
             if len(pending) >= batch_size or time.monotonic() - last >= batch_seconds:
                 flush()
-        for task, features, error in outcomes:
+        for task, features, error in finished:
             if features is None:
                 pending.append(_failure(task, scorer, model, version, error or "unknown error"))
             else:
@@ -258,8 +261,8 @@ def score_items(
             if len(pending) >= batch_size or time.monotonic() - last >= batch_seconds:
                 flush()
     finally:
-        if hasattr(outcomes, "close"):
-            outcomes.close()
+        if hasattr(finished, "close"):
+            finished.close()
         flush()
         bar_.close()
     report.seconds = time.monotonic() - started

@@ -54,19 +54,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Register the data sub-commands."""
     p = sub.add_parser(
         "ingest",
-        help="read listening events and the song catalogue into the database",
+        help="read listening events (or per-song statistics) and the song catalogue into the database",
         description=(
             "Read events (CSV, gzipped CSV or Parquet; aggregated user_id,song_id,play_count or one "
             "row per play user_id,song_id,played_at) and songs (song_id,title,artist,subset,"
             "release_date,audio_path), and compute playcounts, listeners, hit scores and release "
-            "quarters. A new events file adds to those ingested before (re-aggregated, never "
-            "double-counted); the same content again is skipped. All or nothing: on an error the "
-            "database is unchanged."
+            "quarters. --events takes a file, a glob, a folder (hive partitions such as "
+            "date=2016-01-01/ included) or an s3:// or gs:// URL (DuckDB's httpfs). Only files not "
+            "counted before are read; their plays and new listeners are added exactly, the earlier "
+            "files are not read again. --song-stats takes per-song song_id,playcount,listeners[,events] "
+            "computed elsewhere instead. All or nothing: on an error the database is unchanged."
         ),
     )
     _db_option(p)
     p.add_argument(
-        "--events", type=Path, action="append", required=True, metavar="FILE", help="events file; repeat for several"
+        "--events",
+        action="append",
+        default=None,
+        metavar="FILE|GLOB|FOLDER|URL",
+        help="events file, glob, folder or URL; repeat for several",
+    )
+    p.add_argument(
+        "--song-stats",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="per-song statistics for the window (song_id, playcount, listeners[, events]) instead of events",
     )
     p.add_argument("--songs", type=Path, required=True, metavar="FILE", help="songs file")
     p.add_argument(
@@ -97,6 +110,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--replace", action="store_true", help="forget the events files of earlier ingests instead of adding to them"
     )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another ingest into the same database to finish (default: fail at once)",
+    )
     p.set_defaults(func=run_ingest)
 
     p = sub.add_parser(
@@ -117,6 +137,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--by",
+        # hitsong.store.sample.SAMPLE_BY, not imported so that --help does not load DuckDB (a test checks they agree)
         choices=["random", "release_date", "artist"],
         default="random",
         help="random (seeded); release_date: oldest to train, newest to test; artist (seeded): "
@@ -133,10 +154,16 @@ def run_ingest(args: argparse.Namespace) -> int:
     """``hitsong ingest``."""
     from hitsong.store.ingest import ingest
 
+    if (args.events is None) == (args.song_stats is None):
+        from hitsong.errors import ConfigError
+
+        raise ConfigError("hitsong ingest needs --events FILE (repeatable) or --song-stats FILE, not both")
     report = ingest(
         _db(args),
         args.events,
         args.songs,
+        song_stats=args.song_stats,
+        wait_seconds=args.wait,
         window_start=args.window_start,
         window_end=args.window_end,
         unknown_songs="drop" if args.drop_unknown else "error",

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="compute log-mel features and tag vectors of every sampled song (resumable)",
         description=(
             "Decode the middle 60 s of every song in `splits`, store its 128x646 log-mel in "
-            "<store>/<subset>/mel.f16 and its tag vector in DuckDB. Songs already done are "
+            "a shard file per song under <store>/<subset>/ and its tag vector in DuckDB. Songs already done are "
             "skipped; failures are recorded in the table feature_failures and reported."
         ),
     )

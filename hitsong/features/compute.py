@@ -1,4 +1,8 @@
-"""One song's features, as a pure function: the log-mel of its middle segment and its tag vector."""
+"""One song's features, as a pure function: the log-mel of its middle segment and its tag vector.
+
+:func:`compute_song_features` returns them; :func:`compute_to_shard` is the feature store's task
+function (see :mod:`hitsong.features.executors`): it also writes the mel to the song's shard.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from hitsong.audio import (
     log_mel,
 )
 from hitsong.errors import HitsongWarning
+from hitsong.features.executors import Task
+from hitsong.features.layout import shard_relpath, write_shard
 from hitsong.store.featureindex import N_TAGS
 
 #: ``--tagger none``: compute mels only.
@@ -113,3 +119,44 @@ def compute_song_features(path: str | Path, audio_config: AudioConfig, tagger_na
     extra = tuple(str(w.message) for w in caught if issubclass(w.category, HitsongWarning))
     flags = replace(flags, warnings=tuple(dict.fromkeys(flags.warnings + extra)))
     return SongFeatures(mel=mel, tags=tags, genre=genre, flags=flags)
+
+
+@dataclass(frozen=True)
+class StoredFeatures:
+    """What :func:`compute_to_shard` returns to the client: everything but the mel, and where it is.
+
+    Attributes
+    ----------
+    shard : str
+        The mel's shard file, relative to the store (see :mod:`hitsong.features.layout`).
+    tags : np.ndarray [shape=(50,), dtype=float32] or None
+        Song-level tag probabilities (``None`` without a tagger).
+    genre : str or None
+        The predominant genre tag.
+    flags : FeatureFlags
+        Padding, silence, truncation and warning texts.
+    """
+
+    shard: str
+    tags: np.ndarray | None
+    genre: str | None
+    flags: FeatureFlags
+
+
+def compute_to_shard(
+    task: Task, *, store_dir: str, audio_config: AudioConfig, tagger_name: str = NO_TAGGER
+) -> StoredFeatures:
+    """The feature store's task function: compute one song and write its mel shard in the worker.
+
+    Runs where the executor puts it (a local process or a dask worker); ``store_dir`` must be
+    reachable there. Only the small :class:`StoredFeatures` travels back to the client.
+
+    Raises
+    ------
+    AudioError
+        The file cannot be decoded.
+    """
+    features = compute_song_features(task.path, audio_config, tagger_name)
+    rel = shard_relpath(task.subset, audio_config.config_hash(), task.song_id)
+    write_shard(store_dir, rel, features.mel)
+    return StoredFeatures(shard=rel, tags=features.tags, genre=features.genre, flags=features.flags)

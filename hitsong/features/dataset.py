@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from hitsong.errors import StoreError
 from hitsong.features.compute import NO_TAGGER
-from hitsong.features.layout import mel_path, open_mels
+from hitsong.features.layout import read_shard
 from hitsong.settings import DEFAULT_TAGGER
 from hitsong.store import connect, featureindex
 from hitsong.store.featureindex import N_TAGS
@@ -24,8 +24,9 @@ class MelDataset(Dataset):
     """(mel, tags, hit score) per song of one subset and split, read lazily from the store.
 
     A map-style dataset for ``torch.utils.data.DataLoader`` (its default collate turns the
-    numpy arrays into tensors). The memory map is opened on first access in each process
-    (DataLoader workers open their own), so the store is never read whole into memory.
+    numpy arrays into tensors). Each item reads its song's shard file when asked
+    (:mod:`hitsong.features.layout`), so the store is never read whole into memory and
+    DataLoader workers read in parallel.
 
     Parameters
     ----------
@@ -78,9 +79,9 @@ class MelDataset(Dataset):
             artist=songs["artist"].fillna("").astype(str),
         )
         merged = songs[["song_id", "hit_score", "artist", "release_days"]].merge(
-            index[["song_id", "row"]], on="song_id", how="left"
+            index[["song_id", "shard"]], on="song_id", how="left"
         )
-        self.missing = merged.loc[merged["row"].isna(), "song_id"].astype(str).tolist()
+        self.missing = merged.loc[merged["shard"].isna(), "song_id"].astype(str).tolist()
         if self.missing:
             log.warning(
                 "MelDataset %s/%s: %d song(s) have no stored features and are left out (e.g. %s)",
@@ -89,9 +90,9 @@ class MelDataset(Dataset):
                 len(self.missing),
                 ", ".join(self.missing[:3]),
             )
-        merged = merged.dropna(subset=["row"]).reset_index(drop=True)
+        merged = merged.dropna(subset=["shard"]).reset_index(drop=True)
         self.song_ids: list[str] = merged["song_id"].astype(str).tolist()
-        self.rows = merged["row"].to_numpy(dtype=np.int64)
+        self.shards: list[str] = merged["shard"].astype(str).tolist()
         self.targets = merged["hit_score"].to_numpy(dtype=np.float32)
         self.artists: list[str] = merged["artist"].tolist()
         self.release_days = merged["release_days"].to_numpy(dtype=np.float32)
@@ -104,30 +105,15 @@ class MelDataset(Dataset):
                 if i is not None:
                     self.tags[i] = np.asarray(vec, dtype=np.float32)
                     self.has_tags[i] = True
-        self._mels: np.memmap | None = None
 
     def __len__(self) -> int:
         return len(self.song_ids)
 
-    def _memmap(self) -> np.memmap:
-        if self._mels is None:
-            self._mels = open_mels(self.store_dir, self.subset, n_mels=self.shape[0], n_frames=self.shape[1])
-            if len(self.rows) and int(self.rows.max()) >= self._mels.shape[0]:
-                raise StoreError(
-                    f"{mel_path(self.store_dir, self.subset)} holds {self._mels.shape[0]} rows but the index "
-                    f"points at row {int(self.rows.max())}; the store and the database do not match"
-                )
-        return self._mels
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_mels"] = None  # each DataLoader worker opens its own map
-        return state
-
     def __getitem__(self, i: int) -> dict[str, Any]:
         if not -len(self) <= i < len(self):
             raise IndexError(f"MelDataset index {i} out of range for {len(self)} songs")
-        mel = np.asarray(self._memmap()[self.rows[i]], dtype=np.float32)
+        mel = read_shard(self.store_dir, self.shards[i], n_mels=self.shape[0], n_frames=self.shape[1])
+        mel = mel.astype(np.float32)
         return {
             "mel": mel,
             "tags": self.tags[i].copy(),

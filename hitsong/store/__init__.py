@@ -3,15 +3,20 @@
 One DuckDB file (``Settings.db_path``) holds the listening aggregates, the experiment splits,
 the feature index, failures and tag vectors. DuckDB lets one process hold a read-write
 connection at a time, and an open reader blocks writers, so: writers open, write in one
-transaction, close; readers open short read-only connections with a retry
-(see ECOSYSTEM.md). Values are always passed as parameters, never formatted into SQL.
+short transaction, close (an ingest does its work in a private in-memory database first);
+readers open short read-only connections with a retry (see ECOSYSTEM.md). Values are always
+passed as parameters, never formatted into SQL.
 
 Sub-modules, one per concern:
 - ``schema``: the tables, column and split names; ``rules``: the hit score and release quarter.
-- ``sources``: input files as relations, with row checks; ``ingest`` and ``aggregate``: events
-  and songs into ``song_stats``/``subset_stats`` (``pairs``: the compiled exact counter).
+- ``sources``: input files as relations, with row checks; ``events``: an events data set (file,
+  glob, folder, hive partitions, URL) and its files' identity; ``catalogue``: the songs file.
+- ``ingest``: events and songs into ``song_stats``/``subset_stats``, incrementally: ``aggregate``
+  (the new files' sums and pair keys; ``pairs``: the compiled exact counter), ``keysets`` (the
+  stored pairs, as sorted key runs beside the file), ``merge``, ``window``, ``state`` (the two short
+  moments the database file is open); ``songstats``: per-song statistics from a warehouse.
 - ``sample``: the top-N sample and its split; ``read``: read-only queries for commands and the dashboard.
-- ``hitsong.store.featureindex``: the feature index, failures and tag vectors.
+- ``featureindex``: the feature index, failures and tag vectors; ``lock``: one job of a kind per store.
 """
 
 from __future__ import annotations

@@ -1,57 +1,134 @@
-"""Aggregation of validated events into per-song and per-subset listening statistics.
+"""Aggregation of one ingest's new events files: per-song sums and the keys of their listeners.
 
-The SQL path handles every input; large aggregated Parquet files with integer ids take the
-compiled pair counter of :mod:`hitsong.store.pairs` (the same exact result, several times faster).
+What comes out (:class:`Delta`) is all an ingest needs from the new files: per catalogue song
+the summed plays and event rows, the distinct (song, user) pairs with plays and the distinct
+(subset, user) pairs with plays, as the keys of :mod:`hitsong.store.keysets`. Which of those
+keys are new to the store decides the listener counts; the earlier files are never read again.
+
+The SQL path handles every input. Aggregated Parquet files with whole-number ids (users
+numbered by their ids) take NumPy below ``_KERNEL_MIN_ROWS`` rows (a daily append: no compiler
+start-up) and the compiled pair counter of :mod:`hitsong.store.pairs` above it; all three give
+the same exact result (tests compare them).
+Both need the staging temp table ``_catalogue(song_id, subset, song_no, subset_no)`` and, for
+stores that number users through a dictionary, ``_user_map(user_id, user_no)``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import date
 
 import duckdb
 import numpy as np
 
 from hitsong.errors import InputError
+from hitsong.store import keysets
+from hitsong.store.events import CheckedFile
 from hitsong.store.schema import AGGREGATED_COLUMNS, NOT_CHANGED, UnknownSongs
-from hitsong.store.sources import CheckedFile, find_rows, ids_table, rows_text
+from hitsong.store.sources import MAX_COUNT, find_rows, ids_table, quote, rows_text
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """The new files' contribution, by song and subset number.
+
+    Attributes
+    ----------
+    song_no, plays, events, listeners : np.ndarray [shape=(n_touched,), int64]
+        Catalogue songs with at least one event row (sorted), their summed plays and event rows,
+        and their distinct users with plays in the new files (new listeners of an empty store).
+    pair_keys : np.ndarray [shape=(n_pairs,), int64]
+        Distinct ``song_no << 32 | user_no`` with plays > 0, sorted.
+    subset_user_keys : np.ndarray [shape=(n,), int64]
+        Distinct ``subset_no << 32 | user_no`` with plays > 0, sorted.
+    outside : int
+        Plays outside the observation window (dropped).
+    unknown : (songs, rows, plays)
+        Events of songs not in the catalogue (dropped, or an error before this is returned).
+    """
+
+    song_no: np.ndarray
+    plays: np.ndarray
+    events: np.ndarray
+    listeners: np.ndarray
+    pair_keys: np.ndarray
+    subset_user_keys: np.ndarray
+    outside: int = 0
+    unknown: tuple[int, int, int] = field(default=(0, 0, 0))
 
 
 def aggregate(
     con: duckdb.DuckDBPyConnection,
     checked: list[CheckedFile],
+    *,
+    user_numbers: bool,
     window_start: date,
     window_end: date | None,
     memory_limit_mb: int,
-) -> int:
-    """Aggregate the events into temp tables ``_agg`` (per song key) and ``_subset_users``.
+    unknown_songs: UnknownSongs,
+) -> Delta:
+    """Aggregate the validated new events files (see the module docstring).
 
-    Large aggregated Parquet files with integer ids go through the compiled path of
-    :mod:`hitsong.store.pairs` (the same exact result, duplicate (user, song) rows included,
-    ~7x faster at 50M rows, BENCHMARKS.md); everything else through SQL.
+    ``user_numbers``: user ids are their own numbers (else ``_user_map`` numbers them). Plays of
+    one-row-per-play files outside ``[window_start, window_end]`` are dropped and counted.
 
-    Per song: the events grouped into (song, user) pairs, then by song (listeners = pairs with
-    plays > 0; a (user, song) row with play_count 0 is not a listener). Per subset: the distinct
-    (subset, user) pairs, a second scan with a small hash table. Nothing of the events' size is
-    materialised.
-    Song keys keep the events' own type, so the events are never cast to text. Returns the
-    number of plays outside the window (dropped).
+    Raises
+    ------
+    InputError
+        Events of songs not in the catalogue (``unknown_songs="error"``), or play counts whose
+        sum per song would not fit 64 bits.
     """
-    user_range = _kernel_user_range(con, checked, memory_limit_mb)
-    if user_range is not None:
-        _aggregate_kernel(con, checked, *user_range)
-        return 0
-    id_types = {col: {c.file.src.types[col] for c in checked} for col in ("user_id", "song_id")}
+    if user_numbers and _integer_parquet(con, checked):
+        if sum(c.rows for c in checked) < _KERNEL_MIN_ROWS:
+            return _aggregate_numpy(con, checked, unknown_songs)
+        user_range = _kernel_user_range(con, checked, memory_limit_mb)
+        if user_range is not None:
+            return _aggregate_kernel(con, checked, *user_range, unknown_songs)
+    return _aggregate_sql(con, checked, user_numbers, window_start, window_end, unknown_songs)
+
+
+def _song_map(con: duckdb.DuckDBPyConnection, key_type: str) -> None:
+    """``_song_map(song_key, song_no, subset_no)``: the catalogue keyed like the events' song ids.
+
+    Integer ids: '7' in the songs file matches 7 in the events, '007' does not.
+    """
+    if key_type == "VARCHAR":
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _song_map AS SELECT song_id AS song_key, song_no, subset_no FROM _catalogue"
+        )
+    else:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _song_map AS
+                SELECT TRY_CAST(song_id AS {key_type}) AS song_key, song_no, subset_no FROM _catalogue
+                WHERE CAST(TRY_CAST(song_id AS {key_type}) AS VARCHAR) = song_id"""
+        )
+
+
+def _keys(con: duckdb.DuckDBPyConnection, sql: str) -> np.ndarray:
+    return np.asarray(con.execute(sql).fetchnumpy()["k"], dtype=np.int64)
+
+
+def _aggregate_sql(
+    con: duckdb.DuckDBPyConnection,
+    checked: list[CheckedFile],
+    user_numbers: bool,
+    window_start: date,
+    window_end: date | None,
+    unknown_songs: UnknownSongs,
+) -> Delta:
+    """:func:`aggregate` in SQL: one pass for per-song sums, one for the distinct pairs."""
+    song_types = {c.file.src.types["song_id"] for c in checked}
     bounds = {"ws": window_start, "we": window_end}
     selects, outside, uses_bounds = [], 0, False
     for i, c in enumerate(checked):
         name = f"_ev{i}"
         c.file.src.relation(con).create_view(name, replace=True)
-        u = c.user_sql if len(id_types["user_id"]) == 1 else f"CAST({c.user_sql} AS VARCHAR)"
-        s = c.song_sql if len(id_types["song_id"]) == 1 else f"CAST({c.song_sql} AS VARCHAR)"
+        u = f"CAST({c.user_sql} AS BIGINT)" if user_numbers else f"CAST({c.user_sql} AS VARCHAR)"
+        s = c.song_sql if len(song_types) == 1 else f"CAST({c.song_sql} AS VARCHAR)"
         if c.file.shape == "aggregated":
             selects.append(f"SELECT {u} AS user_id, {s} AS song_id, {c.value_sql} AS plays FROM {name}")
         else:
@@ -64,38 +141,66 @@ def aggregate(
             ]
             selects.append(f"SELECT {u} AS user_id, {s} AS song_id, 1 AS plays FROM {name} WHERE {inside}")
             uses_bounds = True
-    key_type = next(iter(id_types["song_id"])) if len(id_types["song_id"]) == 1 else "VARCHAR"
-    if key_type == "VARCHAR":
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _song_map AS SELECT song_id AS song_key, song_id, subset FROM _new_songs"
-        )
-    else:  # integer ids: '7' in the songs file matches 7 in the events, '007' does not
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _song_map AS
-                SELECT TRY_CAST(song_id AS {key_type}) AS song_key, song_id, subset FROM _new_songs
-                WHERE CAST(TRY_CAST(song_id AS {key_type}) AS VARCHAR) = song_id"""
-        )
+    _song_map(con, next(iter(song_types)) if len(song_types) == 1 else "VARCHAR")
     events = "(" + " UNION ALL ".join(selects) + ")"
     params = bounds if uses_bounds else None
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _agg AS
-            SELECT k.*, m.song_id FROM (
-                SELECT song_key, CAST(sum(plays) AS BIGINT) AS plays,
-                       count(*) FILTER (WHERE plays > 0) AS listeners, CAST(sum(events) AS BIGINT) AS events
-                FROM (SELECT song_id AS song_key, user_id, sum(plays) AS plays, count(*) AS events
-                      FROM {events} GROUP BY ALL)
-                GROUP BY song_key) k
+        f"""CREATE OR REPLACE TEMP TABLE _per_song AS
+            SELECT k.*, m.song_no FROM (
+                SELECT song_id AS song_key, sum(CAST(plays AS HUGEINT)) AS plays, count(*) AS events
+                FROM {events} GROUP BY ALL) k
             LEFT JOIN _song_map m USING (song_key)""",
         params,
     )
-    # plays are >= 0, so "a pair with plays > 0" is "a row with plays > 0": no pairs needed here
+    unknown = _count_unknown(con, checked, unknown_songs)
+    _check_sums(con, checked)
+
+    user = "e.user_id" if user_numbers else "um.user_no"
+    join_users = "" if user_numbers else "JOIN _user_map um ON um.user_id = e.user_id"
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _subset_users AS
-            SELECT DISTINCT m.subset, e.user_id FROM {events} e JOIN _song_map m ON m.song_key = e.song_id
+        f"""CREATE OR REPLACE TEMP TABLE _pairs AS
+            SELECT DISTINCT m.song_no, m.subset_no, {user} AS user_no
+            FROM {events} e JOIN _song_map m ON m.song_key = e.song_id {join_users}
             WHERE e.plays > 0""",
         params,
     )
-    return int(outside)
+    pair_keys = _keys(con, "SELECT (CAST(song_no AS BIGINT) << 32) | user_no AS k FROM _pairs ORDER BY k")
+    sums = con.execute(
+        """SELECT p.song_no, CAST(p.plays AS BIGINT) AS plays, p.events, coalesce(l.n, 0) AS listeners
+           FROM _per_song p LEFT JOIN (SELECT song_no, count(*) AS n FROM _pairs GROUP BY song_no) l USING (song_no)
+           WHERE p.song_no IS NOT NULL ORDER BY p.song_no"""
+    ).fetchnumpy()
+    subset_keys = _keys(
+        con,
+        "SELECT k FROM (SELECT DISTINCT (CAST(subset_no AS BIGINT) << 32) | user_no AS k FROM _pairs) ORDER BY k",
+    )
+    for i in range(len(checked)):
+        con.execute(f"DROP VIEW IF EXISTS _ev{i}")
+    con.execute("DROP TABLE _pairs")
+    return Delta(
+        song_no=np.asarray(sums["song_no"], dtype=np.int64),
+        plays=np.asarray(sums["plays"], dtype=np.int64),
+        events=np.asarray(sums["events"], dtype=np.int64),
+        listeners=np.asarray(sums["listeners"], dtype=np.int64),
+        pair_keys=pair_keys,
+        subset_user_keys=subset_keys,
+        outside=int(outside),
+        unknown=unknown,
+    )
+
+
+def _check_sums(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile]) -> None:
+    """Per-song sums of the new files must fit BIGINT (each value already does)."""
+    row = con.execute(
+        "SELECT CAST(song_key AS VARCHAR), plays FROM _per_song WHERE plays > $m ORDER BY plays DESC LIMIT 1",
+        {"m": MAX_COUNT},
+    ).fetchall()
+    if row:
+        files = ", ".join(c.file.src.path for c in checked)
+        raise InputError(
+            f"events file(s) {files}, column 'play_count': the plays of song {row[0][0]!r} add up to {row[0][1]}, "
+            f"more than {MAX_COUNT}, the largest play count the store holds. Check the play counts. {NOT_CHANGED}"
+        )
 
 
 _KERNEL_MIN_ROWS = 1_000_000  # smaller inputs aggregate in SQL in a second or less
@@ -113,35 +218,101 @@ _KERNEL_MAX_SONG_RANGE = 1 << 26  # song ids spread wider than this go to SQL (l
 _KERNEL_BATCH_ROWS = 1 << 22  # rows read at a time (a Parquet row group if not larger)
 
 
-def _kernel_user_range(
-    con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], memory_limit_mb: int
-) -> tuple[int, int] | None:
-    """``(min, max)`` user id when the compiled path applies, else ``None``.
-
-    It applies to aggregated Parquet files with integer ids and counts, at least
-    ``_KERNEL_MIN_ROWS`` rows in all, user and song ids in compact ranges, and a footprint
-    within ``memory_limit_mb`` (see :func:`hitsong.store.pairs.memory_bytes`).
-    """
+def _integer_parquet(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile]) -> bool:
+    """Whether every file is local aggregated Parquet with whole-number ids and counts whose
+    per-song sums cannot overflow (else the SQL path, which checks sums exactly)."""
     rows = sum(c.rows for c in checked)
-    if rows < _KERNEL_MIN_ROWS:
-        return None
     for c in checked:
         src = c.file.src
         if (
             c.file.shape != "aggregated"
             or src.kind != "parquet"
+            or src.hive
+            or "://" in src.path
             or any(src.types[col] not in _KERNEL_TYPES for col in AGGREGATED_COLUMNS)
         ):
-            return None
+            return False
+    top = [
+        c.file.src.relation(con).aggregate(f"max({quote(c.file.src.columns['play_count'])})").fetchall()[0][0]
+        for c in checked
+    ]  # from Parquet statistics, without a scan
+    return max(int(x or 0) for x in top) * rows <= MAX_COUNT
+
+
+def _song_lut(con: duckdb.DuckDBPyConnection) -> tuple[np.ndarray, int, np.ndarray]:
+    """``(lut, song_lo, subset_of)``: song number of integer song id ``song_lo + k`` at ``lut[k]``
+    (-1: not in the catalogue), and the subset number of each song number."""
+    _song_map(con, "BIGINT")
+    smap = con.execute("SELECT song_key, song_no, subset_no FROM _song_map ORDER BY song_key").fetchnumpy()
+    keys = np.asarray(smap["song_key"], dtype=np.int64)
+    song_no = np.asarray(smap["song_no"], dtype=np.int64)
+    song_lo = int(keys[0]) if keys.size else 0
+    lut = np.full(int(keys[-1]) - song_lo + 1 if keys.size else 1, -1, np.int32)
+    lut[keys - song_lo] = song_no.astype(np.int32)
+    subset_of = np.zeros(int(song_no.max()) + 1 if song_no.size else 1, np.int64)
+    subset_of[song_no] = np.asarray(smap["subset_no"], dtype=np.int64)
+    return lut, song_lo, subset_of
+
+
+def _aggregate_numpy(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], policy: UnknownSongs) -> Delta:
+    """:func:`aggregate` for a small aggregated Parquet input with integer ids, in NumPy."""
+    lut, song_lo, subset_of = _song_lut(con)
+    cols = []
+    for c in checked:
+        names = [quote(c.file.src.columns[n]) for n in AGGREGATED_COLUMNS]
+        got = c.file.src.relation(con).project(", ".join(f"CAST({n} AS BIGINT)" for n in names)).fetchnumpy()
+        cols.append([np.asarray(v, dtype=np.int64) for v in got.values()])
+    users, songs, counts = (np.concatenate([c[i] for c in cols]) for i in range(3))
+    k = songs - song_lo
+    song_no = np.full(songs.shape[0], -1, np.int64)
+    fits = (k >= 0) & (k < lut.shape[0])
+    song_no[fits] = lut[k[fits]]
+    known = song_no >= 0
+    if not known.all():
+        ids = keysets.distinct(songs[~known])
+        unknown = (int(ids.size), int((~known).sum()), int(counts[~known].sum()))
+        _unknown(con, checked, policy, unknown, [str(i) for i in ids[:3]])
+    else:
+        unknown = (0, 0, 0)
+    song_no, users, counts = song_no[known], users[known], counts[known]
+    n = subset_of.shape[0]
+    events = np.bincount(song_no, minlength=n).astype(np.int64)
+    plays = np.zeros(n, np.int64)
+    np.add.at(plays, song_no, counts)
+    played = counts > 0
+    pairs = keysets.distinct((song_no[played] << 32) | users[played])
+    listeners = np.bincount(pairs >> 32, minlength=n).astype(np.int64)
+    touched = np.flatnonzero(events)
+    return Delta(
+        song_no=touched.astype(np.int64),
+        plays=plays[touched],
+        events=events[touched],
+        listeners=listeners[touched],
+        pair_keys=pairs,
+        subset_user_keys=keysets.distinct((subset_of[pairs >> 32] << 32) | (pairs & 0xFFFFFFFF)),
+        unknown=unknown,
+    )
+
+
+def _kernel_user_range(
+    con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], memory_limit_mb: int
+) -> tuple[int, int] | None:
+    """``(min, max)`` user id when the compiled path applies, else ``None``.
+
+    It applies to files that pass :func:`_integer_parquet` with user and song ids in compact
+    ranges, sums that cannot overflow, and a footprint within ``memory_limit_mb`` (see
+    :func:`hitsong.store.pairs.memory_bytes`).
+    """
+    rows = sum(c.rows for c in checked)
     from hitsong.store.pairs import MAX_USER_BITS, memory_bytes
 
-    lo_hi = [
+    stats = [
         c.file.src.relation(con).aggregate(f"min({c.user_sql}), max({c.user_sql})").fetchall()[0] for c in checked
     ]  # Parquet statistics answer this without a scan
-    user_lo, user_hi = min(int(x[0]) for x in lo_hi), max(int(x[1]) for x in lo_hi)
+    user_lo, user_hi = min(int(x[0]) for x in stats), max(int(x[1]) for x in stats)
     songs = con.execute(
-        """SELECT count(*), min(k), max(k), count(DISTINCT subset) FROM (
-               SELECT TRY_CAST(song_id AS BIGINT) AS k, subset FROM _new_songs)"""
+        """SELECT count(*), min(k), max(k), count(DISTINCT subset_no), max(song_no) FROM (
+               SELECT TRY_CAST(song_id AS BIGINT) AS k, subset_no, song_no FROM _catalogue)"""
     ).fetchall()[0]
     song_range = int(songs[2]) - int(songs[1]) + 1 if songs[1] is not None else 1
     need = memory_bytes(
@@ -150,7 +321,7 @@ def _kernel_user_range(
         song_range=song_range,
         user_range=user_hi - user_lo + 1,
         n_subsets=int(songs[3]),
-        n_songs=int(songs[0]),
+        n_songs=int(songs[4] or 0) + 1,
     )
     if (
         (user_hi - user_lo).bit_length() > MAX_USER_BITS
@@ -162,30 +333,16 @@ def _kernel_user_range(
     return user_lo, user_hi
 
 
-def _aggregate_kernel(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], user_lo: int, user_hi: int) -> None:
-    """:func:`aggregate` for aggregated Parquet files with integer ids, via :mod:`hitsong.store.pairs`.
-
-    Fills ``_song_map``, ``_agg`` and ``_subset_users`` exactly as the SQL path does (song keys
-    as BIGINT; ``listeners`` is NULL for songs not in the catalogue, which only count as dropped).
-    """
-    import pyarrow as pa
+def _aggregate_kernel(
+    con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], user_lo: int, user_hi: int, policy: UnknownSongs
+) -> Delta:
+    """:func:`aggregate` for aggregated Parquet files with integer ids, via :mod:`hitsong.store.pairs`."""
     import pyarrow.parquet as pq
 
     from hitsong.store.pairs import count_pairs
 
     log.info("aggregating %d event rows with the compiled pair counter", sum(c.rows for c in checked))
-    # integer ids: '7' in the songs file matches 7 in the events, '007' does not
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _song_map AS
-           SELECT TRY_CAST(song_id AS BIGINT) AS song_key, song_id, subset FROM _new_songs
-           WHERE CAST(TRY_CAST(song_id AS BIGINT) AS VARCHAR) = song_id"""
-    )
-    smap = con.execute("SELECT song_key, song_id, subset FROM _song_map ORDER BY song_key").fetchnumpy()
-    keys = np.asarray(smap["song_key"], dtype=np.int64)
-    song_lo = int(keys[0]) if keys.size else 0
-    lut = np.full(int(keys[-1]) - song_lo + 1 if keys.size else 1, -1, np.int32)
-    lut[keys - song_lo] = np.arange(keys.size, dtype=np.int32)
-    subsets, subset_of = np.unique(np.asarray(smap["subset"], dtype=object).astype(str), return_inverse=True)
+    lut, song_lo, subset_of = _song_lut(con)
 
     def batches() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         for c in checked:
@@ -204,63 +361,59 @@ def _aggregate_kernel(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile]
         song_lut=lut,
         song_lo=song_lo,
         subset_of=subset_of,
-        n_subsets=max(1, subsets.size),
+        n_subsets=int(subset_of.max()) + 1 if subset_of.size else 1,
         user_lo=user_lo,
         user_hi=user_hi,
         capacity=sum(c.rows for c in checked),
     )
-    played = np.flatnonzero(tot.events)
-    n_unknown = tot.unknown_ids.size
-    agg = pa.table(
-        {
-            "song_key": np.concatenate([keys[played], tot.unknown_ids]),
-            "plays": np.concatenate([tot.plays[played], tot.unknown_plays]),
-            "listeners": pa.array(
-                np.concatenate([tot.listeners[played], np.zeros(n_unknown, np.int64)]),
-                mask=np.arange(played.size + n_unknown) >= played.size,
-            ),
-            "events": np.concatenate([tot.events[played], tot.unknown_rows]),
-            "song_id": pa.array(
-                list(np.asarray(smap["song_id"], dtype=object)[played]) + [None] * n_unknown, pa.string()
-            ),
-        }
-    )
+    unknown = (int(tot.unknown_ids.size), int(tot.unknown_rows.sum()), int(tot.unknown_plays.sum()))
+    if unknown[0]:
+        examples = [str(i) for i in tot.unknown_ids[:3]]
+        _unknown(con, checked, policy, unknown, examples)
+    touched = np.flatnonzero(tot.events)
     s_idx, u_idx = np.nonzero(tot.subset_users)
-    users = pa.table(
-        {
-            "subset": pa.array(subsets[s_idx] if subsets.size else [], pa.string()),
-            "user_id": (u_idx + user_lo).astype(np.int64),
-        }
+    return Delta(
+        song_no=touched.astype(np.int64),
+        plays=tot.plays[touched],
+        events=tot.events[touched],
+        listeners=tot.listeners[touched],
+        pair_keys=tot.pair_keys,
+        subset_user_keys=(s_idx.astype(np.int64) << 32) | (u_idx.astype(np.int64) + user_lo),
+        unknown=unknown,
     )
-    for name, table in (("_agg", agg), ("_subset_users", users)):
-        con.register(f"{name}_arrow", table)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
-        con.unregister(f"{name}_arrow")
 
 
-def count_unknown_songs(
+def _count_unknown(
     con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], policy: UnknownSongs
 ) -> tuple[int, int, int]:
-    """``(songs, event rows, plays)`` of events for songs not in the catalogue; raise if ``error``."""
-    unknown = con.execute(
-        "SELECT count(*), coalesce(sum(events), 0), coalesce(sum(plays), 0) FROM _agg WHERE song_id IS NULL"
+    """``(songs, event rows, plays)`` of ``_per_song`` rows for songs not in the catalogue."""
+    row = con.execute(
+        "SELECT count(*), coalesce(sum(events), 0), coalesce(sum(plays), 0) FROM _per_song WHERE song_no IS NULL"
     ).fetchall()[0]
-    if unknown[0] and policy == "error":
-        _raise_unknown(con, checked, int(unknown[0]), int(unknown[1]))
+    unknown = (int(row[0]), int(row[1]), int(row[2]))
     if unknown[0]:
-        log.warning(
-            "dropped %d events rows (%d plays) of %d songs not in the songs file", unknown[1], unknown[2], unknown[0]
-        )
-    return int(unknown[0]), int(unknown[1]), int(unknown[2])
+        examples = [
+            r[0]
+            for r in con.execute(
+                "SELECT CAST(song_key AS VARCHAR) AS k FROM _per_song WHERE song_no IS NULL ORDER BY k LIMIT 3"
+            ).fetchall()
+        ]
+        _unknown(con, checked, policy, unknown, examples)
+    return unknown
 
 
-def _raise_unknown(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], n_songs: int, n_rows: int) -> None:
-    examples = [
-        r[0]
-        for r in con.execute(
-            "SELECT CAST(song_key AS VARCHAR) AS k FROM _agg WHERE song_id IS NULL ORDER BY k LIMIT 3"
-        ).fetchall()
-    ]
+def _unknown(
+    con: duckdb.DuckDBPyConnection,
+    checked: list[CheckedFile],
+    policy: UnknownSongs,
+    unknown: tuple[int, int, int],
+    examples: list[str],
+) -> None:
+    """Raise for unknown songs (``policy="error"``, naming file, column and rows), or log the drop."""
+    n_songs, n_rows, n_plays = unknown
+    if policy != "error":
+        log.warning("dropped %d events rows (%d plays) of %d songs not in the songs file", n_rows, n_plays, n_songs)
+        return
     table = ids_table(con, examples)
     for c in checked:
         ev = c.file

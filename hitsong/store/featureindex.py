@@ -1,13 +1,13 @@
-"""SQL of the feature store: which song sits in which memmap row, failures, tag vectors.
+"""SQL of the feature store: which shard file holds which song's mel, failures, tag vectors.
 
 Tables (created on first use):
 
 - ``feature_meta(subset, config_hash, config_json, n_mels, n_frames, updated_at)``: the audio
   config the rows of a subset were computed with.
-- ``feature_index(song_id, subset, row, config_hash, padded, silent, truncated, duration,
-  native_sr, channels, computed_at)``: a committed row of ``<store>/<subset>/mel.f16``.
-  A row is committed only after its bytes are written and synced, so every index row points at
-  complete data.
+- ``feature_index(song_id, subset, shard, config_hash, padded, silent, truncated, duration,
+  native_sr, channels, computed_at)``: a song whose mel is stored; ``shard`` is its file relative
+  to the store (``hitsong.features.layout``). A row is committed only after the worker wrote and
+  synced the shard, so every index row points at complete data.
 - ``feature_failures(song_id, subset, audio_path, error, failed_at)``: the last error of songs
   that could not be computed; removed when the song later succeeds.
 - ``song_tags(song_id, subset, model, tags FLOAT[50], genre)``: the tagger's song-level vector
@@ -34,7 +34,7 @@ _SCHEMA = (
         subset VARCHAR PRIMARY KEY, config_hash VARCHAR NOT NULL, config_json VARCHAR NOT NULL,
         n_mels INTEGER NOT NULL, n_frames INTEGER NOT NULL, updated_at TIMESTAMP NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS feature_index (
-        song_id VARCHAR NOT NULL, subset VARCHAR NOT NULL, "row" INTEGER NOT NULL,
+        song_id VARCHAR NOT NULL, subset VARCHAR NOT NULL, shard VARCHAR NOT NULL,
         config_hash VARCHAR NOT NULL, padded BOOLEAN NOT NULL, silent BOOLEAN NOT NULL,
         truncated BOOLEAN NOT NULL, duration DOUBLE NOT NULL, native_sr INTEGER NOT NULL,
         channels INTEGER NOT NULL, computed_at TIMESTAMP NOT NULL,
@@ -50,11 +50,11 @@ _SCHEMA = (
 
 @dataclass(frozen=True)
 class IndexRow:
-    """One computed song: where its mel lives and its flags."""
+    """One computed song: its mel's shard file (relative to the store) and its flags."""
 
     song_id: str
     subset: str
-    row: int
+    shard: str
     config_hash: str
     padded: bool
     silent: bool
@@ -95,10 +95,23 @@ class SubsetMeta:
     config: dict[str, Any]
 
 
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the feature tables if they do not exist."""
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> bool:
+    """Create the feature tables if they do not exist.
+
+    An index of the earlier one-array layout (a ``row`` column instead of ``shard``) is dropped
+    with the subsets' configs, so every subset is recomputed into shards. Returns whether that
+    happened.
+    """
+    legacy = con.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'feature_index' AND column_name = 'row'"
+    ).fetchall()[0][0]
+    if legacy:
+        with transaction(con):
+            con.execute("DROP TABLE feature_index")
+            con.execute("DROP TABLE IF EXISTS feature_meta")
     for sql in _SCHEMA:
         con.execute(sql)
+    return bool(legacy)
 
 
 def subset_meta(con: duckdb.DuckDBPyConnection, subset: str) -> SubsetMeta | None:
@@ -132,24 +145,18 @@ def reset_subset(
     return int(n)
 
 
-def index_rows(con: duckdb.DuckDBPyConnection, subset: str, config_hash: str) -> dict[str, int]:
-    """``song_id -> row`` of the committed rows of ``subset`` computed with ``config_hash``."""
+def index_rows(con: duckdb.DuckDBPyConnection, subset: str, config_hash: str) -> dict[str, str]:
+    """``song_id -> shard`` of the committed rows of ``subset`` computed with ``config_hash``."""
     rows = con.execute(
-        'SELECT song_id, "row" FROM feature_index WHERE subset = ? AND config_hash = ?', [subset, config_hash]
+        "SELECT song_id, shard FROM feature_index WHERE subset = ? AND config_hash = ?", [subset, config_hash]
     ).fetchall()
-    return {song_id: int(r) for song_id, r in rows}
+    return {str(song_id): str(shard) for song_id, shard in rows}
 
 
 def tagged_songs(con: duckdb.DuckDBPyConnection, subset: str, model: str) -> set[str]:
     """Songs of ``subset`` that have a tag vector from ``model``."""
     rows = con.execute("SELECT song_id FROM song_tags WHERE subset = ? AND model = ?", [subset, model]).fetchall()
     return {r[0] for r in rows}
-
-
-def next_row(con: duckdb.DuckDBPyConnection, subset: str) -> int:
-    """The first row after every committed row of ``subset`` (0 when empty)."""
-    (n,) = con.execute('SELECT coalesce(max("row") + 1, 0) FROM feature_index WHERE subset = ?', [subset]).fetchall()[0]
-    return int(n)
 
 
 def commit_batch(
@@ -172,7 +179,7 @@ def commit_batch(
                     [
                         r.song_id,
                         r.subset,
-                        r.row,
+                        r.shard,
                         r.config_hash,
                         r.padded,
                         r.silent,
@@ -214,13 +221,13 @@ def failure_frame(con: duckdb.DuckDBPyConnection, subset: str | None = None) -> 
 
 
 def index_frame(con: duckdb.DuckDBPyConnection, subset: str) -> pd.DataFrame:
-    """The committed rows of ``subset`` with the current config (song_id, row, flags...)."""
-    if not _has_table(con, "feature_index"):
-        return pd.DataFrame(columns=["song_id", "row", "padded"])
+    """The committed rows of ``subset`` with the current config (song_id, shard, flags...)."""
+    if not _has_table(con, "feature_index") or not _has_table(con, "feature_meta"):
+        return pd.DataFrame(columns=["song_id", "shard", "padded"])
     return con.execute(
         """SELECT i.* FROM feature_index i JOIN feature_meta m
            ON i.subset = m.subset AND i.config_hash = m.config_hash
-           WHERE i.subset = ? ORDER BY i."row" """,
+           WHERE i.subset = ? ORDER BY i.song_id""",
         [subset],
     ).df()
 

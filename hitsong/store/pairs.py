@@ -17,7 +17,9 @@ bitmap inside the cache:
    Then the touched bits are cleared for the next bucket.
 
 Everything is exact; duplicates are summed exactly like ``GROUP BY (song, user)`` (plays add
-up, the pair counts once as a listener, every row counts as an event). Memory: 4 bytes per
+up, the pair counts once as a listener, every row counts as an event). The distinct pairs come out
+sorted, as the keys of :mod:`hitsong.store.keysets`; :func:`absent_sorted` and :func:`merge_sorted`
+are the compiled search and merge of those sorted key runs. Memory: 4 bytes per
 event row (the partitioned keys) plus one byte per (subset, user) and 4 bytes per song id in
 range; see :func:`memory_bytes`.
 """
@@ -87,21 +89,48 @@ def _partition(
     return n_pos, n_unknown
 
 
+_DEBRUIJN = np.uint64(0x03F79D71B4CB0A89)  # a de Bruijn sequence: (2**k * it) >> 58 differs for every k
+_DEBRUIJN_INDEX = np.zeros(64, np.int64)
+_DEBRUIJN_INDEX[((np.uint64(1) << np.arange(64, dtype=np.uint64)) * _DEBRUIJN) >> np.uint64(58)] = np.arange(64)
+
+
 @_compiled
 def _count_buckets(
-    store, starts, offsets, first, step, shift, user_bits, bitmap, listeners, subset_of, n_users, subset_seen
+    store,
+    starts,
+    offsets,
+    first,
+    step,
+    shift,
+    user_bits,
+    bitmap,
+    words,
+    listeners,
+    subset_of,
+    n_users,
+    subset_seen,
+    user_lo,
+    out,
+    out_base,
+    out_count,
 ):  # pragma: no cover - compiled
-    """Listeners of the songs in buckets ``first, first + step, ...`` (exact, via ``bitmap``), and
-    each new (song, user) pair's user marked in ``subset_seen`` under the song's subset.
+    """Listeners of the songs in buckets ``first, first + step, ...`` (exact, via ``bitmap``), each
+    new (song, user) pair's user marked in ``subset_seen`` under the song's subset, and the
+    bucket's distinct pairs written, sorted, as ``song << 32 | (user_lo + user)`` to
+    ``out[out_base[b]:out_base[b] + out_count[b]]``.
 
     ``store[starts[t] + offsets[t, b] : starts[t] + offsets[t, b + 1]]`` are bucket ``b``'s keys
-    from batch ``t``. ``bitmap`` must be all zero; it is left all zero.
+    from batch ``t``. ``bitmap`` (``words`` is the same memory as uint64) must be all zero; it is
+    left all zero. A bucket with few pairs sorts them; a dense one reads them off the bitmap in
+    order.
     """
     n_batches = starts.shape[0]
     n_buckets = offsets.shape[1] - 1
     user_mask = (np.int64(1) << user_bits) - 1
+    n_words = words.shape[0]
     for b in range(first, n_buckets, step):
         base_song = np.int64(b) << shift
+        fresh = 0
         for t in range(n_batches):
             for j in range(starts[t] + offsets[t, b], starts[t] + offsets[t, b + 1]):
                 key = store[j]
@@ -113,9 +142,99 @@ def _count_buckets(
                     song = base_song + (key >> user_bits)
                     listeners[song] += 1
                     subset_seen[subset_of[song] * n_users + (key & user_mask)] = True
-        for t in range(n_batches):
-            for j in range(starts[t] + offsets[t, b], starts[t] + offsets[t, b + 1]):
-                bitmap[store[j] >> 3] = 0
+                    fresh += 1
+        pos = out_base[b]
+        if fresh * 64 < n_words:  # sparse: emit in row order, clearing bits, then sort
+            for t in range(n_batches):
+                for j in range(starts[t] + offsets[t, b], starts[t] + offsets[t, b + 1]):
+                    key = store[j]
+                    byte = key >> 3
+                    bit = np.uint8(1 << (key & 7))
+                    if bitmap[byte] & bit:
+                        bitmap[byte] &= ~bit
+                        song = base_song + (key >> user_bits)
+                        out[pos] = (song << 32) | (user_lo + (key & user_mask))
+                        pos += 1
+            out[out_base[b] : pos] = np.sort(out[out_base[b] : pos])
+        else:  # dense: read the set bits in order, lowest bit first (de Bruijn bit index)
+            for w in range(n_words):
+                word = words[w]
+                if word:
+                    words[w] = 0
+                    base = np.int64(w) * 64
+                    while word:
+                        low = word & (~word + np.uint64(1))
+                        key = base + _DEBRUIJN_INDEX[(low * _DEBRUIJN) >> np.uint64(58)]
+                        song = base_song + (key >> user_bits)
+                        out[pos] = (song << 32) | (user_lo + (key & user_mask))
+                        pos += 1
+                        word ^= low
+        out_count[b] = pos - out_base[b]
+
+
+@_compiled
+def _compact(out, out_base, out_count):  # pragma: no cover - compiled
+    """Move each bucket's pairs next to the previous bucket's; returns the number of pairs."""
+    n = 0
+    for b in range(out_base.shape[0]):
+        src = out_base[b]
+        for i in range(out_count[b]):
+            out[n + i] = out[src + i]
+        n += out_count[b]
+    return n
+
+
+@_compiled
+def absent_sorted(new: np.ndarray, run: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``out[i] &= new[i] not in run`` for sorted unique ``new`` and ``run`` (galloping merge)."""
+    n_run = run.shape[0]
+    j = 0
+    for i in range(new.shape[0]):
+        if not out[i]:
+            continue
+        key = new[i]
+        if j >= n_run:
+            break
+        if run[j] < key:  # gallop to the first run[j] >= key
+            step = 1
+            lo = j
+            hi = j + 1
+            while hi < n_run and run[hi] < key:
+                lo = hi
+                step *= 2
+                hi = j + step
+            hi = min(hi, n_run)
+            while lo + 1 < hi:  # run[lo] < key <= run[hi] (or hi == n_run)
+                mid = (lo + hi) // 2
+                if run[mid] < key:
+                    lo = mid
+                else:
+                    hi = mid
+            j = hi
+        if j < n_run and run[j] == key:
+            out[i] = False
+
+
+@_compiled
+def merge_sorted(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Merge two sorted disjoint arrays into ``out`` (length ``len(a) + len(b)``)."""
+    i = j = k = 0
+    while i < a.shape[0] and j < b.shape[0]:
+        if a[i] < b[j]:
+            out[k] = a[i]
+            i += 1
+        else:
+            out[k] = b[j]
+            j += 1
+        k += 1
+    while i < a.shape[0]:
+        out[k] = a[i]
+        i += 1
+        k += 1
+    while j < b.shape[0]:
+        out[k] = b[j]
+        j += 1
+        k += 1
 
 
 @dataclass(frozen=True)
@@ -130,6 +249,9 @@ class PairTotals:
         Whether user ``user_lo + j`` played a song of subset ``i``.
     unknown_ids, unknown_rows, unknown_plays : np.ndarray [shape=(n_unknown,), int64]
         Song ids not in the lookup table (sorted), with their event rows and summed plays.
+    pair_keys : np.ndarray [shape=(n_pairs,), int64]
+        The distinct (song, user) pairs with plays > 0, sorted, as ``song << 32 | user`` (the
+        dense song index and the user id): the keys of :mod:`hitsong.store.keysets`.
     """
 
     plays: np.ndarray
@@ -139,16 +261,17 @@ class PairTotals:
     unknown_ids: np.ndarray
     unknown_rows: np.ndarray
     unknown_plays: np.ndarray
+    pair_keys: np.ndarray
 
 
 def memory_bytes(
     *, rows: int, batch_rows: int, song_range: int, user_range: int, n_subsets: int, n_songs: int, threads: int = 2
 ) -> int:
     """Bytes :func:`count_pairs` holds for ``rows`` event rows read ``batch_rows`` at a time (the
-    dominant terms: stored keys, per-thread batches and buffers, bitmaps, tables)."""
+    dominant terms: stored keys, the distinct pairs, per-thread batches and buffers, bitmaps, tables)."""
     bitmap = (1 << max(BITMAP_BITS, int(user_range - 1).bit_length())) >> 3
     per_thread = 40 * batch_rows + bitmap + n_subsets * user_range + 16 * n_songs
-    return 4 * rows + 4 * song_range + threads * per_thread
+    return 12 * rows + 4 * song_range + threads * per_thread
 
 
 def count_pairs(
@@ -180,7 +303,7 @@ def count_pairs(
     n_subsets : int
         Number of subsets.
     user_lo, user_hi : int
-        Smallest and largest user id of all rows (inclusive).
+        Smallest and largest user id of all rows (inclusive); ``0 <= user_lo``, ``user_hi < 2**32``.
     capacity : int
         Upper bound on the number of rows in all batches.
     threads : int
@@ -197,6 +320,8 @@ def count_pairs(
     user_bits = max(1, (n_users - 1).bit_length())
     if user_bits > MAX_USER_BITS:
         raise ValueError(f"user ids span {n_users} values; at most 2**{MAX_USER_BITS} fit")
+    if user_lo < 0 or user_hi >= 1 << 32:
+        raise ValueError(f"user ids must lie in 0..2**32-1 to form pair keys, got {user_lo}..{user_hi}")
     shift = max(0, BITMAP_BITS - user_bits)
     n_buckets = max(1, (n_songs + (1 << shift) - 1) >> shift)
     subset_of = subset_of.astype(np.int64)
@@ -265,10 +390,15 @@ def count_pairs(
     events: np.ndarray = np.sum([p[1] for p in parts], axis=0)
     listeners = np.zeros(n_songs, np.int64)
     seen_parts: list[np.ndarray] = []
+    pair_keys = np.zeros(0, np.int64)
     if starts:
         start_arr = np.asarray(starts, np.int64)
         offset_arr = np.stack(offsets)
-        bitmap_bytes = max(1, (1 << (shift + user_bits)) >> 3)
+        raw = (offset_arr[:, 1:] - offset_arr[:, :-1]).sum(axis=0)
+        out_base = np.concatenate([[0], np.cumsum(raw)[:-1]]).astype(np.int64)
+        out_count = np.zeros(n_buckets, np.int64)
+        out = np.empty(int(raw.sum()), np.int64)
+        bitmap_bytes = max(8, (1 << (shift + user_bits)) >> 3)
         turn = iter(range(threads))
 
         def count() -> None:
@@ -276,6 +406,7 @@ def count_pairs(
             with lock:
                 first = next(turn)
                 seen_parts.append(seen)
+            bitmap = np.zeros(bitmap_bytes, np.uint8)
             _count_buckets(
                 store,
                 start_arr,
@@ -284,14 +415,20 @@ def count_pairs(
                 threads,
                 shift,
                 user_bits,
-                np.zeros(bitmap_bytes, np.uint8),
+                bitmap,
+                bitmap.view(np.uint64),
                 listeners,
                 subset_of,
                 n_users,
                 seen,
+                int(user_lo),
+                out,
+                out_base,
+                out_count,
             )
 
         _run_threads(count, threads)
+        pair_keys = out[: _compact(out, out_base, out_count)]
     if unknown_songs:
         ids, inverse = np.unique(np.concatenate(unknown_songs), return_inverse=True)
         unknown_rows = np.bincount(inverse, minlength=ids.size).astype(np.int64)
@@ -308,6 +445,7 @@ def count_pairs(
         unknown_ids=ids,
         unknown_rows=unknown_rows,
         unknown_plays=unknown_plays,
+        pair_keys=pair_keys,
     )
 
 

@@ -135,17 +135,17 @@ def stored_features(
     Returns
     -------
     pandas.DataFrame
-        ``song_id, subset, row, tags (FLOAT[50]), genre``: the memmap row of the song's log-mel
+        ``song_id, subset, shard, tags (FLOAT[50]), genre``: the shard of the song's log-mel
         (``hitsong.features.layout``) computed with ``config_hash``, and its tag vector from
         ``tagger``. Songs missing either are not listed.
     """
-    empty = pd.DataFrame(columns=["song_id", "subset", "row", "tags", "genre"])
+    empty = pd.DataFrame(columns=["song_id", "subset", "shard", "tags", "genre"])
     if not song_ids or not all(_has_table(con, t) for t in ("feature_index", "feature_meta", "song_tags")):
         return empty
     con.register("wanted_songs", pd.DataFrame({"song_id": list(song_ids)}))
     try:
         return con.execute(
-            """SELECT i.song_id, i.subset, i."row", t.tags, t.genre
+            """SELECT i.song_id, i.subset, i.shard, t.tags, t.genre
                FROM feature_index i SEMI JOIN wanted_songs USING (song_id)
                JOIN feature_meta m ON m.subset = i.subset AND m.config_hash = i.config_hash
                JOIN song_tags t ON t.song_id = i.song_id AND t.subset = i.subset AND t.model = ?

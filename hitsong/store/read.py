@@ -17,11 +17,20 @@ from hitsong.store import connect
 from hitsong.store.schema import SPLITS
 
 
+def _relations(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Names of the database's tables and views."""
+    return {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+
+
 def require_ingested(con: duckdb.DuckDBPyConnection, db_path: str | Path) -> None:
-    have = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'song_stats'").fetchall()[0][
-        0
-    ]
-    if not have or not con.execute("SELECT count(*) FROM song_stats").fetchall()[0][0]:
+    """Raise unless the store holds listening data; reads no per-song rows (``song_stats`` is a
+    view over the whole catalogue, so counting it would compute it)."""
+    names = _relations(con)
+    if "song_totals" in names:
+        query = 'SELECT (SELECT count(*) FROM song_totals) > 0 AND (SELECT count(*) FROM "window") > 0'
+    else:  # a store of an earlier layout, song_stats a table
+        query = "SELECT count(*) > 0 FROM song_stats" if "song_stats" in names else ""
+    if not query or not con.execute(query).fetchall()[0][0]:
         raise StoreError(f"no listening data in {db_path}: run `hitsong ingest --events FILE --songs FILE` first.")
 
 
@@ -37,22 +46,25 @@ def stats(db_path: str | Path) -> pd.DataFrame:
     """
     with connect(db_path, read_only=True) as con:
         require_ingested(con, db_path)
+        listeners = "subset_numbers" if "subset_numbers" in _relations(con) else "subset_stats"
         return con.execute(
-            """WITH h AS (
-                   SELECT subset, min(hit_score) AS hit_min,
-                          quantile_cont(hit_score, [0.25, 0.5, 0.75, 0.9]) AS q, max(hit_score) AS hit_max
+            f"""WITH h AS (  -- one pass over song_stats
+                   SELECT subset, count(*) AS songs, count(*) FILTER (WHERE playcount > 0) AS songs_played,
+                          CAST(sum(events) AS BIGINT) AS events, CAST(sum(playcount) AS BIGINT) AS plays,
+                          min(hit_score) AS hit_min, quantile_cont(hit_score, [0.25, 0.5, 0.75, 0.9]) AS q,
+                          max(hit_score) AS hit_max
                    FROM song_stats GROUP BY subset),
                sp AS (
                    SELECT subset, count(*) FILTER (WHERE split = 'train') AS train,
                           count(*) FILTER (WHERE split = 'val') AS val,
                           count(*) FILTER (WHERE split = 'test') AS test
                    FROM splits GROUP BY subset)
-               SELECT s.subset, s.songs, s.songs_played, s.listeners, s.events, s.plays,
+               SELECT h.subset, h.songs, h.songs_played, b.listeners, h.events, h.plays,
                       h.hit_min, h.q[1] AS hit_q25, h.q[2] AS hit_median, h.q[3] AS hit_q75,
                       h.q[4] AS hit_q90, h.hit_max,
                       coalesce(sp.train, 0) AS train, coalesce(sp.val, 0) AS val, coalesce(sp.test, 0) AS test
-               FROM subset_stats s JOIN h USING (subset) LEFT JOIN sp USING (subset)
-               ORDER BY s.subset"""
+               FROM h LEFT JOIN {listeners} b USING (subset) LEFT JOIN sp USING (subset)
+               ORDER BY h.subset"""
         ).df()
 
 

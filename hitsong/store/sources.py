@@ -1,8 +1,10 @@
 """Input files as DuckDB relations: format sniffing, columns, and row checks that name rows.
 
-A file is recognised by its bytes (CSV, gzipped CSV or Parquet), its header is normalised,
-and every check runs as SQL first (from Parquet statistics where possible); only a failing
-check runs a second pass to find the first few bad rows for the error message.
+A local file is recognised by its bytes (CSV, gzipped CSV or Parquet), an object-store URL by
+its name; its header is normalised, and every check runs as SQL first (from Parquet statistics
+where possible); only a failing check runs a second pass to find the first few bad rows for the
+error message. A file inside a hive-partitioned folder (``date=2016-01-01/part-0.parquet``) is
+read with its partition values as columns.
 """
 
 from __future__ import annotations
@@ -19,49 +21,62 @@ import duckdb
 import numpy as np
 
 from hitsong.errors import InputError
-from hitsong.store.schema import AGGREGATED_COLUMNS, NOT_CHANGED, PLAYS_COLUMNS
+from hitsong.store.schema import NOT_CHANGED
 
 log = logging.getLogger(__name__)
-
-
-EventShape = Literal["auto", "aggregated", "plays"]
 
 
 MAX_ROWS_SHOWN = 5
 
 
+#: URL schemes handed to DuckDB's httpfs extension.
+REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "r2://", "https://", "http://")
+
+
+def is_remote(path: str | Path) -> bool:
+    """Whether ``path`` is an object-store or web URL rather than a local path."""
+    return str(path).startswith(REMOTE_SCHEMES)
+
+
 @dataclass(frozen=True)
 class Source:
-    """One input file as DuckDB sees it: a FROM clause and its column map."""
+    """One input file as DuckDB sees it: a FROM clause and its column map.
 
-    path: Path
+    ``path`` is an absolute local path or a URL; ``hive`` reads the ``key=value`` folders of the
+    path as columns.
+    """
+
+    path: str
     kind: Literal["csv", "parquet"]
     gzip: bool
     delimiter: str
     columns: dict[str, str]  # normalised name -> name in the file
     types: dict[str, str] = field(default_factory=dict)  # normalised name -> DuckDB type
+    hive: bool = False
 
     def relation(self, con: duckdb.DuckDBPyConnection, *, row_numbers: bool = False) -> duckdb.DuckDBPyRelation:
         """The file as a relation (all text for CSV); with ``row_no`` (1-based) when asked."""
         if self.kind == "parquet":
-            return _parquet_relation(con, self.path, row_numbers)
+            return _parquet_relation(con, self, row_numbers)
         return _csv_relation(con, self, row_numbers)
 
 
-def _parquet_relation(con: duckdb.DuckDBPyConnection, path: Path, row_numbers: bool) -> duckdb.DuckDBPyRelation:
+def _parquet_relation(con: duckdb.DuckDBPyConnection, src: Source, row_numbers: bool) -> duckdb.DuckDBPyRelation:
     if row_numbers:
         return con.query(
-            "SELECT *, file_row_number + 1 AS row_no FROM read_parquet($p, file_row_number = true)",
-            params={"p": str(path)},
+            "SELECT *, file_row_number + 1 AS row_no FROM read_parquet($p, file_row_number = true, "
+            "hive_partitioning = $h)",
+            params={"p": src.path, "h": src.hive},
         )
-    return con.query("SELECT * FROM read_parquet($p)", params={"p": str(path)})
+    return con.query("SELECT * FROM read_parquet($p, hive_partitioning = $h)", params={"p": src.path, "h": src.hive})
 
 
 def _csv_relation(con: duckdb.DuckDBPyConnection, src: Source, row_numbers: bool) -> duckdb.DuckDBPyRelation:
-    if not row_numbers:
+    if not row_numbers or is_remote(src.path):
         return con.query(
-            "SELECT * FROM read_csv($p, header = true, all_varchar = true, delim = $d, compression = $c)",
-            params={"p": str(src.path), "d": src.delimiter, "c": "gzip" if src.gzip else "none"},
+            "SELECT * FROM read_csv($p, header = true, all_varchar = true, delim = $d, compression = $c, "
+            "hive_partitioning = $h)",
+            params={"p": src.path, "d": src.delimiter, "c": "gzip" if src.gzip else "none", "h": src.hive},
         )
     # DuckDB's CSV reader has no row numbers; pyarrow reads in order, all columns as text.
     import pyarrow as pa
@@ -143,39 +158,61 @@ def _normalise(name: str) -> str:
     return name.strip().lower()
 
 
-def open_source(con: duckdb.DuckDBPyConnection, path: Path, what: str) -> Source:
+def _kind_from_name(url: str, what: str) -> tuple[Literal["csv", "parquet"], bool]:
+    """A URL's format from its name (its bytes are not fetched to sniff them)."""
+    name = url.lower().rsplit("/", 1)[-1]
+    if name.endswith(".parquet"):
+        return "parquet", False
+    if name.endswith((".csv", ".tsv", ".txt")):
+        return "csv", False
+    if name.endswith((".csv.gz", ".tsv.gz")):
+        return "csv", True
+    raise InputError(
+        f"{what} file {url}: name a .parquet, .csv or .csv.gz object (the format of a URL is read from its name). "
+        f"{NOT_CHANGED}"
+    )
+
+
+def open_source(con: duckdb.DuckDBPyConnection, path: str | Path, what: str, *, hive: bool = False) -> Source:
     """Check the file exists and has a readable format; read its column names and types."""
-    path = Path(path).expanduser().resolve()
-    kind, gz = _sniff_format(path, what)
+    remote = is_remote(path)
+    if remote:
+        name = str(path)
+        kind, gz = _kind_from_name(name, what)
+    else:
+        local = Path(path).expanduser().resolve()
+        name = str(local)
+        kind, gz = _sniff_format(local, what)
     delimiter = ","
     try:
         if kind == "csv":
             sniff = con.execute(
                 "SELECT Delimiter FROM sniff_csv($p, header = true, compression = $c)",
-                {"p": str(path), "c": "gzip" if gz else "none"},
+                {"p": name, "c": "gzip" if gz else "none"},
             ).fetchall()[0]
             delimiter = sniff[0] if sniff and sniff[0] else ","
-            src = Source(path, kind, gz, delimiter, {})
-        else:
-            src = Source(path, kind, False, delimiter, {})
+        src = Source(name, kind, gz, delimiter, {}, hive=hive)
         rel = src.relation(con)
         names, types = rel.columns, [str(t) for t in rel.types]
     except duckdb.Error as exc:
-        raise InputError(f"{what} file {path} cannot be read as {kind.upper()}: {exc}. {NOT_CHANGED}") from exc
-    if kind == "csv":
-        _check_csv_header(path, gz, delimiter, names, what)
+        why = error_text(exc)
+        raise InputError(f"{what} file {name} cannot be read as {kind.upper()}: {why}. {NOT_CHANGED}") from exc
+    if kind == "csv" and not remote:
+        _check_csv_header(Path(name), gz, delimiter, names, what, hive=hive)
     columns: dict[str, str] = {}
     col_types: dict[str, str] = {}
-    for name, typ in zip(names, types):
-        key = _normalise(name)
+    for col, typ in zip(names, types):
+        key = _normalise(col)
         if key in columns:
-            raise InputError(f"{what} file {path}: column {key!r} appears twice in the header. {NOT_CHANGED}")
-        columns[key] = name
+            raise InputError(f"{what} file {name}: column {key!r} appears twice in the header. {NOT_CHANGED}")
+        columns[key] = col
         col_types[key] = typ
-    return Source(path, kind, gz, delimiter, columns, col_types)
+    return Source(name, kind, gz, delimiter, columns, col_types, hive=hive)
 
 
-def _check_csv_header(path: Path, gz: bool, delimiter: str, names: Sequence[str], what: str) -> None:
+def _check_csv_header(
+    path: Path, gz: bool, delimiter: str, names: Sequence[str], what: str, *, hive: bool = False
+) -> None:
     """DuckDB's sniffer must have read the first line as the header; else find the ragged line."""
     import csv
     import gzip
@@ -189,7 +226,10 @@ def _check_csv_header(path: Path, gz: bool, delimiter: str, names: Sequence[str]
     with fh:
         reader = csv.reader(fh, delimiter=delimiter)
         header = next(reader, [])
-        if [h.strip() for h in header] == [n.strip() for n in names]:
+        found = [n.strip() for n in names]
+        if hive:  # partition columns come after the file's own
+            found = found[: len(header)]
+        if [h.strip() for h in header] == found:
             return
         for line_no, row in enumerate(reader, start=2):
             if row and len(row) != len(header):
@@ -221,36 +261,38 @@ def require_columns(src: Source, required: Sequence[str], what: str, hint: str =
     )
 
 
-def detect_shape(src: Source, shape: EventShape) -> Literal["aggregated", "plays"]:
-    has_count = "play_count" in src.columns
-    has_time = "played_at" in src.columns
-    if shape == "auto":
-        if has_count and has_time:
-            raise InputError(
-                f"events file {src.path} has both 'play_count' and 'played_at'; say which it is "
-                f"with --event-shape aggregated|plays. {NOT_CHANGED}"
-            )
-        if not has_count and not has_time:
-            require_columns(
-                src,
-                ("user_id", "song_id", "play_count"),
-                "events",
-                " (aggregated) or user_id, song_id, played_at (one row per play)",
-            )
-        shape = "aggregated" if has_count else "plays"
-    require_columns(src, AGGREGATED_COLUMNS if shape == "aggregated" else PLAYS_COLUMNS, "events")
-    return shape
-
-
 def first_row(result: duckdb.DuckDBPyConnection) -> tuple | None:
     """The first row of a result (``None`` when empty), reading it to the end."""
     rows = result.fetchall()
     return rows[0] if rows else None
 
 
-def file_sha256(path: Path) -> str:
-    with path.open("rb") as fh:
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a local file's bytes (hex)."""
+    with Path(path).open("rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+#: At most this many characters of a reader's error reach a message (a bad line can be megabytes).
+MAX_REASON_CHARS = 600
+
+
+def error_text(exc: BaseException) -> str:
+    """A reader's error as short, printable text for a message.
+
+    DuckDB's CSV errors quote the offending line whole and then list every reader option; the
+    quoted line comes from the input file, so it is cut (200 characters a line, ``MAX_REASON_CHARS``
+    in all), the option list after the first blank line is left out, and control characters
+    (terminal escapes in a hostile file) are shown escaped.
+    """
+    lines = []
+    for line in str(exc).splitlines():
+        if not line.strip():
+            break
+        line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in line[:200])
+        lines.append(line + ("..." if len(line) >= 200 else ""))
+    text = " ".join(lines).rstrip(" .")
+    return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS] + "..."
 
 
 def quote(name: str) -> str:
@@ -258,7 +300,7 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-_INT_TYPES = (
+INT_TYPES = (
     "TINYINT",
     "SMALLINT",
     "INTEGER",
@@ -284,7 +326,7 @@ def id_checks(src: Source, col: str) -> list[tuple[str, str, str | None]]:
     checks: list[tuple[str, str, str | None]] = [(f"{c} IS NULL", "is empty", f"count(*) - count({c})")]
     if src.types[col] == "VARCHAR":
         checks = [(f"{c} IS NULL OR trim({c}) = ''", "is empty", None)]
-    elif src.types[col] not in _INT_TYPES:
+    elif src.types[col] not in INT_TYPES:
         raise InputError(
             f"file {src.path}: column {src.columns[col]!r} has type {src.types[col]}; ids must be "
             f"text or whole numbers. {NOT_CHANGED}"
@@ -292,30 +334,44 @@ def id_checks(src: Source, col: str) -> list[tuple[str, str, str | None]]:
     return checks
 
 
+#: The largest play count (and sum of play counts) the store holds: BIGINT.
+MAX_COUNT = 2**63 - 1
+
+
 def count_expr(src: Source, col: str) -> tuple[str, list[tuple[str, str, str | None]]]:
-    """SQL for a whole-number count column and its checks.
+    """SQL for a whole-number count column (as BIGINT) and its checks.
 
     A check is ``(bad-row predicate, reason, quick)``: ``quick`` is an aggregate that is non-zero
     when a bad row may exist and that DuckDB can answer from Parquet statistics (or ``None``).
+    Values beyond BIGINT (``MAX_COUNT``) are refused here, so the cast never fails later.
     """
     c = quote(src.columns[col])
     t = src.types[col]
-    if t in _INT_TYPES:
-        return f"CAST({c} AS BIGINT)", [
+    too_large = f"is larger than {MAX_COUNT}, the largest play count"
+    if t in INT_TYPES:
+        checks: list[tuple[str, str, str | None]] = [
             (f"{c} IS NULL", "is empty", f"count(*) - count({c})"),
             (f"{c} < 0", "is negative", f"CASE WHEN min({c}) < 0 THEN 1 ELSE 0 END"),
         ]
+        if t in ("UBIGINT", "HUGEINT", "UHUGEINT"):
+            big = f"CAST({c} AS HUGEINT) > {MAX_COUNT}"
+            checks.append((big, too_large, f"CASE WHEN max(CAST({c} AS HUGEINT)) > {MAX_COUNT} THEN 1 ELSE 0 END"))
+            return f"TRY_CAST({c} AS BIGINT)", checks
+        return f"CAST({c} AS BIGINT)", checks
     if t in _FLOAT_TYPES or _is_decimal(t) or t == "VARCHAR":
         x = f"TRY_CAST({c} AS DOUBLE)"
-        checks: list[tuple[str, str, str | None]] = [(f"{c} IS NULL", "is empty", f"count(*) - count({c})")]
+        exact = f"TRY_CAST({c} AS BIGINT)"
+        checks = [(f"{c} IS NULL", "is empty", f"count(*) - count({c})")]
         if t == "VARCHAR":
             checks.append((f"{c} IS NOT NULL AND {x} IS NULL", "is not a number", None))
+        whole = f"isfinite({x}) AND {x} >= 0 AND {x} = floor({x})"
         checks += [
             (f"NOT isfinite({x})", "is not a finite number", None),
             (f"isfinite({x}) AND {x} < 0", "is negative", None),
             (f"isfinite({x}) AND {x} <> floor({x})", "is not a whole number", None),
+            (f"{whole} AND {exact} IS NULL", too_large, None),
         ]
-        return f"CAST({x} AS BIGINT)", checks
+        return f"coalesce({exact}, TRY_CAST({x} AS BIGINT))", checks
     raise InputError(
         f"file {src.path}: column {src.columns[col]!r} has type {t}; play counts must be whole numbers. {NOT_CHANGED}"
     )
@@ -356,7 +412,7 @@ def run_checks(
         exact = ["count(*)"] + [f"count(*) FILTER (WHERE {pred})" for _, pred, _, _ in suspect]
         counts = rel.aggregate(", ".join(exact)).fetchall()[0] if suspect and n_rows else [n_rows]
     except duckdb.Error as exc:
-        raise InputError(f"{what} file {src.path} cannot be read: {exc}. {NOT_CHANGED}") from exc
+        raise InputError(f"{what} file {src.path} cannot be read: {error_text(exc)}. {NOT_CHANGED}") from exc
     if n_rows == 0:
         raise InputError(f"{what} file {src.path} has a header but no rows. {NOT_CHANGED}")
     for (col, pred, reason, _), bad in zip(suspect, counts[1:]):
@@ -397,39 +453,3 @@ def rows_text(src: Source, rows: Sequence[int], total: int) -> str:
     if src.kind == "csv":
         text += "; line" + ("s " if len(rows) > 1 else " ") + ", ".join(str(r + 1) for r in rows)
     return text + ", first data row = 1"
-
-
-@dataclass(frozen=True)
-class EventFile:
-    """An events file of the dataset: where, which shape, which content."""
-
-    src: Source
-    shape: Literal["aggregated", "plays"]
-    sha256: str
-
-
-@dataclass(frozen=True)
-class CheckedFile:
-    """A validated events file and the SQL that reads its columns."""
-
-    file: EventFile
-    rows: int
-    user_sql: str
-    song_sql: str
-    value_sql: str  # play count (aggregated) or play time (plays)
-
-
-def check_events(con: duckdb.DuckDBPyConnection, ev: EventFile) -> CheckedFile:
-    """Validate one events file (raises ``InputError`` naming rows)."""
-    src = ev.src
-    checks: list[tuple[str, str, str, str | None]] = []
-    for col in ("user_id", "song_id"):
-        checks += [(col, *c) for c in id_checks(src, col)]
-    if ev.shape == "aggregated":
-        value_sql, c = count_expr(src, "play_count")
-        checks += [("play_count", *x) for x in c]
-    else:
-        value_sql, c = time_expr(src, "played_at", "TIMESTAMP")
-        checks += [("played_at", *x) for x in c]
-    rows = run_checks(con, src, "events", checks)
-    return CheckedFile(ev, rows, quote(src.columns["user_id"]), quote(src.columns["song_id"]), value_sql)

@@ -5,7 +5,8 @@ PyTorch (:mod:`.nets`), with weights read from the original TensorFlow checkpoin
 TensorFlow (``tools/musicnn_checkpoint.py``, ``tools/convert_musicnn.py``) and the original front
 end (:mod:`.frontend`).
 Inference runs through :mod:`.kernels` in the precision chosen by :mod:`.precision`: ``exact``
-(float32) or ``fast`` (bfloat16 timbral convolutions, where the CPU has native bfloat16).
+(float32) or ``fast`` (int8 and bfloat16 convolutions, where the CPU has native int8 and bfloat16
+dot products).
 
 >>> from hitsong.tagger import Tagger  # doctest: +SKIP
 >>> tagger = Tagger.from_pretrained("MTT_musicnn", device="auto", precision="auto")  # doctest: +SKIP

@@ -16,13 +16,17 @@ crashes) is zero-padded in the log-mel domain (silence) to one patch, with a
 
 from __future__ import annotations
 
+import threading
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import librosa
 import numpy as np
 import soundfile as sf
+from threadpoolctl import ThreadpoolController
 
 from hitsong.audio import TAGGER_SR, log_compress
 from hitsong.errors import AudioError, HitsongWarning
@@ -60,6 +64,15 @@ class TaggerFrontend:
 
 
 FRONTEND = TaggerFrontend()
+
+#: Serialises the one-BLAS-thread sections (the thread count is a process-wide setting).
+_BLAS_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _blas() -> Any:
+    """The process's BLAS libraries, found once (threadpoolctl)."""
+    return ThreadpoolController().select(user_api="blas")
 
 
 def to_mono_16k(y: np.ndarray, sr: int, *, frontend: TaggerFrontend = FRONTEND, source: str = "waveform") -> np.ndarray:
@@ -125,9 +138,13 @@ def log_mel(y: np.ndarray, *, frontend: TaggerFrontend = FRONTEND) -> np.ndarray
     np.ndarray [shape=(1 + n // hop, n_mels), dtype=float32]
         Time first, as the original.
     """
-    mel = librosa.feature.melspectrogram(
-        y=y, sr=frontend.sr, n_fft=frontend.n_fft, hop_length=frontend.hop, n_mels=frontend.n_mels
-    ).T
+    # The mel product is the only BLAS call; with BLAS's default threads its idle threads spin
+    # after it and took more CPU than the whole log-mel (measured 0.049 vs 0.029 CPU s for 60 s).
+    # One thread gives the same numbers (the same kernel computes every element).
+    with _BLAS_LOCK, _blas().limit(limits=1):
+        mel = librosa.feature.melspectrogram(
+            y=y, sr=frontend.sr, n_fft=frontend.n_fft, hop_length=frontend.hop, n_mels=frontend.n_mels
+        ).T
     return log_compress(mel.astype(np.float16).astype(np.float32))
 
 

@@ -21,27 +21,34 @@ exactly in real arithmetic (measured, BENCHMARKS.md "Tagger"):
    every operation being split over ``n`` OpenMP threads: the same speed on an idle machine,
    and on a busy one a descheduled thread no longer stalls every operation at an OpenMP barrier
    (measured 5x faster at load 10 on 2 cores). The mid and back end (small) then run on the
-   whole batch. Results depend on the thread count only through float32 rounding (~1e-6).
+   workers too, one slice of the batch each. The caller's thread runs no torch operation at
+   all: a parallel one there left its OpenMP team spinning beside the workers (measured +40 %
+   CPU time). Results depend on the thread count only through float32 rounding (~1e-6).
 
 Precision ``exact`` computes the convolutions in float32 with oneDNN (as the port).
 Precision ``fast`` computes the two timbral convolutions (80 % of the 1.4 G multiply-adds per
-patch) as bfloat16 matrix products over an im2col of the input, which runs at close to the
-CPU's bfloat16 peak where it has native bfloat16 dot products; everything after the maximum
-(bias, ReLU, batch norms, mid end, back end) stays float32. Which one runs is decided by
-:mod:`hitsong.tagger.precision`.
+patch) as int8 matrix products and the three temporal ones as bfloat16 band products
+(:mod:`hitsong.tagger.fastblocks`), where the CPU has native int8 and bfloat16 dot products;
+everything after the maximum (bias, ReLU, batch norms, mid end, back end) stays float32. Which
+one runs is decided by :mod:`hitsong.tagger.precision`.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hitsong.errors import ModelError
+from hitsong.tagger.fastblocks import TOEPLITZ_FRAMES, TemporalToeplitz, TimbralInt8, quantize_patch
 from hitsong.tagger.nets import ConvReluBN, FrozenBatchNorm, MusiCNN
+
+T = TypeVar("T")
 
 #: Patches per front-end step (cache-sized; see the module docstring).
 FRONT_CHUNK = 1
@@ -69,6 +76,23 @@ def patch_pool(n: int) -> ThreadPoolExecutor:
         return pool
 
 
+def on_one_thread(fn: Callable[..., T], *args: object) -> T:
+    """``fn(*args)`` under ``torch.inference_mode`` on a worker thread with one torch thread.
+
+    For small CPU steps beside the tagger (a log-mel, a hit-song network): two OpenMP threads
+    gain nothing on them idle, and on a busy machine a descheduled OpenMP thread stalls the
+    step at its barrier and keeps spinning after it (measured: m6's network 4 ms idle, 0.5 s at
+    load 8 on 2 cores). Runs in the caller's thread when torch already has one thread.
+    """
+
+    def run() -> T:
+        with torch.inference_mode():
+            return fn(*args)
+
+    threads = torch.get_num_threads()
+    return run() if threads < 2 else patch_pool(threads).submit(run).result()
+
+
 def bn_affine(bn: FrozenBatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
     """Inference batch norm as ``scale * x + shift``: ``(scale, shift)``, each ``(C,)`` float32."""
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
@@ -78,7 +102,8 @@ def bn_affine(bn: FrozenBatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
 class _PooledBlock(nn.Module):
     """One front-end block ``max_mel BN(ReLU(conv + b))`` as ``act(max_mel(conv'))``.
 
-    ``conv'`` is the bias-free convolution with the filters of negative-scale channels negated.
+    ``conv'`` is the bias-free convolution with the filters of negative-scale channels negated;
+    ``act`` is ``relu(sign * peak + b) * s + t`` per channel, in float32.
 
     Parameters
     ----------
@@ -86,9 +111,8 @@ class _PooledBlock(nn.Module):
         The port's block (its conv must have one input channel).
     time_offset : int
         Where this block's window starts in the shared, time-padded input.
-    gemm_dtype : torch.dtype or None
-        Compute the convolution as an im2col matrix product in this dtype (bfloat16 for
-        ``fast``); ``None`` means float32 ``conv2d`` (oneDNN).
+    fast : bool
+        Also build the low-precision form (:mod:`hitsong.tagger.fastblocks`) in :attr:`low`.
     """
 
     weight: torch.Tensor
@@ -97,43 +121,36 @@ class _PooledBlock(nn.Module):
     scale: torch.Tensor
     shift: torch.Tensor
 
-    def __init__(self, block: ConvReluBN, *, time_offset: int, gemm_dtype: torch.dtype | None) -> None:
+    def __init__(self, block: ConvReluBN, *, time_offset: int, fast: bool) -> None:
         super().__init__()
         weight = block.conv.weight.detach()  # (C, 1, kt, kf)
         if weight.shape[1] != 1:
             raise ModelError(f"a pooled front-end block needs one input channel, got {weight.shape[1]}")
-        scale, shift = bn_affine(block.bn)
-        sign = torch.where(scale < 0, -1.0, 1.0)
-        signed = weight * sign[:, None, None, None]
-        c, _, kt, kf = signed.shape
-        self.kt, self.kf, self.time_offset, self.gemm_dtype = kt, kf, time_offset, gemm_dtype
-        if gemm_dtype is not None:  # (kt * kf, C), rows in (time, mel) order like the im2col columns
-            self.register_buffer("weight", signed.reshape(c, kt * kf).t().contiguous().to(gemm_dtype))
-        else:
-            self.register_buffer("weight", signed.contiguous())
-        self.register_buffer("sign", sign[:, None])  # (C, 1): broadcast over time
         conv_bias = block.conv.bias
         if conv_bias is None:
             raise ModelError("a pooled front-end block needs a convolution with a bias")
+        scale, shift = bn_affine(block.bn)
+        sign = torch.where(scale < 0, -1.0, 1.0)
+        signed = (weight * sign[:, None, None, None]).contiguous()
+        self.kt, self.kf, self.time_offset = signed.shape[2], signed.shape[3], time_offset
+        self.register_buffer("weight", signed)
+        self.register_buffer("sign", sign[:, None])  # (C, 1): broadcast over time
         self.register_buffer("bias", conv_bias.detach()[:, None].clone())
         self.register_buffer("scale", scale[:, None])
         self.register_buffer("shift", shift[:, None])
+        self.temporal = self.kf == 1
+        self.low: TimbralInt8 | TemporalToeplitz | None = None
+        if fast:
+            kind = TemporalToeplitz if self.temporal else TimbralInt8
+            self.low = kind(signed, time_offset=time_offset)
 
-    def forward(self, padded: torch.Tensor, padded_low: torch.Tensor | None, frames: int) -> torch.Tensor:
-        """``(b, T_pad, M)`` shared padded input (and its bfloat16 copy) -> ``(b, C, frames)``."""
-        lo, hi = self.time_offset, self.time_offset + frames + self.kt - 1
-        if self.gemm_dtype is not None:
-            source = padded if self.gemm_dtype == padded.dtype else padded_low
-            if source is None:
-                raise ModelError(f"a {self.gemm_dtype} block needs the input in {self.gemm_dtype}")
-            x = source[:, lo:hi]  # (b, frames + kt - 1, M)
-            b = x.shape[0]
-            cols = x.unfold(1, self.kt, 1).unfold(2, self.kf, 1)  # (b, frames, M', kt, kf)
-            n_mel = cols.shape[2]
-            out = cols.reshape(b * frames * n_mel, self.kt * self.kf) @ self.weight  # (b*frames*M', C)
-            peak = out.view(b, frames, n_mel, -1).amax(dim=2).transpose(1, 2).float()  # (b, C, frames)
-        else:
-            peak = F.conv2d(padded[:, None, lo:hi], self.weight).amax(dim=3)  # (b, C, frames)
+    def exact_peak(self, padded: torch.Tensor, frames: int) -> torch.Tensor:
+        """``(b, T_pad, M)`` float32 padded input -> ``(b, C, frames)`` maxima over mel (oneDNN ``conv2d``)."""
+        lo = self.time_offset
+        return F.conv2d(padded[:, None, lo : lo + frames + self.kt - 1], self.weight).amax(dim=3)
+
+    def activate(self, peak: torch.Tensor) -> torch.Tensor:
+        """Bias, ReLU and batch norm on the maxima ``(..., C, frames)``, float32."""
         return torch.relu(peak * self.sign + self.bias) * self.scale + self.shift
 
 
@@ -162,22 +179,41 @@ class MusiCNNKernel(nn.Module):
         blocks = [*net.timbral, *net.temporal]
         self.pad_before = max(b.pad[2] for b in blocks)
         self.pad_after = max(b.pad[3] for b in blocks)
-        fast = precision == "fast"
-        timbral_dtype = torch.bfloat16 if fast else None
-        n_timbral = len(net.timbral)
+        self.low_precision = precision == "fast"
         self.blocks = nn.ModuleList(
-            _PooledBlock(b, time_offset=self.pad_before - b.pad[2], gemm_dtype=timbral_dtype if i < n_timbral else None)
-            for i, b in enumerate(blocks)
+            _PooledBlock(b, time_offset=self.pad_before - b.pad[2], fast=self.low_precision) for b in blocks
         )
-        self.uses_bf16 = fast
         self.net = net
+
+    @property
+    def pooled(self) -> list[_PooledBlock]:
+        """The five front-end blocks (timbral, then temporal)."""
+        return [cast(_PooledBlock, b) for b in self.blocks]
 
     def front(self, x: torch.Tensor) -> torch.Tensor:
         """Front end of a few patches: ``(b, T, M)`` input-normalised -> ``(b, 561, T)``."""
         frames = x.shape[1]
-        padded = F.pad(x, (0, 0, self.pad_before, self.pad_after))  # (b, T + 127, M)
-        padded_low = padded.to(torch.bfloat16) if self.uses_bf16 else None
-        return torch.cat([blk(padded, padded_low, frames) for blk in self.blocks], dim=1)
+        if not self.low_precision:
+            padded = F.pad(x, (0, 0, self.pad_before, self.pad_after))  # (b, T + 127, M)
+            return torch.cat([blk.activate(blk.exact_peak(padded, frames)) for blk in self.pooled], dim=1)
+        # the temporal band products read up to a whole row of TOEPLITZ_FRAMES past the end
+        extra = -frames % TOEPLITZ_FRAMES
+        out = []
+        for patch in x:
+            padded = F.pad(patch, (0, 0, self.pad_before, self.pad_after + extra))  # (T_pad, M)
+            levels, centre, step = quantize_patch(padded)  # for the int8 timbral blocks
+            padded_t = padded.t().to(torch.bfloat16).contiguous()  # (M, T_pad) for the temporal blocks
+            peaks = []
+            for blk in self.pooled:
+                low = blk.low
+                if isinstance(low, TemporalToeplitz):
+                    peaks.append(blk.activate(low(padded_t, frames)))
+                elif isinstance(low, TimbralInt8):
+                    peaks.append(blk.activate(low(levels, centre, step, frames)))
+                else:
+                    raise ModelError("a fast kernel block without its low-precision form")
+            out.append(torch.cat(peaks))
+        return torch.stack(out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Tag logits.
@@ -191,18 +227,25 @@ class MusiCNNKernel(nn.Module):
         -------
         Tensor [shape=(B, 50), dtype=float32]
         """
-        x = x * self.in_scale + self.in_shift
         chunks = list(torch.split(x, self.front_chunk))
         threads = torch.get_num_threads()
-        if x.device.type == "cpu" and threads > 1 and len(chunks) > 1:
-            parts = list(patch_pool(threads).map(self._front_no_grad, chunks))
-        else:
-            parts = [self.front(c) for c in chunks]
-        return self.net.head(torch.cat(parts))  # (B, 561, T) -> (B, 50)
+        if x.device.type != "cpu" or threads < 2 or len(chunks) < 2:
+            return self.net.head(torch.cat([self._front(c) for c in chunks]))
+        # Every step on the workers (one torch thread each), none in the caller's thread: a
+        # parallel operation there would leave its OpenMP team spinning beside the workers.
+        pool = patch_pool(threads)
+        fronts = list(pool.map(self._front, chunks))  # each (b, 561, T)
+        per_worker = -(-len(fronts) // threads)
+        groups = [fronts[i : i + per_worker] for i in range(0, len(fronts), per_worker)]
+        return torch.cat(list(pool.map(self._head, groups)))
 
-    def _front_no_grad(self, x: torch.Tensor) -> torch.Tensor:
+    def _front(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():  # grad mode is per thread; the kernel is inference only
-            return self.front(x)
+            return self.front(x * self.in_scale + self.in_shift)
+
+    def _head(self, fronts: list[torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            return self.net.head(torch.cat(fronts))
 
 
-__all__ = ["FRONT_CHUNK", "MusiCNNKernel", "bn_affine", "patch_pool"]
+__all__ = ["FRONT_CHUNK", "MusiCNNKernel", "bn_affine", "on_one_thread", "patch_pool"]

@@ -3,7 +3,7 @@
 Written from the published architectures (Pons & Serra, "musicnn: pre-trained convolutional
 neural networks for music audio tagging", ISMIR 2019 LBD; Pons et al., "End-to-end learning for
 music audio tagging at scale", ISMIR 2018) and checked layer by layer against the original's
-outputs (``tests/test_tagger_parity.py``). Facts that the numbers depend on:
+outputs (``tests/hitsong/tagger/test_parity.py``). Facts that the numbers depend on:
 
 - every batch norm uses epsilon 1e-3 and sits *after* the ReLU (conv + bias -> ReLU -> BN);
 - TensorFlow 'SAME' padding with an even kernel puts the odd extra pad after the input;

@@ -1,10 +1,11 @@
-"""Which arithmetic the tagger runs in: ``exact`` (float32) or ``fast`` (bfloat16 GEMMs).
+"""Which arithmetic the tagger runs in: ``exact`` (float32) or ``fast`` (int8 and bfloat16 GEMMs).
 
-``exact`` reproduces the original TensorFlow musicnn within 1e-4 (``tests/test_tagger_parity.py``).
-``fast`` runs the timbral convolutions of MTT_musicnn (80 % of its multiply-adds) as bfloat16
-matrix products; its distance from ``exact`` is bounded and tested
-(``tests/test_tagger_fast.py``, figures in BENCHMARKS.md). It is used only where it was measured
-faster: a CPU with native bfloat16 dot products (AVX-512 BF16 or AMX) and the MTT_musicnn model.
+``exact`` reproduces the original TensorFlow musicnn within 1e-4 (``tests/hitsong/tagger/test_parity.py``).
+``fast`` runs the timbral convolutions of MTT_musicnn (80 % of its multiply-adds) as int8 matrix
+products and the temporal ones as bfloat16 products (:mod:`hitsong.tagger.fastblocks`); its
+distance from ``exact`` is bounded and tested (``tests/hitsong/tagger/test_fast.py``, figures in
+BENCHMARKS.md). It is used only where it was measured faster: a CPU with native int8 and
+bfloat16 dot products (AVX-512 VNNI and BF16, or AMX) and the MTT_musicnn model.
 Anywhere else a request for ``fast`` runs ``exact``, and the resolved value is what the feature
 store and every model bundle record (``AudioConfig.tagger_precision``), so that the tags a model
 was trained on and the tags it is scored on come from the same arithmetic.
@@ -35,12 +36,14 @@ PRECISIONS: tuple[str, ...] = TAGGER_PRECISIONS
 #: Models with a fast kernel (:class:`hitsong.tagger.kernels.MusiCNNKernel`).
 FAST_MODELS: frozenset[str] = frozenset({"MTT_musicnn"})
 #: Stated accuracy of ``fast`` against ``exact`` (tested on the three reference clips; measured
-#: 6.8e-4 and 3.7e-3 there): largest difference of a song-level tag probability...
+#: 1.1e-3 and 4.8e-3 there): largest difference of a song-level tag probability...
 FAST_SONG_TOLERANCE = 2e-3
 #: ...and of a per-patch (3-s) tag probability.
 FAST_PATCH_TOLERANCE = 1e-2
 #: CPU flags (``/proc/cpuinfo``) of native bfloat16 dot products.
 BF16_CPU_FLAGS: frozenset[str] = frozenset({"avx512_bf16", "amx_bf16"})
+#: CPU flags of native int8 dot products (VNNI).
+INT8_CPU_FLAGS: frozenset[str] = frozenset({"avx512_vnni", "amx_int8"})
 
 
 def _cpuinfo_flags(path: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
@@ -71,6 +74,17 @@ def native_bf16() -> bool:
     except RuntimeError:  # a torch build without cpuinfo: fall back to the kernel's flags
         pass
     return bool(_cpuinfo_flags() & BF16_CPU_FLAGS)
+
+
+@lru_cache(maxsize=1)
+def native_int8() -> bool:
+    """True when this CPU has int8 dot products (AVX-512 VNNI or AMX) and torch has ``_int_mm``.
+
+    Without them int8 matrix products are no faster than bfloat16 ones (measured 2x faster with).
+    """
+    if not hasattr(torch, "_int_mm"):
+        return False
+    return bool(_cpuinfo_flags() & INT8_CPU_FLAGS)
 
 
 def check_precision(value: str, *, what: str = "tagger precision") -> str:
@@ -110,6 +124,8 @@ def resolve_precision(requested: str, *, device: torch.device | str = "cpu", mod
         reason = f"the fast path is for CPUs, the tagger runs on {dev}"
     elif not native_bf16():
         reason = "this CPU has no native bfloat16 (AVX-512 BF16 or AMX), where bfloat16 is slower than float32"
+    elif not native_int8():
+        reason = "this CPU has no native int8 dot products (AVX-512 VNNI or AMX)"
     if reason is None:
         return FAST
     if requested == FAST:

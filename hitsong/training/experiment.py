@@ -409,7 +409,7 @@ def _run_tags(subset: str, ctx: RunContext, train_config: TrainConfig) -> dict[s
         runlayout.TAG_CODE_VERSION: ctx.code_version,
         runlayout.TAG_PROFILE: train_config.profile,
         runlayout.TAG_SHUFFLED: str(ctx.shuffle_targets).lower(),
-        runlayout.TAG_SPLIT_BY: str(ctx.data_notes.get("split_by", "random")),
+        runlayout.TAG_SPLIT_BY: str(ctx.data_notes.get("split_by", runlayout.DEFAULT_SPLIT_BY)),
     }
 
 

@@ -27,7 +27,7 @@ pytestmark = [
 
 
 #: Drawn by the app's own sidebar (``dashboard.ui.sidebar``): the navigation is the app's, not
-#: Streamlit's listing of the ``pages/`` folder, which a fresh server shows for a moment.
+#: a listing Streamlit would make by itself of a ``pages/`` folder.
 APP_READY = "Tracking server:"
 
 

@@ -26,7 +26,7 @@ from tests.helpers.catalog import MODEL, log_compared_versions, seed_scores, wri
 from tests.helpers.dashboard import seed_store
 from tests.helpers.mlflow import mlflow_server
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "navigation.py")  # AppTest runs scripts, not an st.App
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def app(server, monkeypatch):
 
 
 def _page(at: AppTest, page: str) -> AppTest:
-    at.switch_page(f"pages/{page}.py")
+    at.switch_page(f"views/{page}.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -79,6 +79,7 @@ def test_catalog_page_lists_top_songs_with_players_and_a_csv(app, server) -> Non
     assert (table.set_index("song_id")["release_quarter"] == quarters.loc[table["song_id"]]).all()
     assert set(table["title"]) <= {f"Song s{i:03d}" for i in range(60)}
     assert len(at.get("audio")) == catalog.PLAYERS  # the top five, from their real files
+    assert any("not a probability" in c.value for c in at.caption)  # a score stated as a score
     download = at.get("download_button")[0]
     assert download.proto.label == "Download the table (CSV)"
 

@@ -58,7 +58,7 @@ def app(server, monkeypatch):
 
 
 def _page(at: AppTest, page: str) -> AppTest:
-    at.switch_page(f"pages/{page}.py")
+    at.switch_page(f"views/{page}.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -323,6 +323,9 @@ def test_registry_in_auth_mode_without_credentials_says_so(auth_server, monkeypa
     monkeypatch.setenv("MLFLOW_TRACKING_URI", auth_server.uri)
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    import streamlit as st
+
+    st.cache_data.clear()  # an earlier test read this server with service credentials (cached per user)
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     at = _page(at, "registry")

@@ -174,6 +174,8 @@ def test_champion_and_challenger_and_their_model_cards(server, compared) -> None
     assert "train.max_epochs 8 (paper 150)" in card and "JYnet" in card
     assert "hitsong train --subset western --methods m6 --profile demo --repeats 3 --tagger MTT_musicnn " in card
     assert "--dataset compare" in card and "hitsong features --subset western --tagger MTT_musicnn" in card
+    assert "Predictions: Hit score on the scale of the western training catalogue" in card
+    assert "not a probability" in card
 
 
 def test_register_command_gives_the_challenger_alias(server, compared, capsys) -> None:

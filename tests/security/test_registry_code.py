@@ -75,3 +75,26 @@ def test_the_attack_is_real_pyfunc_loading_runs_the_code(server, tmp_path) -> No
     mlflow.set_tracking_uri(server.uri)
     mlflow.pyfunc.load_model("models:/hitsong-control@champion")
     assert marker.read_text() == "pwned"
+
+
+def test_a_version_tag_that_is_not_a_number_does_not_break_the_listing(server, tmp_path) -> None:
+    """Anyone who may edit a model can write its tags; the pages that list versions must still load."""
+    from registry.api import RegistryApi
+    from registry.models import list_versions
+
+    version = register_evil(server.uri, "hitsong-tagged", tmp_path, tmp_path / "marker", with_bundle=False)
+    RegistryApi(server.uri).set_version_tag("hitsong-tagged", version, "metric.val_spearman_rho", "not a number")
+    rows = list_versions("hitsong-tagged", tracking_uri=server.uri)
+    assert np.isnan(rows[0]["metrics"]["val_spearman_rho"])
+    assert dashboard_data.versions(server.uri)["model"].tolist().count("hitsong-tagged") == 1
+
+
+def test_a_version_is_read_from_the_server_named_not_the_process_wide_one(server, tmp_path, monkeypatch) -> None:
+    """MLflow's helpers fall back to the process-wide tracking and registry URIs; a reader names its server."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    version = register_evil(server.uri, "hitsong-named", tmp_path, tmp_path / "marker", with_bundle=True)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(registry_utils, "_registry_uri", "http://127.0.0.1:9")
+    assert dashboard_data.load_scorer(server.uri, "hitsong-named", version, "cpu").method == "m4"

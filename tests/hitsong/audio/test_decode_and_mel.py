@@ -191,3 +191,10 @@ def test_every_format_decodes_to_the_same_music(tmp_path, suffix: str) -> None:
     loud = ref > 1.0
     tol = {".wav": 1e-2, ".flac": 1e-2, ".ogg": 0.5, ".mp3": 0.5}[suffix]
     assert np.median(np.abs(mel - ref)[loud]) < tol
+
+
+def test_audio_config_round_trips_and_refuses_what_it_does_not_know() -> None:
+    config = AudioConfig(tagger_seconds=15.0)
+    assert AudioConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match=r"bundle\.json: unknown audio config key\(s\) \['hop_ms'\]"):
+        AudioConfig.from_dict({**config.to_dict(), "hop_ms": 93}, source="bundle.json")

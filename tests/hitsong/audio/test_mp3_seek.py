@@ -15,7 +15,8 @@ from hitsong.audio import AudioConfig, decode_for_features, decode_middle
 from hitsong.audio.mpg123 import quiet_decoder_stderr
 from tests.helpers.audio import write_audio
 
-RESERVOIR_MESSAGE = "part2_3_length"
+#: What libmpg123 itself prints (not hitsong's one log line that explains it).
+RESERVOIR_MESSAGE = "too large for available bit count"
 #: Segment lengths whose seeks (with the pre-roll) land inside a reservoir in this file (measured).
 NOISY_SECONDS = (4.0, 9.5, 15.0, 20.0)
 
@@ -87,3 +88,14 @@ def test_other_stderr_output_passes_through_in_order(tmp_path: Path, capfd: pyte
         os.write(2, b"first\n" + noise + b"second\n")
     err = capfd.readouterr().err
     assert err == "first\nsecond\n"
+
+
+def test_quiet_blocks_nest_in_one_thread(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A decode inside a caller's own quiet block (as around a whole library call) does not wait for itself."""
+    noise = b"libmpg123: part2_3_length (160) too large for available bit count (104)\n"
+    with quiet_decoder_stderr(tmp_path / "outer.mp3"):
+        os.write(2, b"outer\n")
+        with quiet_decoder_stderr(tmp_path / "inner.mp3"):
+            os.write(2, b"inner\n" + noise)
+        os.write(2, noise)
+    assert capfd.readouterr().err == "outer\ninner\n"

@@ -6,7 +6,7 @@ training's own test predictions (the same feature path: one decode, the log-mel 
 store's float16, the tag vector, the network): a second implementation of scoring, so a change
 in either path fails here. Also: a broken file gets a row with its error and the others go on;
 a second run scores nothing (resume); ``retry_failed``; folders and list files get their catalog
-song ids; exports; the dask executor (a local cluster) gives the same scores.
+song ids; exports; a real dask cluster (scheduler and two worker processes) gives the same scores.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from hitsong.tracking import LocalRunLogger
 from hitsong.training.config import TrainConfig
 from hitsong.training.from_store import train_from_store
 from tests.helpers.audio import make_db, make_library
+from tests.helpers.dask_cluster import dask_cluster
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -187,12 +188,18 @@ def test_bad_options_are_refused(trained) -> None:
 
 
 @pytest.mark.slow
-def test_dask_local_cluster_scores_like_the_process_pool(trained, catalog_run) -> None:
+def test_a_two_worker_dask_cluster_scores_like_the_process_pool(trained, catalog_run, tmp_path) -> None:
+    """``dask scheduler`` and two ``dask worker`` processes on loopback: the same scores, the broken file its error."""
     pytest.importorskip("dask.distributed")
-    items = [i for i in catalog_run["items"] if i.song_id != "bad"][:6]
-    report = score_items(items, scorer=trained["scorer"], model=MODEL, version="dask", db_path=trained["db"],
-                         workers=2, executor="dask", bar=False)  # fmt: skip
-    assert report.scored == len(items)
-    dask_rows = _rows(trained["db"], "dask").set_index("song_id")["score"]
+    items = [i for i in catalog_run["items"] if i.song_id != "bad"][:5] + [
+        i for i in catalog_run["items"] if i.song_id == "bad"
+    ]
+    with dask_cluster(tmp_path, workers=2) as cluster:
+        report = score_items(items, scorer=trained["scorer"], model=MODEL, version="dask", db_path=trained["db"],
+                             executor="dask", scheduler=cluster.address, bar=False)  # fmt: skip
+    assert (report.scored, report.failed) == (5, 1)
+    dask_rows = _rows(trained["db"], "dask").set_index("song_id")
+    assert "bad.mp3" in dask_rows.at["bad", "error"]
+    scores = dask_rows["score"].drop("bad")
     pool_rows = catalog_run["rows"].set_index("song_id")["score"]
-    np.testing.assert_allclose(dask_rows.to_numpy(), pool_rows.loc[dask_rows.index].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(scores.to_numpy(), pool_rows.loc[scores.index].to_numpy(), atol=1e-6)

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from hitsong.audio import AudioConfig, log_mel
-from hitsong.errors import HitsongWarning
-from hitsong.features import MelDataset, build_features, failures, mel_path, open_mels
+from hitsong.errors import HitsongWarning, StoreError
+from hitsong.features import MelDataset, build_features, failures, read_shard
 from hitsong.store import connect
 from hitsong.store.read import split_frame
 from tests.helpers.audio import make_db, make_library, song, write_audio
@@ -45,11 +45,16 @@ def library(tmp_path_factory) -> pd.DataFrame:
 
 
 def stored(db: Path, store: Path, cfg: AudioConfig, subset: str = "western") -> dict[str, np.ndarray]:
-    """song_id -> stored mel (float16) read through the index."""
+    """song_id -> stored mel (float16) read through the index; no two songs share a shard."""
     with connect(db, read_only=True) as con:
-        index = con.execute('SELECT song_id, "row" FROM feature_index WHERE subset = ?', [subset]).fetchall()
-    mels = open_mels(store, subset, n_mels=cfg.n_mels, n_frames=cfg.n_frames)
-    return {song_id: np.array(mels[row]) for song_id, row in index}
+        index = con.execute("SELECT song_id, shard FROM feature_index WHERE subset = ?", [subset]).fetchall()
+    assert len({shard for _, shard in index}) == len(index)
+    return {song_id: read_shard(store, shard, n_mels=cfg.n_mels, n_frames=cfg.n_frames) for song_id, shard in index}
+
+
+def shard_files(store: Path) -> list[Path]:
+    """Every complete shard file under the store (temporary files start with a dot)."""
+    return sorted(p for p in store.rglob("*.npy") if not p.name.startswith("."))
 
 
 def expected(library: pd.DataFrame, cfg: AudioConfig) -> dict[str, np.ndarray]:
@@ -77,7 +82,7 @@ def test_store_resume_failures_and_loader(tmp_path, library, caplog) -> None:
     with connect(db, read_only=True) as con:
         padded = dict(con.execute("SELECT song_id, padded FROM feature_index").fetchall())
     assert padded == {s: s == "s5" for s in GOOD}
-    assert mel_path(store, "western").stat().st_size == 5 * 128 * CFG5.n_frames * 2
+    assert len(shard_files(store)) == 5
 
     # second run: the five done songs are skipped, the broken one is tried again and still fails
     second = build_features(db, store, workers=1, tagger="none", config=CFG5)
@@ -89,7 +94,6 @@ def test_store_resume_failures_and_loader(tmp_path, library, caplog) -> None:
     seen = []
     for split in ("train", "val", "test"):
         ds = MelDataset(db, store, "western", split, tagger="none")
-        assert ds._mels is None  # nothing read at construction
         for i in range(len(ds)):
             item = ds[i]
             seen.append(item["song_id"])
@@ -99,6 +103,14 @@ def test_store_resume_failures_and_loader(tmp_path, library, caplog) -> None:
             if item["song_id"] in want:
                 np.testing.assert_array_equal(item["mel"], want[item["song_id"]].astype(np.float32))
     assert sorted(seen) == GOOD  # s6 failed: left out
+
+    # shards are read when an item is asked for: a lost shard fails that item with a clear error
+    ds = MelDataset(db, store, "western", tagger="none")
+    lost = ds.song_ids.index("s2")
+    (store / ds.shards[lost]).unlink()
+    with pytest.raises(StoreError, match="cannot read the stored mel"):
+        ds[lost]
+    assert ds[(lost + 1) % len(ds)]["mel"].shape == (128, CFG5.n_frames)
 
     # the broken file is repaired and the audio config changes: the next run recomputes every
     # song (and says why), computes the repaired one, and forgets its failure
@@ -116,6 +128,7 @@ def test_store_resume_failures_and_loader(tmp_path, library, caplog) -> None:
     mels4 = stored(db, store, cfg4)
     assert sorted(mels4) == GOOD + ["s6"]
     assert mels4["s1"].shape == (128, cfg4.n_frames)
+    assert len(shard_files(store)) == 6  # the shards of the old config are gone
 
 
 def _cli(db: Path, store: Path, log_file: Path) -> subprocess.Popen:
@@ -221,7 +234,7 @@ def test_killed_worker_and_killed_parent(tmp_path, library) -> None:
     proc = _cli(db_b, store_b, tmp_path / "b.log")
     workers: list[int] = []
     try:
-        _wait_for(lambda: mel_path(store_b, "western").exists() and mel_path(store_b, "western").stat().st_size > 0)
+        _wait_for(lambda: store_b.exists() and bool(shard_files(store_b)))
         workers = [c for c in _children(proc.pid) if _is_pool_worker(c)]
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)

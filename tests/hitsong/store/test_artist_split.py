@@ -144,3 +144,15 @@ def test_cli_sample_by_artist(artist_db: Path, capsys: pytest.CaptureFixture[str
     assert main(["sample", "--db", str(artist_db), "--per-subset", "100", "--seed", "1", "--by", "artist"]) == 0
     assert "train" in capsys.readouterr().out
     assert last_sample(artist_db).by == "artist"  # type: ignore[union-attr]
+
+
+def test_the_sample_command_offers_exactly_the_split_methods_of_the_store() -> None:
+    import argparse
+
+    from hitsong.commands import data as data_commands
+    from hitsong.store.sample import SAMPLE_BY
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    data_commands.register(sub)
+    by = next(a for a in sub.choices["sample"]._actions if a.dest == "by")
+    assert tuple(by.choices) == SAMPLE_BY

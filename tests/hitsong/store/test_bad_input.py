@@ -13,7 +13,6 @@ from hitsong.errors import InputError
 from hitsong.store.ingest import ingest
 from hitsong.store.sample import sample
 from tests.helpers.store import (
-    EVENTS,
     SONGS,
     WINDOW_START,
     snapshot,
@@ -139,12 +138,16 @@ def test_aggregated_events_need_a_window(tmp_path):
         ingest(tmp_path / "db.duckdb", write_events(tmp_path), write_songs(tmp_path))
 
 
-def test_changed_earlier_file_is_an_error(tmp_path, ingested):
+def test_a_counted_file_that_changed_is_an_error_but_earlier_files_are_not_read_again(tmp_path, ingested):
     before = snapshot(ingested)
     (tmp_path / "good.csv").write_text(HEADER + "u1,a,100\n")
-    with pytest.raises(InputError, match="ingested earlier, is missing or has changed"):
-        ingest(ingested, write_events(tmp_path, EVENTS[:1], "new.csv"), tmp_path / "songs.csv")
+    with pytest.raises(InputError, match="was ingested before and has changed since"):
+        ingest(ingested, tmp_path / "good.csv", tmp_path / "songs.csv")
     assert snapshot(ingested) == before
+    # a new file is added without reading the earlier one again: it may change or go away
+    (tmp_path / "good.csv").unlink()
+    report = ingest(ingested, write_events(tmp_path, [("u9", "c", 2)], "new.csv"), tmp_path / "songs.csv")
+    assert report.plays == 11 + 2 and report.listeners == 4 and report.new_event_files == 1
 
 
 def test_cli_reports_bad_input_with_exit_code_1(tmp_path, ingested, capsys):

@@ -1,4 +1,4 @@
-"""The compiled pair counter (hitsong.store.pairs) against pandas, and ingest through it against SQL."""
+"""The compiled pair counter (hitsong.store.pairs) against pandas, and ingest through it, NumPy and SQL alike."""
 
 from __future__ import annotations
 
@@ -34,11 +34,13 @@ def _expected(users, songs, counts, catalogue, subset_of):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_count_pairs_matches_pandas_with_duplicates_unknowns_and_many_buckets(rng, threads):
+@pytest.mark.parametrize("span", [2**20, 100])
+def test_count_pairs_matches_pandas_with_duplicates_unknowns_and_many_buckets(rng, threads, span):
+    """20 user bits: 8 songs per bucket, 38 sparse buckets; 100 users: one dense bucket."""
     catalogue = np.sort(rng.choice(10_000, size=300, replace=False)) + 5_000  # ids with gaps
     subset_of = rng.integers(0, 3, size=catalogue.size)
-    pool = np.concatenate([[-7, 2**20 - 8], rng.choice(2**20, size=150, replace=False) - 7])  # 20 user bits:
-    n = 20_000  # 8 songs per bucket, 38 buckets
+    pool = np.concatenate([[3, span + 2], rng.choice(span, size=min(150, span), replace=False) + 3])
+    n = 20_000
     users = rng.choice(pool, size=n)
     songs = np.where(rng.random(n) < 0.02, rng.choice([1, 4_999, 99_999], size=n), rng.choice(catalogue, size=n))
     counts = rng.integers(0, 4, size=n)  # zeros included; (user, song) pairs repeat often
@@ -67,6 +69,12 @@ def test_count_pairs_matches_pandas_with_duplicates_unknowns_and_many_buckets(rn
     np.testing.assert_array_equal(got.unknown_ids, unknown.index.to_numpy())
     np.testing.assert_array_equal(got.unknown_rows, unknown.rows.to_numpy())
     np.testing.assert_array_equal(got.unknown_plays, unknown.plays.to_numpy())
+    # the distinct pairs with plays, sorted, as song index << 32 | user id
+    index = dict(zip(catalogue, range(catalogue.size)))
+    known = [(index[s], u) for u, s, c in zip(users, songs, counts) if c > 0 and s in index]
+    want = np.unique(np.array([(s << 32) | u for s, u in known], dtype=np.int64))
+    np.testing.assert_array_equal(got.pair_keys, want)
+    assert got.pair_keys.size == int(got.listeners.sum())
 
 
 def _songs_csv(folder: Path, ids, subsets) -> Path:
@@ -107,18 +115,26 @@ def _stats(db: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         con.close()
 
 
-def _ingest_both(tmp_path, monkeypatch, caplog, events, songs, **kw):
-    """Ingest through SQL (small input) and through the compiled path; both reports."""
+PATHS = ("sql", "numpy", "compiled")
+
+
+def _ingest_all(tmp_path, monkeypatch, caplog, events, songs, **kw):
+    """Ingest the same input through SQL, NumPy (a small integer Parquet input) and the compiled
+    counter; the three reports by path (databases ``<path>.duckdb``)."""
+    reports = {}
     with caplog.at_level(logging.INFO, logger="hitsong.store.aggregate"):
-        sql = ingest(tmp_path / "sql.duckdb", events, songs, window_start=WINDOW_START, **kw)
+        with monkeypatch.context() as m:
+            m.setattr(aggregate_module, "_integer_parquet", lambda con, checked: False)
+            reports["sql"] = ingest(tmp_path / "sql.duckdb", events, songs, window_start=WINDOW_START, **kw)
+        reports["numpy"] = ingest(tmp_path / "numpy.duckdb", events, songs, window_start=WINDOW_START, **kw)
         assert COMPILED not in caplog.text
         monkeypatch.setattr(aggregate_module, "_KERNEL_MIN_ROWS", 0)
-        fast = ingest(tmp_path / "fast.duckdb", events, songs, window_start=WINDOW_START, **kw)
+        reports["compiled"] = ingest(tmp_path / "compiled.duckdb", events, songs, window_start=WINDOW_START, **kw)
         assert COMPILED in caplog.text
-    return sql, fast
+    return reports
 
 
-def test_duplicate_pairs_are_summed_into_one_listener_on_both_paths(tmp_path, monkeypatch, caplog):
+def test_duplicate_pairs_are_summed_into_one_listener_on_every_path(tmp_path, monkeypatch, caplog):
     songs = _songs_csv(tmp_path, [7, 8, 9], ["m", "m", "w"])
     rows = [
         (1, 7, 2),
@@ -130,9 +146,9 @@ def test_duplicate_pairs_are_summed_into_one_listener_on_both_paths(tmp_path, mo
         (1, 9, 1),
     ]
     events = _events_parquet(tmp_path, *zip(*rows))
-    sql, fast = _ingest_both(tmp_path, monkeypatch, caplog, events, songs)
-    for db in (tmp_path / "sql.duckdb", tmp_path / "fast.duckdb"):
-        per_song, per_subset = _stats(db)
+    reports = _ingest_all(tmp_path, monkeypatch, caplog, events, songs)
+    for path in PATHS:
+        per_song, per_subset = _stats(tmp_path / f"{path}.duckdb")
         got = {r.song_id: (r.playcount, r.listeners, r.events) for r in per_song.itertuples()}
         assert got == {"7": (5, 1, 4), "8": (4, 1, 2), "9": (1, 1, 1)}
         assert per_song.set_index("song_id").hit_score["7"] == pytest.approx(np.log(6) * np.log(2), rel=1e-12)
@@ -140,27 +156,29 @@ def test_duplicate_pairs_are_summed_into_one_listener_on_both_paths(tmp_path, mo
             ["m", 2, 6, 9],
             ["w", 1, 1, 1],
         ]
-    assert (sql.plays, sql.listeners, sql.event_rows) == (fast.plays, fast.listeners, fast.event_rows) == (10, 2, 7)
+    for report in reports.values():
+        assert (report.plays, report.listeners, report.event_rows) == (10, 2, 7)
 
 
-def test_random_data_gives_identical_tables_on_both_paths(tmp_path, monkeypatch, caplog, rng):
+def test_random_data_gives_identical_tables_on_every_path(tmp_path, monkeypatch, caplog, rng):
     ids = np.arange(100, 400)
     songs = _songs_csv(tmp_path, ids, rng.choice(["m", "w", "k"], size=ids.size))
     n = 5_000
     events = _events_parquet(
         tmp_path, rng.integers(1_000, 1_500, size=n), rng.choice(ids[:250], size=n), rng.integers(0, 9, size=n)
     )
-    _ingest_both(tmp_path, monkeypatch, caplog, events, songs)
-    for a, b in zip(_stats(tmp_path / "sql.duckdb"), _stats(tmp_path / "fast.duckdb")):
-        pd.testing.assert_frame_equal(a, b)
+    _ingest_all(tmp_path, monkeypatch, caplog, events, songs)
+    for path in PATHS[1:]:
+        for a, b in zip(_stats(tmp_path / "sql.duckdb"), _stats(tmp_path / f"{path}.duckdb"), strict=True):
+            pd.testing.assert_frame_equal(a, b)
 
 
-def test_unknown_songs_on_the_compiled_path(tmp_path, monkeypatch, caplog):
+def test_unknown_songs_on_every_path(tmp_path, monkeypatch, caplog):
     songs = _songs_csv(tmp_path, [7, 8], ["m", "w"])
     events = _events_parquet(tmp_path, [1, 2, 2, 3], [7, 55, 8, 55], [1, 2, 3, 4])
-    sql, fast = _ingest_both(tmp_path, monkeypatch, caplog, events, songs, unknown_songs="drop")
-    assert (fast.dropped_unknown_rows, fast.dropped_unknown_plays, fast.plays, fast.listeners) == (2, 6, 4, 2)
-    assert (sql.dropped_unknown_rows, sql.dropped_unknown_plays, sql.plays, sql.listeners) == (2, 6, 4, 2)
+    reports = _ingest_all(tmp_path, monkeypatch, caplog, events, songs, unknown_songs="drop")
+    for r in reports.values():
+        assert (r.dropped_unknown_rows, r.dropped_unknown_plays, r.plays, r.listeners) == (2, 6, 4, 2)
     db = tmp_path / "err.duckdb"
     with pytest.raises(InputError, match=r"'song_id'.*not in the songs file.*'55'.*rows 2, 4"):
         ingest(db, events, songs, window_start=WINDOW_START)

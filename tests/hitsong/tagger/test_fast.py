@@ -1,7 +1,7 @@
 """The tagger's two precisions: ``exact`` is the port's function, ``fast`` stays within its stated bounds.
 
 ``exact`` runs :class:`~hitsong.tagger.kernels.MusiCNNKernel` in float32; the parity tests
-(``test_tagger_parity.py``) compare it with the original TensorFlow outputs. Here: the kernel
+(``test_parity.py``) compare it with the original TensorFlow outputs. Here: the kernel
 against the port (a second implementation), ``fast`` against ``exact`` on the real reference
 clips, the ranking of m4 predictions, and which precision is chosen and recorded where.
 """
@@ -25,6 +25,7 @@ from hitsong.tagger.precision import (
     FAST_PATCH_TOLERANCE,
     FAST_SONG_TOLERANCE,
     native_bf16,
+    native_int8,
     resolve_audio_config,
     resolve_precision,
 )
@@ -40,7 +41,7 @@ def exact() -> Tagger:
 
 @pytest.fixture(scope="module")
 def fast(exact: Tagger) -> Tagger:
-    """The fast kernel, also on CPUs where ``auto`` would not pick it (bfloat16 is emulated there)."""
+    """The fast kernel, also on CPUs where ``auto`` would not pick it (int8 and bfloat16 are slow there)."""
     tagger = Tagger(exact.net, exact.name, exact.device)
     tagger.runner = MusiCNNKernel(exact.net, precision="fast").eval()
     return tagger
@@ -114,7 +115,7 @@ def test_precision_resolution() -> None:
     assert resolve_precision("exact", device="cpu") == "exact"
     assert resolve_precision("fast", device="cpu", model="MTT_vgg") == "exact"  # no fast kernel
     assert resolve_precision("auto", device="cuda") == "exact"  # measured on CPUs only
-    want = "fast" if native_bf16() else "exact"
+    want = "fast" if native_bf16() and native_int8() else "exact"
     assert resolve_precision("auto", device="cpu") == want
     assert resolve_precision("fast", device="cpu", model="MTT_musicnn") == want
     with pytest.raises(ConfigError, match="auto, exact, fast"):
@@ -125,8 +126,9 @@ def test_precision_resolution() -> None:
         MusiCNNKernel(Tagger.from_pretrained(device="cpu").net, precision="auto")
 
 
-def test_unsupported_cpu_falls_back_to_exact_and_records_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(precision_mod, "native_bf16", lambda: False)
+@pytest.mark.parametrize("missing", ["native_bf16", "native_int8"])
+def test_unsupported_cpu_falls_back_to_exact_and_records_it(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    monkeypatch.setattr(precision_mod, missing, lambda: False)
     tagger = Tagger.from_pretrained("MTT_musicnn", device="cpu", precision="fast")
     assert tagger.precision == "exact" and tagger.runner.precision == "exact"
     for requested in ("auto", "fast"):
@@ -136,7 +138,9 @@ def test_unsupported_cpu_falls_back_to_exact_and_records_it(monkeypatch: pytest.
         assert resolved.config_hash() == AudioConfig(tagger_precision="exact").config_hash()
 
 
-@pytest.mark.skipif(not native_bf16(), reason="this CPU has no native bfloat16: auto resolves to exact")
+@pytest.mark.skipif(
+    not (native_bf16() and native_int8()), reason="no native bfloat16 and int8 here: auto resolves to exact"
+)
 def test_supported_cpu_runs_fast_and_records_it() -> None:
     tagger = Tagger.from_pretrained("MTT_musicnn", device="cpu", precision="auto")
     assert tagger.precision == "fast" and tagger.runner.precision == "fast"

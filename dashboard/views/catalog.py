@@ -4,6 +4,7 @@ import streamlit as st
 
 from dashboard import catalog, data, ui
 from hitsong.errors import HitsongError
+from hitsong.statements import score_statement
 
 st.title("Catalog")
 s = ui.page_settings()
@@ -35,7 +36,7 @@ top = st.slider("Songs shown", min_value=1, max_value=max(1, len(shown)), value=
 st.header(f"Top {min(top, len(shown))} of {len(shown)} songs by predicted hit score")
 st.dataframe(shown.head(top)[list(catalog.TABLE_COLUMNS)], hide_index=True)
 st.caption(
-    "Score: predicted hit score, ln(1 + plays) x ln(1 + listeners). Percentile: share of the version's "
+    f"Score: {score_statement(subset=model.removeprefix('hitsong-'))} Percentile: share of the version's "
     "training songs at or below it. Release quarter: relative to the start of the listening window."
 )
 st.download_button(

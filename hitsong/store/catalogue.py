@@ -1,0 +1,105 @@
+"""The song catalogue at ingest: validated into ``_new_songs``, and numbered for the key sets.
+
+Every song and subset that was ever in a catalogue keeps its number (``song_numbers``,
+``subset_numbers``): the pair keys of :mod:`hitsong.store.keysets` hold numbers, so a number is
+never reused. The staging temp table ``_catalogue(song_id, subset, song_no, subset_no)`` is the
+current catalogue with its numbers; ``_numbers_new`` and ``_subsets_new`` hold what the commit
+adds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from hitsong.errors import InputError
+from hitsong.store.schema import NOT_CHANGED, SONG_COLUMNS
+from hitsong.store.sources import (
+    Source,
+    find_rows,
+    id_checks,
+    ids_table,
+    quote,
+    require_columns,
+    rows_text,
+    run_checks,
+    time_expr,
+)
+
+
+def load_songs(con: duckdb.DuckDBPyConnection, src: Source) -> int:
+    """Validate the songs file and load it into the temp table ``_new_songs``; returns its rows."""
+    require_columns(src, SONG_COLUMNS, "songs")
+    date_sql, date_checks = time_expr(src, "release_date", "DATE")
+    sid = quote(src.columns["song_id"])
+    checks = [("song_id", *c) for c in id_checks(src, "song_id")]
+    checks += [("release_date", *c) for c in date_checks]
+    for col in ("subset", "audio_path"):
+        c = quote(src.columns[col])
+        checks.append((col, f"{c} IS NULL OR trim(CAST({c} AS VARCHAR)) = ''", "is empty", None))
+    n_rows = run_checks(con, src, "songs", checks)
+    # duplicate song ids
+    rel = src.relation(con)
+    dup = rel.aggregate(f"count(*) - count(DISTINCT CAST({sid} AS VARCHAR))").fetchall()[0][0]
+    if dup:
+        dup_ids = [
+            r[0]
+            for r in rel.aggregate(f"CAST({sid} AS VARCHAR) AS i, count(*) AS n")
+            .filter("n > 1")
+            .order("i")
+            .limit(3)
+            .fetchall()
+        ]
+        rows = find_rows(con, src, f"CAST({sid} AS VARCHAR) IN (SELECT i FROM {ids_table(con, dup_ids)})")
+        raise InputError(
+            f"songs file {src.path}, column {src.columns['song_id']!r}: {dup} duplicate song id(s), "
+            f"e.g. {', '.join(repr(i) for i in dup_ids)} ({rows_text(src, rows, len(rows))}). "
+            f"Each song must appear once. {NOT_CHANGED}"
+        )
+    base = str(Path(src.path).parent)
+    ap = f"trim(CAST({quote(src.columns['audio_path'])} AS VARCHAR))"
+    rel.create_view("_songs_src", replace=True)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _new_songs AS SELECT
+            CAST({sid} AS VARCHAR) AS song_id,
+            CAST({quote(src.columns["title"])} AS VARCHAR) AS title,
+            CAST({quote(src.columns["artist"])} AS VARCHAR) AS artist,
+            trim(CAST({quote(src.columns["subset"])} AS VARCHAR)) AS subset,
+            {date_sql} AS release_date,
+            CASE WHEN starts_with({ap}, '/') THEN {ap} ELSE $base || '/' || {ap} END AS audio_path
+        FROM _songs_src""",
+        {"base": base},
+    )
+    con.execute("DROP VIEW _songs_src")
+    return n_rows
+
+
+def number_catalogue(con: duckdb.DuckDBPyConnection) -> None:
+    """Number the songs and subsets of ``_new_songs`` that have no number yet.
+
+    Reads the staged ``_numbers(song_id, song_no)`` and ``_subsets(subset, subset_no, listeners)``
+    (empty for a new store); writes ``_numbers_new``, ``_subsets_new`` and ``_catalogue``.
+    """
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _numbers_new AS
+           SELECT n.song_id, CAST((SELECT coalesce(max(song_no), -1) FROM _numbers)
+                                  + row_number() OVER () AS INTEGER) AS song_no
+           FROM _new_songs n ANTI JOIN _numbers o USING (song_id)"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _subsets_new AS
+           SELECT s.subset, CAST((SELECT coalesce(max(subset_no), -1) FROM _subsets)
+                                 + row_number() OVER (ORDER BY s.subset) AS INTEGER) AS subset_no,
+                  CAST(0 AS BIGINT) AS listeners
+           FROM (SELECT DISTINCT subset FROM _new_songs) s ANTI JOIN _subsets o USING (subset)"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _catalogue AS
+           SELECT s.song_id, s.subset, n.song_no, b.subset_no
+           FROM _new_songs s
+           JOIN (SELECT song_id, song_no FROM _numbers UNION ALL SELECT song_id, song_no FROM _numbers_new) n
+             USING (song_id)
+           JOIN (SELECT subset, subset_no FROM _subsets UNION ALL SELECT subset, subset_no FROM _subsets_new) b
+             USING (subset)"""
+    )
