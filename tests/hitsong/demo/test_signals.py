@@ -22,7 +22,8 @@ Every figure below is deterministic on a CPU (seeded rendering, folds and traini
 measured on 2026-11-30 with these constants. Cost: the probe (render + log-mel + tags of 180
 songs in 2 processes) and 30 out-of-fold trainings (6 of them the CNN m2): 160 s wall and 75 s
 CPU for the module on the shared 2-core machine at load average 4-8 (``--durations``: probe
-111 s, rhythm 14 s, shuffled rhythm 9 s, timbre 7 s, the rest under 3 s each). A null rho over
+111 s, rhythm 14 s, shuffled rhythm 9 s, timbre 7 s, the rest under 3 s each); 67 s wall at load
+~2 (probe 50 s, rhythm 6 s). A null rho over
 n songs has sd ~1/sqrt(n - 1): 0.075 over 180 songs, 0.092 over the 120 with drums; every
 threshold below leaves at least one null sd on either side of the measured value.
 """
