@@ -238,6 +238,7 @@ def run_processes(tasks: Iterable[Task], fn: TaskFunction, *, workers: int) -> I
         n = 1 if isolate else workers
         pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=init_worker)
         inflight: dict[Future, tuple[Task, int]] = {}
+        finished = False
         try:
             while queue or inflight:
                 while queue and len(inflight) < 2 * n and (queue[0][1] > 0) == isolate:
@@ -265,8 +266,11 @@ def run_processes(tasks: Iterable[Task], fn: TaskFunction, *, workers: int) -> I
                         queue.appendleft((task, crashes + 1))
                     inflight.clear()
                     break
+            finished = True
         finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            # A pool left running (wait=False) makes Python 3.11's exit hook write to its closed wake-up
+            # pipe ("OSError: Bad file descriptor" at exit): wait for it unless the caller stopped early.
+            pool.shutdown(wait=finished, cancel_futures=True)
 
 
 def run_dask(
