@@ -24,6 +24,7 @@ import requests
 from hitsong.cli import main
 from hitsong.errors import ConfigError, RegistryError
 from hitsong.store.read import split_frame
+from hitsong.training.config import TrainConfig
 from registry.api import RegistryApi
 from registry.modelcard import departures, paper_params
 from registry.models import list_versions, register
@@ -171,7 +172,8 @@ def test_champion_and_challenger_and_their_model_cards(server, compared) -> None
     test_rho = champion["metrics"]["test_spearman_rho"]
     assert f"| Spearman rho | {champion['metrics']['val_spearman_rho']:.4f} | {test_rho:.4f} |" in card
     assert "method rank 1 of 2" in card and "tagger MTT_musicnn hearing the middle 60.0 s" in card
-    assert "train.max_epochs 8 (paper 150)" in card and "JYnet" in card
+    demo_epochs = TrainConfig.for_profile("demo").max_epochs
+    assert f"train.max_epochs {demo_epochs} (paper 150)" in card and "JYnet" in card
     assert "hitsong train --subset western --methods m6 --profile demo --repeats 3 --tagger MTT_musicnn " in card
     assert "--dataset compare" in card and "hitsong features --subset western --tagger MTT_musicnn" in card
     assert "Predictions: Hit score on the scale of the western training catalogue" in card

@@ -125,10 +125,10 @@ def test_the_data_page_readers_answer_while_a_large_ingest_runs(tmp_path) -> Non
     (first := tmp_path / "first.csv").write_text("user_id,song_id,play_count\nuser-1,s1,2\n")
     db = tmp_path / "db.duckdb"
     ingest(db, first, songs, window_start=WINDOW_START)
-    big = tmp_path / "big.parquet"  # 3M rows with text user ids: several seconds of work
+    big = tmp_path / "big.parquet"  # 8M rows with text user ids: 6-7 s of work on a quiet 2-core machine
     duckdb.execute(
         f"""COPY (SELECT 'user-' || (hash(i) % 200000) AS user_id, 's' || (hash(i + 7) % 2000) AS song_id,
-                         1 + hash(i + 3) % 4 AS play_count FROM range(3000000) t(i)) TO '{big}' (FORMAT parquet)"""
+                         1 + hash(i + 3) % 4 AS play_count FROM range(8000000) t(i)) TO '{big}' (FORMAT parquet)"""
     )
     ingest_lock = lock_path(db, "ingest")
     proc = _hitsong(["ingest", "--db", str(db), "--events", str(big), "--songs", str(songs)], tmp_path / "ingest.log")
