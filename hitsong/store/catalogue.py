@@ -13,16 +13,13 @@ from pathlib import Path
 
 import duckdb
 
-from hitsong.errors import InputError
-from hitsong.store.schema import NOT_CHANGED, SONG_COLUMNS
+from hitsong.store.schema import SONG_COLUMNS
 from hitsong.store.sources import (
     Source,
-    find_rows,
     id_checks,
-    ids_table,
     quote,
+    refuse_duplicate_ids,
     require_columns,
-    rows_text,
     run_checks,
     time_expr,
 )
@@ -39,27 +36,10 @@ def load_songs(con: duckdb.DuckDBPyConnection, src: Source) -> int:
         c = quote(src.columns[col])
         checks.append((col, f"{c} IS NULL OR trim(CAST({c} AS VARCHAR)) = ''", "is empty", None))
     n_rows = run_checks(con, src, "songs", checks)
-    # duplicate song ids
-    rel = src.relation(con)
-    dup = rel.aggregate(f"count(*) - count(DISTINCT CAST({sid} AS VARCHAR))").fetchall()[0][0]
-    if dup:
-        dup_ids = [
-            r[0]
-            for r in rel.aggregate(f"CAST({sid} AS VARCHAR) AS i, count(*) AS n")
-            .filter("n > 1")
-            .order("i")
-            .limit(3)
-            .fetchall()
-        ]
-        rows = find_rows(con, src, f"CAST({sid} AS VARCHAR) IN (SELECT i FROM {ids_table(con, dup_ids)})")
-        raise InputError(
-            f"songs file {src.path}, column {src.columns['song_id']!r}: {dup} duplicate song id(s), "
-            f"e.g. {', '.join(repr(i) for i in dup_ids)} ({rows_text(src, rows, len(rows))}). "
-            f"Each song must appear once. {NOT_CHANGED}"
-        )
+    refuse_duplicate_ids(con, src, "songs", "Each song must appear once.")
     base = str(Path(src.path).parent)
     ap = f"trim(CAST({quote(src.columns['audio_path'])} AS VARCHAR))"
-    rel.create_view("_songs_src", replace=True)
+    src.relation(con).create_view("_songs_src", replace=True)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _new_songs AS SELECT
             CAST({sid} AS VARCHAR) AS song_id,

@@ -41,6 +41,7 @@ from hitsong.store.sources import (
     ids_table,
     open_source,
     quote,
+    refuse_duplicate_ids,
     require_columns,
     rows_text,
     run_checks,
@@ -68,23 +69,7 @@ def _checked_stats(con: duckdb.DuckDBPyConnection, src: Source) -> tuple[str, st
     if "events" in src.columns:
         checks.append(("events", f"{ev} < {li}", "is smaller than listeners (a listener has an event row)", None))
     run_checks(con, src, "song-stats", checks)
-    sid = quote(src.columns["song_id"])
-    rel = src.relation(con)
-    dup = rel.aggregate(f"count(*) - count(DISTINCT CAST({sid} AS VARCHAR))").fetchall()[0][0]
-    if dup:
-        ids = [
-            r[0]
-            for r in rel.aggregate(f"CAST({sid} AS VARCHAR) AS i, count(*) AS n")
-            .filter("n > 1")
-            .order("i")
-            .limit(3)
-            .fetchall()
-        ]
-        rows = find_rows(con, src, f"CAST({sid} AS VARCHAR) IN (SELECT i FROM {ids_table(con, ids)})")
-        raise InputError(
-            f"song-stats file {src.path}, column {src.columns['song_id']!r}: {dup} duplicate song id(s), e.g. "
-            f"{', '.join(repr(i) for i in ids)} ({rows_text(src, rows, len(rows))}). One row per song. {NOT_CHANGED}"
-        )
+    refuse_duplicate_ids(con, src, "song-stats", "One row per song.")
     return pc, li, ev
 
 

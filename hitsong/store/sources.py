@@ -453,3 +453,25 @@ def rows_text(src: Source, rows: Sequence[int], total: int) -> str:
     if src.kind == "csv":
         text += "; line" + ("s " if len(rows) > 1 else " ") + ", ".join(str(r + 1) for r in rows)
     return text + ", first data row = 1"
+
+
+def refuse_duplicate_ids(con: duckdb.DuckDBPyConnection, src: Source, what: str, rule: str) -> None:
+    """Raise ``InputError`` naming a few duplicated ``song_id`` values and their rows; ``rule`` says what is allowed."""
+    sid = quote(src.columns["song_id"])
+    rel = src.relation(con)
+    dup = rel.aggregate(f"count(*) - count(DISTINCT CAST({sid} AS VARCHAR))").fetchall()[0][0]
+    if not dup:
+        return
+    ids = [
+        r[0]
+        for r in rel.aggregate(f"CAST({sid} AS VARCHAR) AS i, count(*) AS n")
+        .filter("n > 1")
+        .order("i")
+        .limit(3)
+        .fetchall()
+    ]
+    rows = find_rows(con, src, f"CAST({sid} AS VARCHAR) IN (SELECT i FROM {ids_table(con, ids)})")
+    raise InputError(
+        f"{what} file {src.path}, column {src.columns['song_id']!r}: {dup} duplicate song id(s), "
+        f"e.g. {', '.join(repr(i) for i in ids)} ({rows_text(src, rows, len(rows))}). {rule} {NOT_CHANGED}"
+    )
