@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,22 @@ from registry.server import (
 
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "hitsong-test-admin-pw"  # >= 12 characters, not MLflow's old default
+
+
+@contextmanager
+def as_user(username: str, password: str) -> Iterator[None]:
+    """MLflow's process-global client credentials (``MLFLOW_TRACKING_USERNAME``/``PASSWORD``) for a block."""
+    keys = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(dict(zip(keys, (username, password), strict=True)))
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @dataclass(frozen=True)
@@ -52,20 +68,9 @@ class TestServer:
     def admin(self) -> tuple[str, str]:
         return ADMIN_USER, ADMIN_PASSWORD
 
-    @contextmanager
-    def as_user(self, username: str, password: str) -> Iterator[None]:
+    def as_user(self, username: str, password: str) -> AbstractContextManager[None]:
         """Set ``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` (process-global) for the block."""
-        keys = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-        saved = {k: os.environ.get(k) for k in keys}
-        os.environ.update(dict(zip(keys, (username, password))))
-        try:
-            yield
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        return as_user(username, password)
 
     def _auth_client(self):
         from mlflow.server import get_app_client

@@ -26,8 +26,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,6 +33,7 @@ import requests
 import yaml
 
 from registry.server import free_port
+from tests.helpers.mlflow import as_user
 from tests.helpers.postgres import postgres_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,22 +163,6 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-@contextmanager
-def _as(user: str, password: str) -> Iterator[None]:
-    """MLflow's process-global client credentials for a block."""
-    keys = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update(dict(zip(keys, (user, password))))
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """compose.yaml's postgres (a throwaway cluster), mlflow and dashboard, started outside Docker."""
@@ -269,7 +252,7 @@ def champion(stack):
     uri, admin = stack["mlflow"], ("admin", stack["secrets"]["mlflow_admin_password"])
     audio = AudioConfig(n_mels=16, seconds=4.0)
     data = planted_splits(n_train=30, n_val=10, n_test=10, n_mels=16, n_frames=audio.n_frames, n_tags=50)
-    with _as(*admin):
+    with as_user(*admin):
         logger = MlflowRunLogger.for_subset("team", "pg", tracking_uri=uri)
         train_subset(
             data, subset="pg", logger=logger, methods=["m1"], model_config=ModelConfig.tiny(n_mels=16, n_tags=50),
@@ -304,7 +287,7 @@ def test_a_team_trains_promotes_and_the_dashboard_reads_it_from_postgres(stack, 
         promote(
             champion["model"], champion["version"], "bob", tracking_uri=uri, username="bob", password="bob-pw-12345"
         )
-    with _as("dashboard", stack["secrets"]["dashboard_password"]):  # the dashboard's read-only service user
+    with as_user("dashboard", stack["secrets"]["dashboard_password"]):  # the dashboard's read-only service user
         table = data.versions(uri)
         row = table[table["model"] == champion["model"]].iloc[0]
         assert row["aliases"] == "champion" and row["promoted_by"] == "alice"
