@@ -11,6 +11,8 @@ import os
 import signal
 import threading
 
+from hitsong.audio.decode import set_decode_threads
+
 
 def _exit_with_parent() -> None:
     """Block until the parent process is gone, then end this worker.
@@ -25,7 +27,7 @@ def _exit_with_parent() -> None:
 
 
 def init_worker(threads: int = 1) -> None:
-    """Ignore SIGINT, end with the parent, and use ``threads`` threads for torch and BLAS."""
+    """Ignore SIGINT, end with the parent, and use ``threads`` threads for torch, BLAS and decoding."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, name="exit-with-parent", daemon=True).start()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -33,3 +35,4 @@ def init_worker(threads: int = 1) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    set_decode_threads(threads)

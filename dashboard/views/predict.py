@@ -71,7 +71,7 @@ for champion in chosen.itertuples():
         st.spinner(f"Loading {champion.model} v{champion.version} on {device}…"),
     ):
         scorer = data.cached_scorer(uri, champion.model, champion.version, device)
-    for upload in files:
+    for upload in reversed(files):  # the newest on top, drawn first: its score need not wait for older cards
         key = (upload.file_id, champion.model, champion.version, device)
         result = results_cache.get(key)
         if result is None:

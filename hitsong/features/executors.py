@@ -48,6 +48,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from hitsong.audio.decode import set_decode_threads
 from hitsong.errors import ConfigError, HitsongError
 from hitsong.progress import Progress
 from hitsong.workers import init_worker
@@ -204,9 +205,10 @@ def describe(exc: BaseException) -> str:
 
 @functools.cache
 def _one_thread() -> None:
-    """In a worker: one thread for torch and BLAS (the executor owns the parallelism); once per process."""
+    """In a worker: one thread for torch, BLAS and decoding (the executor owns the parallelism); once per process."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
+    set_decode_threads(1)
     try:
         import torch
 

@@ -109,6 +109,12 @@ def _shot(page, name: str) -> Path:
     return path
 
 
+def _card(page, name: str):
+    """The Predict page's result card of the uploaded file ``name``: the block around its heading."""
+    heading = page.get_by_role("heading", name=name, exact=True)
+    return heading.locator("xpath=ancestor::div[@data-testid='stVerticalBlock'][1]")
+
+
 def _no_traceback(page) -> None:
     assert page.locator("[data-testid='stException']").count() == 0, page.locator(
         "[data-testid='stException']"
@@ -152,14 +158,20 @@ def test_every_page_in_chromium_and_scoring_an_uploaded_mp3(stack, browser, tmp_
         mp3_bytes(song, seconds=240.0, seed=i)
         start = time.perf_counter()
         page.locator("input[type=file]").set_input_files(str(song))
-        page.get_by_text("Hit score (training-catalogue scale)", exact=True).nth(i).wait_for(timeout=TIMEOUT_MS)
+        _card(page, song.name).get_by_text("Hit score (training-catalogue scale)", exact=True).wait_for(
+            timeout=TIMEOUT_MS
+        )
         timings[label] = time.perf_counter() - start
         page.wait_for_function(f"document.querySelectorAll({CHART!r}).length >= {3 * (i + 1)}", timeout=TIMEOUT_MS)
     page.wait_for_timeout(500)
     _no_traceback(page)
     _shot(page, "4-predict")
-    values = page.get_by_test_id("stMetricValue").all_inner_texts()  # per card: score, percentile, scored in
-    scoring = {label: float(values[3 * i + 2].removesuffix(" s")) for i, label in enumerate(("cold", "warm"))}
+    cards = [_card(page, f"track-{label}.mp3") for label in ("cold", "warm")]
+    headings = page.get_by_role("heading").all_inner_texts()
+    assert headings.index("track-warm.mp3") < headings.index("track-cold.mp3")  # the newest card on top
+    # per card: score, percentile, scored in
+    values = [card.get_by_test_id("stMetricValue").all_inner_texts() for card in cards]
+    scoring = {label: float(v[2].removesuffix(" s")) for label, v in zip(("cold", "warm"), values, strict=True)}
     record = {
         "seconds_to_score_on_screen": timings,
         "seconds_in_scorer": scoring,

@@ -13,6 +13,7 @@ import soundfile as sf
 import hitsong.audio.decode
 from hitsong.audio import AudioConfig, decode_for_features, decode_middle
 from hitsong.audio.mpg123 import quiet_decoder_stderr
+from hitsong.errors import ConfigError, HitsongWarning
 from tests.helpers.audio import write_audio
 
 #: What libmpg123 itself prints (not hitsong's one log line that explains it).
@@ -99,3 +100,71 @@ def test_quiet_blocks_nest_in_one_thread(tmp_path: Path, capfd: pytest.CaptureFi
             os.write(2, b"inner\n" + noise)
         os.write(2, noise)
     assert capfd.readouterr().err == "outer\ninner\n"
+
+
+@pytest.fixture
+def split_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let segments of a few seconds be split into parts (the default needs 8 s per part)."""
+    monkeypatch.setattr(hitsong.audio.decode, "_PARALLEL_MIN_SECONDS", 2.0)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("seconds", [7.0, 13.0, *NOISY_SECONDS])
+def test_a_segment_decoded_in_parts_on_threads_equals_one_read(
+    mp3: Path, seconds: float, threads: int, split_small: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Each part enters the stream with its own pre-roll, so the joined parts are the samples of
+    one read (up to the decoder's float rounding, 1e-6, as one read against a decode from the
+    start above); and the parts' seeks stay quiet too."""
+    hitsong.audio.decode.set_decode_threads(1)
+    try:
+        one, _, info_one = decode_middle(mp3, seconds=seconds, context_seconds=0.1)
+        hitsong.audio.decode.set_decode_threads(threads)
+        parts, _, info_parts = decode_middle(mp3, seconds=seconds, context_seconds=0.1)
+    finally:
+        hitsong.audio.decode.set_decode_threads(None)
+    assert info_parts == info_one
+    np.testing.assert_allclose(parts, one, rtol=0, atol=1e-6)
+    assert RESERVOIR_MESSAGE not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["FLAC", "OGG"])
+def test_flac_and_ogg_decoded_in_parts_equal_one_read(tmp_path: Path, fmt: str, split_small: None) -> None:
+    rng = np.random.default_rng(3)
+    y = (0.2 * rng.standard_normal((22050 * 12, 2))).astype(np.float32)
+    path = tmp_path / f"noise.{fmt.lower()}"
+    with sf.SoundFile(str(path), "w", 22050, 2, format=fmt) as f:
+        for i in range(0, y.shape[0], 65536):  # long OGG writes in one call have crashed libsndfile
+            f.write(y[i : i + 65536])
+    out = {}
+    for threads in (1, 3):
+        hitsong.audio.decode.set_decode_threads(threads)
+        try:
+            out[threads] = decode_middle(path, seconds=9.0, context_seconds=0.1)[0]
+        finally:
+            hitsong.audio.decode.set_decode_threads(None)
+    np.testing.assert_array_equal(out[3], out[1])
+
+
+def test_a_truncated_mp3_read_in_parts_falls_back_like_one_read(tmp_path: Path, split_small: None) -> None:
+    """A part that finds the stream's end makes the read short, so the file is treated as truncated
+    exactly as with one thread (same samples, same warning)."""
+    whole = reservoir_mp3(tmp_path / "whole.mp3", seconds=30.0)
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+    got = {}
+    for threads in (1, 3):
+        hitsong.audio.decode.set_decode_threads(threads)
+        try:
+            with pytest.warns(HitsongWarning, match=r"cut\.mp3: the header says 30\.0 s but only"):
+                got[threads] = decode_middle(cut, seconds=15.0, context_seconds=0.1)
+        finally:
+            hitsong.audio.decode.set_decode_threads(None)
+    np.testing.assert_allclose(got[3][0], got[1][0], rtol=0, atol=1e-6)
+    assert got[3][2] == got[1][2] and got[1][2].truncated
+
+
+def test_decode_threads_are_checked() -> None:
+    with pytest.raises(ConfigError, match="decode threads"):
+        hitsong.audio.decode.set_decode_threads(0)
+    assert hitsong.audio.decode.decode_threads() >= 1
