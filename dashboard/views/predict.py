@@ -64,6 +64,7 @@ chosen = champions if subset == "all" else champions[champions["subset"] == subs
 # Per session and bounded: what this visitor has had scored, and the results kept for redrawing.
 budget = st.session_state.setdefault("predict_budget", SessionBudget(limits.session_mb * MB))
 results_cache = st.session_state.setdefault("predict_results", ResultCache(limits.cached_results))
+admitted = {upload.file_id: budget.admit(upload.file_id, upload.size) for upload in files}  # in upload order
 for champion in chosen.itertuples():
     st.header(f"{champion.subset}: {champion.model} v{champion.version} ({champion.method}) on {device.upper()}")
     with (
@@ -75,7 +76,7 @@ for champion in chosen.itertuples():
         key = (upload.file_id, champion.model, champion.version, device)
         result = results_cache.get(key)
         if result is None:
-            if not budget.admit(upload.file_id, upload.size):
+            if not admitted[upload.file_id]:
                 st.warning(
                     f"{upload.name} was not scored: this session has had {budget.used_bytes / MB:.0f} MB of audio "
                     f"scored, and the limit is {limits.session_mb} MB per session.",
