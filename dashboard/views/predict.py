@@ -72,7 +72,9 @@ for champion in chosen.itertuples():
         st.spinner(f"Loading {champion.model} v{champion.version} on {device}…"),
     ):
         scorer = data.cached_scorer(uri, champion.model, champion.version, device)
-    for upload in reversed(files):  # the newest on top, drawn first: its score need not wait for older cards
+    # In upload order: the cards on screen keep their places, so the browser does not draw their charts
+    # again (the newest card on top moved them all: 1.0 s from the score to the screen instead of 0.3 s).
+    for upload in files:
         key = (upload.file_id, champion.model, champion.version, device)
         result = results_cache.get(key)
         if result is None:
