@@ -165,7 +165,8 @@ of the paper's methods can hear a different part:
   spectral tilt change every mel band's mean: m1 (the mel means and standard deviations) sees it.
 - **(b) rhythm** in [-1, 1]: `2 * on_beat - 1`, where `on_beat` is the share of bars whose drum
   accent (snare and clap; clap and snare in techno; open conga and bongo in indian) falls on
-  the beat together with the kick rather than between the kicks. The bars of either kind are
+  the beat together with the kick (the tabla's bass stroke in indian) rather than between the
+  kicks; every accent sounds higher than the stroke it joins. The bars of either kind are
   spread evenly over the song. Moving a hit in time leaves the frames of each band, and so its
   mean and standard deviation, as they were: m1 is blind to it, while the CNNs' kernels over a
   few frames see whether the accent and the kick sound together. Archetypes without drums have
