@@ -19,9 +19,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     record = json.loads(TIMING.read_text())
     on_screen, in_scorer = record["seconds_to_score_on_screen"], record["seconds_in_scorer"]
     terminalreporter.section("Predict page timings (test-artifacts/predict_timing.json)")
+    new = on_screen.get("warm, new session")
     terminalreporter.write_line(
         f"dashboard start to ready {record.get('dashboard_start_seconds', float('nan')):.2f} s; "
         f"cold first score on screen {on_screen['cold']:.2f} s (scorer {in_scorer['cold']:.2f} s, champion "
         f"loaded first); warm {on_screen['warm']:.2f} s (scorer {in_scorer['warm']:.2f} s); "
-        f"{record['method']}, {record['file']}; load average {', '.join(f'{v:.1f}' for v in record['load_average'])}"
+        + (
+            ""
+            if new is None
+            else f"warm in a new session {new:.2f} s (scorer {in_scorer['warm, new session']:.2f} s); "
+        )
+        + f"{record['method']}, {record['file']}; "
+        f"load average {', '.join(f'{v:.1f}' for v in record['load_average'])}"
     )
