@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -179,12 +180,8 @@ def run_steps(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------- full
 
 
-def step_seconds(log_text: str) -> dict[str, float]:
-    """Wall seconds of each ``hitsong demo run`` step, from the timestamps of its ``== i/8`` lines.
-
-    A step lasts from its own line to the next step's (the last one to the log's last line).
-    """
-    stamps: list[tuple[str, dt.datetime]] = []
+def _stamped(log_text: str) -> Iterator[tuple[dt.datetime, str]]:
+    """The log's lines that start with an ``HH:MM:SS`` time, with that time (a day later past midnight)."""
     last: dt.datetime | None = None
     for line in log_text.splitlines():
         m = re.match(r"(\d\d:\d\d:\d\d) ", line)
@@ -193,6 +190,18 @@ def step_seconds(log_text: str) -> dict[str, float]:
         at = dt.datetime.strptime(m.group(1), "%H:%M:%S")
         if last is not None and at < last:  # past midnight
             at += dt.timedelta(days=1)
+        last = at
+        yield at, line
+
+
+def step_seconds(log_text: str) -> dict[str, float]:
+    """Wall seconds of each ``hitsong demo run`` step, from the timestamps of its ``== i/8`` lines.
+
+    A step lasts from its own line to the next step's (the last one to the log's last line).
+    """
+    stamps: list[tuple[str, dt.datetime]] = []
+    last: dt.datetime | None = None
+    for at, line in _stamped(log_text):
         last = at
         step = re.search(r"== (\d/8) ", line)
         if step:
@@ -207,11 +216,7 @@ def split_seconds(log_text: str) -> dict[str, float]:
     """Wall seconds of the training of each split (both markets), from the per-subset result lines."""
     out: dict[str, float] = {}
     start: dt.datetime | None = None
-    for line in log_text.splitlines():
-        m = re.match(r"(\d\d:\d\d:\d\d) ", line)
-        if not m:
-            continue
-        at = dt.datetime.strptime(m.group(1), "%H:%M:%S")
+    for at, line in _stamped(log_text):
         if "== 6/8" in line:
             start = at
         done = re.search(r"subset (\w+), (\w+) split:", line)

@@ -26,13 +26,18 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
 
+def use_threads(threads: int) -> None:
+    """Use ``threads`` threads for torch, BLAS and decoding in this process."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    set_decode_threads(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def init_worker(threads: int = 1) -> None:
     """Ignore SIGINT, end with the parent, and use ``threads`` threads for torch, BLAS and decoding."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, name="exit-with-parent", daemon=True).start()
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
-    set_decode_threads(threads)
+    use_threads(threads)

@@ -76,10 +76,10 @@ def _middle(frames: int, need: int) -> int:
     return max(0, (frames - need) // 2)
 
 
-def _read(f: sf.SoundFile, start: int, n: int, path: Path, out: np.ndarray | None = None) -> np.ndarray:
+def _read(f: sf.SoundFile, start: int, n: int, path: Path) -> np.ndarray:
     try:
         f.seek(start)
-        return f.read(n, dtype="float32", always_2d=True, out=out)
+        return f.read(n, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioError(
             f"{path}: decoding failed near {start / f.samplerate:.1f} s ({exc}); the file is corrupt or truncated"

@@ -48,10 +48,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from hitsong.audio.decode import set_decode_threads
 from hitsong.errors import ConfigError, HitsongError
 from hitsong.progress import Progress
-from hitsong.workers import init_worker
+from hitsong.workers import init_worker, use_threads
 
 log = logging.getLogger(__name__)
 
@@ -206,15 +205,7 @@ def describe(exc: BaseException) -> str:
 @functools.cache
 def _one_thread() -> None:
     """In a worker: one thread for torch, BLAS and decoding (the executor owns the parallelism); once per process."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = "1"
-    set_decode_threads(1)
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # torch is a dependency; a worker without it just skips this
-        pass
+    use_threads(1)
 
 
 def call_task(fn: TaskFunction, task: Task) -> Any:
