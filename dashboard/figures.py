@@ -442,3 +442,33 @@ def top_tags_figure(top_tags: Sequence[tuple[str, float]]) -> go.Figure:
     fig = go.Figure(go.Bar(x=values, y=names, orientation="h"))
     fig.update_layout(title="Top tags", xaxis={"range": [0, 1], "title": "probability"}, height=300)
     return fig
+
+
+def catalogue_histogram(catalogue: np.ndarray, *, subset: str, bins: int = 40) -> go.Figure:
+    """The hit scores of a champion's training catalogue: the scale an upload's percentile is read on.
+
+    Parameters
+    ----------
+    catalogue : np.ndarray [shape=(n_songs,)]
+        The catalogue's hit scores (the scorer's ``catalog``).
+    subset : str
+        The champion's subset, for the title.
+    bins : int
+        Histogram bins.
+    """
+    values = np.asarray(catalogue, dtype=float).ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return _empty_figure("this champion has no training catalogue: no percentiles")
+    fig = go.Figure(go.Histogram(x=values, nbinsx=bins, name="training songs"))
+    fig.update_layout(
+        title=(
+            f"Hit scores of the {subset} training catalogue ({values.size} songs): "
+            "an upload's percentile is its place here"
+        ),
+        xaxis_title="hit score",
+        yaxis_title="songs",
+        height=260,
+        margin={"t": 50, "b": 40},
+    )
+    return fig

@@ -50,8 +50,7 @@ st.caption(
     f"Upload limit: {limit} MB per file (`hitsong dashboard --max-upload-mb N`), {limits.max_files} files at a "
     f"time, {limits.session_mb} MB of audio per session. The middle of each track is analysed."
 )
-if not files:
-    st.stop()
+files = files or []
 if len(files) > limits.max_files:
     st.error(
         f"{len(files)} files chosen: the Predict page scores at most {limits.max_files} at a time. "
@@ -67,11 +66,22 @@ results_cache = st.session_state.setdefault("predict_results", ResultCache(limit
 admitted = {upload.file_id: budget.admit(upload.file_id, upload.size) for upload in files}  # in upload order
 for champion in chosen.itertuples():
     st.header(f"{champion.subset}: {champion.model} v{champion.version} ({champion.method}) on {device.upper()}")
+    # Loaded and summarised before any upload, below the uploader: the model loads while the visitor
+    # picks a file, and the browser fetches the metric and chart code a card needs (fetched with the
+    # first card, they held its score back ~0.5 s).
     with (
         ui.problems(f"Cannot load {champion.model} v{champion.version}"),
         st.spinner(f"Loading {champion.model} v{champion.version} on {device}…"),
     ):
         scorer = data.cached_scorer(uri, champion.model, champion.version, device)
+    val_rho = getattr(champion, "val_spearman_rho", None)
+    summary = st.columns(3)
+    summary[0].metric("Validation Spearman ρ", "—" if val_rho is None or np.isnan(val_rho) else f"{val_rho:.2f}")
+    summary[1].metric("Training catalogue", f"{scorer.catalog.size} songs")
+    summary[2].metric("Analysed per track", f"middle {scorer.audio_config.seconds:.0f} s")
+    st.plotly_chart(
+        figures.catalogue_histogram(scorer.catalog, subset=champion.subset), key=f"catalogue-{champion.model}"
+    )
     # In upload order: the cards on screen keep their places, so the browser does not draw their charts
     # again (the newest card on top moved them all: 1.0 s from the score to the screen instead of 0.3 s).
     for upload in files:

@@ -227,3 +227,11 @@ def test_audio_share_frame_table_and_figure():
     assert all("m0" not in list(t.x) for t in fig.data)
     assert audioshare.share_table(audioshare.share_frame({})).empty
     assert audioshare.share_figure(audioshare.share_frame({}), baseline="m0").layout.annotations
+
+
+def test_catalogue_histogram_counts_every_finite_score():
+    fig = figures.catalogue_histogram(np.array([1.0, 2.0, 2.5, np.nan, 3.0]), subset="western")
+    hist = fig.data[0]
+    assert list(hist.x) == [1.0, 2.0, 2.5, 3.0] and "western training catalogue (4 songs)" in fig.layout.title.text
+    empty = figures.catalogue_histogram(np.array([]), subset="western")
+    assert len(empty.data) == 0 and "no percentiles" in empty.layout.annotations[0].text

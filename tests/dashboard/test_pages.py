@@ -225,6 +225,13 @@ def test_predict_page_scores_uploads_and_reports_a_bad_file(app, server, tmp_pat
     assert at.toggle[0].proto.disabled  # no CUDA on this machine: the GPU option is off, with a note
     assert "at most 7 MB each" in at.file_uploader[0].label
     assert at.file_uploader[0].proto.max_upload_size_mb == 7
+    # before any upload: the champion is loaded and summarised, its catalogue drawn
+    assert "hitsong-western v1 (m6) on CPU" in at.header[0].value
+    summary = {m.label: m.value for m in at.metric}
+    scorer = data.cached_scorer(server["uri"], "hitsong-western", "1", "cpu")  # the page's warm model
+    assert summary["Training catalogue"] == f"{scorer.catalog.size} songs" and scorer.catalog.size > 0
+    (catalogue,) = [c.proto.spec for c in at.get("plotly_chart")]
+    assert "western training catalogue" in catalogue
     good = mp3_bytes(tmp_path / "song.mp3", seconds=20.0)
     at.file_uploader[0].set_value(
         [("song.mp3", good, "audio/mpeg"), ("broken.mp3", b"not audio at all" * 100, "audio/mpeg")]
@@ -238,11 +245,11 @@ def test_predict_page_scores_uploads_and_reports_a_bad_file(app, server, tmp_pat
     # stated as a score on the catalogue's scale, never as a probability
     assert "not a probability or a chance of becoming a hit" in _markdown(at)
     # The same bytes scored in process by the registered bundle give the same score.
-    scorer = data.cached_scorer(server["uri"], "hitsong-western", "1", "cpu")  # the page's warm model
     assert scorer.score([good], names=["song.mp3"])[0]["score"] == pytest.approx(score, abs=0.005)
     assert len(at.error) == 1 and "broken.mp3 could not be scored" in at.error[0].value
     specs = [c.proto.spec for c in at.get("plotly_chart")]
-    assert len(specs) == 3 and "Taggram" in specs[1] and "Score over time" in specs[2]
+    assert len(specs) == 4 and "training catalogue" in specs[0]  # the catalogue, then the card's three
+    assert "Taggram" in specs[2] and "Score over time" in specs[3]
 
 
 def _promote_in_page(at: AppTest, *, version: str, reason: str) -> AppTest:
