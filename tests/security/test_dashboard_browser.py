@@ -291,9 +291,14 @@ def test_evil_champions_on_the_predict_page_never_run_their_code(stack, browser,
     page.goto(f"{stack['url']}/predict")
     _settle(page, "Audio files")
     assert page.get_by_text("at most 100 MB each").count() == 1  # config.toml's limit, not Streamlit's 200
-    page.locator("input[type=file]").set_input_files(str(clip))  # "aaa", first in the list, is selected
-    page.get_by_text("hitsong-aaa version 1 is not a hitsong model bundle").first.wait_for(timeout=TIMEOUT_MS)
+    # "aaa", first in the list, is selected, and the page loads it before any upload: refused at once
+    refusal = "hitsong-aaa version 1 is not a hitsong model bundle"
+    page.get_by_text(refusal).first.wait_for(timeout=TIMEOUT_MS)
+    page.locator("input[type=file]").set_input_files(str(clip))  # and refused again with a file chosen
+    _settle(page, "clip.wav")
+    page.get_by_text(refusal).first.wait_for(timeout=TIMEOUT_MS)
     assert page.locator("[data-testid='stException']").count() == 0
+    assert page.get_by_text("Hit score (training-catalogue scale)").count() == 0
     assert not stack["marker"].exists()  # refused by name, its code never imported
 
 
