@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from hitsong.errors import ModelError
+from hitsong.metrics import spearman_rho
 from hitsong.models.base import HitModel
 from hitsong.progress import Progress
 from hitsong.training.config import TrainConfig
@@ -103,6 +104,7 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     best_val_loss: float = math.inf
+    best_val_spearman: float = -math.inf
     stopped_early: bool = False
 
 
@@ -138,14 +140,16 @@ def fit(
         opt: torch.optim.Optimizer = torch.optim.Adagrad(params, lr=config.lr)
     else:
         opt = torch.optim.Adam(params, lr=config.lr)
+    by_loss = config.select_by == "val_loss"
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min", factor=config.lr_decay, patience=config.lr_patience
+        opt, mode="min" if by_loss else "max", factor=config.lr_decay, patience=config.lr_patience
     )
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     gen = torch.Generator().manual_seed(seed)
     z_train, z_val = data.z(data.train), data.z(data.val)
     result = FitResult()
     best_state = copy.deepcopy(model.state_dict())
+    best_score = math.inf if by_loss else -math.inf
     bad_epochs = 0
     bar = Progress(label, config.max_epochs, unit="epochs")
     for epoch in range(1, config.max_epochs + 1):
@@ -177,18 +181,22 @@ def fit(
                 f"{label}: loss became non-finite at epoch {epoch} (train {train_loss}, val {val_loss}); "
                 f"lower the learning rate (now {opt.param_groups[0]['lr']:.2e})"
             )
-        sched.step(val_loss)
+        val_rho = spearman_rho(z_val.numpy(), val_pred)
+        score = val_loss if by_loss else val_rho
+        sched.step(score)
         lr = float(opt.param_groups[0]["lr"])
-        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr}
-        result.history.append(row)
+        epoch_metrics = {"train_loss": train_loss, "val_loss": val_loss, "val_spearman": val_rho, "lr": lr}
+        result.history.append({"epoch": epoch, **epoch_metrics})
         if on_epoch is not None:
-            on_epoch(epoch, {"train_loss": train_loss, "val_loss": val_loss, "lr": lr})
-        if val_loss < result.best_val_loss - config.min_delta:
-            result.best_val_loss, result.best_epoch, bad_epochs = val_loss, epoch, 0
+            on_epoch(epoch, epoch_metrics)
+        improved = score < best_score - config.min_delta if by_loss else score > best_score + config.min_delta
+        if improved:
+            best_score, result.best_epoch, bad_epochs = score, epoch, 0
+            result.best_val_loss, result.best_val_spearman = val_loss, val_rho
             best_state = copy.deepcopy(model.state_dict())
         else:
             bad_epochs += 1
-        bar.update(extra=f"epoch {epoch} train {train_loss:.4f} val {val_loss:.4f} lr {lr:.2e}")
+        bar.update(extra=f"epoch {epoch} train {train_loss:.4f} val {val_loss:.4f} rho {val_rho:.3f} lr {lr:.2e}")
         if bad_epochs >= config.early_stop_patience:
             result.stopped_early = True
             log.info("%s: early stop at epoch %d (best epoch %d)", label, epoch, result.best_epoch)

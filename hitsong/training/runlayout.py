@@ -70,7 +70,7 @@ VAL: Split = "val"
 TEST: Split = "test"
 
 #: Per-epoch metrics of a repetition run (``step`` = epoch).
-STEP_METRICS = ("train_loss", "val_loss", "lr")
+STEP_METRICS = ("train_loss", "val_loss", "val_spearman", "lr")
 #: Final metrics of a repetition run besides the split metrics.
 FINAL_METRICS = ("best_epoch", "best_val_loss", "train_seconds", "joint_w")
 #: Final metrics of a metadata-baseline (m0) repetition run: the chosen shrinkage (absent when

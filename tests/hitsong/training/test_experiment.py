@@ -204,3 +204,34 @@ def test_parallel_processes_give_the_sequential_results(planted: SubsetData, tmp
         np.testing.assert_array_equal(parallel.predictions(method), sequential.predictions(method))
     runs = _runs(tmp_path / "two")
     assert len(runs) == 1 + 3 + 3 * 2 and {r["status"] for r in runs} == {"FINISHED"}
+
+
+@pytest.mark.parametrize("select_by", ["val_loss", "val_spearman"])
+def test_the_weights_kept_are_those_of_the_selected_validation_epoch(planted: SubsetData, select_by: str) -> None:
+    """The epoch kept is the best by the chosen criterion (first of ties), and the model left in
+    place predicts the validation songs exactly as it did at that epoch."""
+    from hitsong.metrics import spearman_rho
+    from hitsong.models import build_model
+    from hitsong.training.loop import fit, predict_standardised, seed_everything
+
+    config = replace(FAST, max_epochs=8, early_stop_patience=8, select_by=select_by)
+    seed_everything(0)
+    model = build_model("m1", TINY)
+    model.fit_input_stats(planted.train.stats, planted.train.tags)
+    result = fit(model, planted, config, seed=0, device=torch.device("cpu"))
+    history = pd.DataFrame(result.history)
+    assert len(history) == 8 and {"val_loss", "val_spearman"} <= set(history.columns)
+    best = int(history["val_loss"].idxmin() if select_by == "val_loss" else history["val_spearman"].idxmax())
+    assert result.best_epoch == history["epoch"][best]
+    assert result.best_val_loss == history["val_loss"][best]
+    z_val = planted.z(planted.val).numpy()
+    kept = predict_standardised(model, planted.val, device=torch.device("cpu"))
+    assert float(np.mean((kept - z_val) ** 2)) == pytest.approx(result.best_val_loss, rel=1e-6)
+    assert spearman_rho(z_val, kept) == pytest.approx(history["val_spearman"][best], abs=1e-12)
+    # the two criteria disagree on this run (epochs 5 and 3): the test tells them apart
+    assert history["val_loss"].idxmin() != history["val_spearman"].idxmax()
+
+
+def test_select_by_must_be_a_known_criterion() -> None:
+    with pytest.raises(ConfigError, match="select_by"):
+        TrainConfig(select_by="test_spearman")
