@@ -178,6 +178,8 @@ def stage_numbers(con: duckdb.DuckDBPyConnection, db_path: Path, *, catalogue_ch
 class Commit:
     """What one ingest writes (the staged temp tables it names must exist in the staging connection).
 
+    ``_catalogue(song_id, subset, song_no, subset_no)`` is the catalogue after the commit.
+
     ``fresh``: forget the listening data first (first ingest, ``replace``, a rebuild).
     ``catalogue``: ``_new_songs``, ``_numbers_new`` and ``_subsets_new`` replace the catalogue.
     ``_delta(song_no, plays, events, listeners)`` is added to ``song_totals``;
@@ -262,9 +264,11 @@ def _write(con: duckdb.DuckDBPyConnection, c: Commit) -> tuple[int, int, int, in
     con.execute("INSERT INTO listening_state VALUES (?, ?, ?, ?)", [STORE_FORMAT, c.user_keys, c.source, c.listeners])
     if c.files:
         con.executemany("INSERT INTO event_files VALUES (?, ?, ?, ?, ?, ?, ?)", [[c.ingest_id, *f] for f in c.files])
+    # the counts of the song_stats view, from the totals of the staged catalogue's numbers (the
+    # view joins the stored catalogue on its text ids: several times slower)
     row = con.execute(
-        "SELECT count(*), count(*) FILTER (WHERE playcount > 0), coalesce(sum(events), 0), "
-        "coalesce(sum(playcount), 0) FROM song_stats"
+        "SELECT count(*), count(*) FILTER (WHERE plays > 0), coalesce(sum(events), 0), coalesce(sum(plays), 0) "
+        "FROM song_totals SEMI JOIN _catalogue USING (song_no)"
     ).fetchall()[0]
     n_splits = con.execute("SELECT count(*) FROM splits").fetchall()[0][0]
     totals = (int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(n_splits))
