@@ -10,7 +10,7 @@ numbered by their ids) take the compiled pair counter of :mod:`hitsong.store.pai
 below ``_KERNEL_MIN_ROWS`` rows in a process that has not loaded the compiler yet (a daily
 append in a fresh process: no compiler start-up); all three give the same exact result (tests
 compare them).
-Both need the staging temp table ``_catalogue(song_id, subset, song_no, subset_no)`` and, for
+Both need the staging temp table ``_catalogue(song_id, song_no, subset_no, song_key)`` and, for
 stores that number users through a dictionary, ``_user_map(user_id, user_no)``.
 """
 
@@ -249,12 +249,11 @@ _SongLut = tuple[np.ndarray, int, np.ndarray]  # (lut, song_lo, subset_of): see 
 def _song_lut(con: duckdb.DuckDBPyConnection) -> _SongLut:
     """``(lut, song_lo, subset_of)``: song number of integer song id ``song_lo + k`` at ``lut[k]``
     (-1: not in the catalogue), and the subset number of each song number."""
-    _song_map(con, "BIGINT")
-    smap = con.execute("SELECT song_key, song_no, subset_no FROM _song_map ORDER BY song_key").fetchnumpy()
+    smap = con.execute("SELECT song_key, song_no, subset_no FROM _catalogue WHERE song_key IS NOT NULL").fetchnumpy()
     keys = np.asarray(smap["song_key"], dtype=np.int64)
     song_no = np.asarray(smap["song_no"], dtype=np.int64)
-    song_lo = int(keys[0]) if keys.size else 0
-    lut = np.full(int(keys[-1]) - song_lo + 1 if keys.size else 1, -1, np.int32)
+    song_lo = int(keys.min()) if keys.size else 0
+    lut = np.full(int(keys.max()) - song_lo + 1 if keys.size else 1, -1, np.int32)
     lut[keys - song_lo] = song_no.astype(np.int32)
     subset_of = np.zeros(int(song_no.max()) + 1 if song_no.size else 1, np.int64)
     subset_of[song_no] = np.asarray(smap["subset_no"], dtype=np.int64)

@@ -51,7 +51,7 @@ from hitsong.store.events import (
 )
 from hitsong.store.lock import exclusive
 from hitsong.store.merge import add_keys, check_totals, empty_delta, user_dictionary
-from hitsong.store.schema import NOT_CHANGED, UnknownSongs
+from hitsong.store.schema import NOT_CHANGED, STORE_FORMAT, UnknownSongs
 from hitsong.store.sources import file_sha256, open_source
 from hitsong.store.state import Commit, State, read_state, stage_numbers, write
 from hitsong.store.window import check_window, resolve_window, same_window
@@ -249,11 +249,12 @@ def _ingest(
             f"file. {NOT_CHANGED}"
         )
     if fresh:
-        for table in ("_numbers", "_subsets", "_stored_catalogue", "_played"):
+        for table in ("_numbers", "_subsets", "_played"):
             con.execute(f"DELETE FROM {table}")
     songs_src = open_source(con, req.songs, "songs")
     songs_sha = file_sha256(songs_src.path)
-    catalogue = fresh or state.last is None or state.last[3] != songs_sha
+    # a store of an earlier format gets its catalogue numbered (and catalogue_numbers written) again
+    catalogue = fresh or state.last is None or state.last[3] != songs_sha or state.format != STORE_FORMAT
     inputs = [item for p in req.paths for item in expand_events(con, p)]
     if state.legacy and not replace:  # the earlier layout kept no pairs: rebuild from its files
         log.info(
@@ -278,7 +279,6 @@ def _ingest(
         n_songs = load_songs(con, songs_src)
         number_catalogue(con)
     else:
-        con.execute("CREATE OR REPLACE TEMP TABLE _catalogue AS SELECT * FROM _stored_catalogue")
         con.execute("CREATE OR REPLACE TEMP TABLE _numbers_new (song_id VARCHAR, song_no INTEGER)")
         con.execute("CREATE OR REPLACE TEMP TABLE _subsets_new (subset VARCHAR, subset_no INTEGER, listeners BIGINT)")
         n_songs = con.execute("SELECT count(*) FROM _catalogue").fetchall()[0][0]

@@ -21,7 +21,7 @@ import duckdb
 from hitsong.errors import StoreError
 from hitsong.store import _is_lock_error
 from hitsong.store.keysets import KEYSETS, Run
-from hitsong.store.schema import LISTENING_TABLES, SCHEMA, STORE_FORMAT, VIEWS
+from hitsong.store.schema import LISTENING_TABLES, SCHEMA, STORE_FORMAT, UPGRADABLE_FORMATS, VIEWS
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class State:
     """What the database holds, as far as the next ingest needs it."""
 
     exists: bool = False
+    format: int | None = None  # listening_state.format (STORE_FORMAT, or one of UPGRADABLE_FORMATS)
     legacy: bool = False  # written by the earlier layout that re-read every file
     legacy_files: list[tuple[str, str, str]] = field(default_factory=list)  # (path, sha256, shape)
     last: tuple | None = None  # (ingest_id, request_key, report json, songs sha256)
@@ -85,7 +86,6 @@ def _has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
 _EMPTY = {
     "_numbers": "song_id VARCHAR, song_no INTEGER",
     "_subsets": "subset VARCHAR, subset_no INTEGER, listeners BIGINT",
-    "_stored_catalogue": "song_id VARCHAR, subset VARCHAR, song_no INTEGER, subset_no INTEGER",
     "_played": "song_no INTEGER, subset_no INTEGER",
 }
 
@@ -124,11 +124,11 @@ def read_state(con: duckdb.DuckDBPyConnection, db_path: Path) -> State:
             w = con.execute('SELECT window_start, window_end, source FROM store."window"').fetchall()
             state.window = w[0] if w else None
             return state
-        fmt, state.user_keys, state.source, state.listeners = con.execute(
+        state.format, state.user_keys, state.source, state.listeners = con.execute(
             "SELECT format, user_keys, source, listeners FROM store.listening_state"
         ).fetchall()[0]
-        if fmt != STORE_FORMAT:
-            raise StoreError(f"{db_path} has store format {fmt}; this hitsong reads format {STORE_FORMAT}")
+        if state.format != STORE_FORMAT and state.format not in UPGRADABLE_FORMATS:
+            raise StoreError(f"{db_path} has store format {state.format}; this hitsong reads format {STORE_FORMAT}")
         w = con.execute('SELECT window_start, window_end, source FROM store."window"').fetchall()
         state.window = w[0] if w else None
         state.files = [
@@ -150,9 +150,10 @@ def stage_numbers(con: duckdb.DuckDBPyConnection, db_path: Path, *, catalogue_ch
     """Copy what an ingest into an existing store needs of its numbering into staging tables.
 
     Always ``_subsets`` (numbers and listeners per subset). With the same catalogue,
-    ``_stored_catalogue`` (the catalogue with its numbers); with a new one, ``_numbers`` (to number
-    new songs) and ``_played`` (songs with listeners and their old subset, to see whether subsets
-    must be recounted). A store of 10 M songs copies 10 M rows either way, never both.
+    ``_catalogue`` (the catalogue with its numbers, from ``catalogue_numbers``: a join on
+    numbers, not on text ids); with a new one, ``_numbers`` (to number new songs) and ``_played``
+    (songs with listeners and their old subset, to see whether subsets must be recounted). A
+    store of 10 M songs copies 10 M rows either way, never both.
     """
     attach(con, db_path, read_only=True)
     try:
@@ -166,9 +167,9 @@ def stage_numbers(con: duckdb.DuckDBPyConnection, db_path: Path, *, catalogue_ch
             )
         else:
             con.execute(
-                """INSERT INTO _stored_catalogue
-                   SELECT s.song_id, s.subset, n.song_no, b.subset_no FROM store.songs s
-                   JOIN store.song_numbers n USING (song_id) JOIN store.subset_numbers b USING (subset)"""
+                """CREATE OR REPLACE TEMP TABLE _catalogue AS
+                   SELECT n.song_id, c.song_no, c.subset_no, c.song_key
+                   FROM store.catalogue_numbers c JOIN store.song_numbers n USING (song_no)"""
             )
     finally:
         detach(con)
@@ -178,7 +179,7 @@ def stage_numbers(con: duckdb.DuckDBPyConnection, db_path: Path, *, catalogue_ch
 class Commit:
     """What one ingest writes (the staged temp tables it names must exist in the staging connection).
 
-    ``_catalogue(song_id, subset, song_no, subset_no)`` is the catalogue after the commit.
+    ``_catalogue(song_id, song_no, subset_no, song_key)`` is the catalogue after the commit.
 
     ``fresh``: forget the listening data first (first ingest, ``replace``, a rebuild).
     ``catalogue``: ``_new_songs``, ``_numbers_new`` and ``_subsets_new`` replace the catalogue.
@@ -237,6 +238,8 @@ def _write(con: duckdb.DuckDBPyConnection, c: Commit) -> tuple[int, int, int, in
         con.execute("INSERT INTO songs SELECT * FROM _new_songs")
         con.execute("INSERT INTO song_numbers SELECT song_id, song_no FROM _numbers_new")
         con.execute("INSERT INTO subset_numbers SELECT subset, subset_no, listeners FROM _subsets_new")
+        con.execute("DELETE FROM catalogue_numbers")
+        con.execute("INSERT INTO catalogue_numbers SELECT song_no, subset_no, song_key FROM _catalogue")
     if c.users_new:
         con.execute("INSERT INTO user_numbers SELECT user_id, user_no FROM _users_new")
     if c.fresh:  # every song is new: its totals are the delta (one insert, no update)
