@@ -56,12 +56,17 @@ class State:
 
 
 def attach(con: duckdb.DuckDBPyConnection, db_path: Path, *, read_only: bool, retry_seconds: float = 30.0) -> None:
-    """Attach the database file as ``store`` (retrying while another process holds it)."""
+    """Attach the database file as ``store`` (retrying while another process holds it).
+
+    Read-write, commits write no WAL (``RECOVERY_MODE no_wal_writes``): :func:`write` makes its
+    one transaction durable by a checkpoint right after it, instead of writing it twice.
+    """
     deadline = time.monotonic() + retry_seconds
     delay = 0.02
+    mode = "READ_ONLY" if read_only else "RECOVERY_MODE no_wal_writes"
     while True:
         try:
-            con.execute(f"ATTACH $p AS store{' (READ_ONLY)' if read_only else ''}", {"p": str(db_path)})
+            con.execute(f"ATTACH $p AS store ({mode})", {"p": str(db_path)})
             return
         except duckdb.Error as exc:
             if not _is_lock_error(exc) or time.monotonic() >= deadline:
@@ -205,6 +210,11 @@ class Commit:
 def write(con: duckdb.DuckDBPyConnection, db_path: Path, c: Commit) -> tuple[int, int, int, int, int]:
     """Apply ``c`` to the database in one transaction.
 
+    The transaction writes no WAL; the checkpoint after it writes the changed tables to the file
+    and swaps the file's header last, so the file holds either the state before the ingest (a
+    failure or a crash up to that moment) or after it, never part of it. A WAL would only write
+    the same changes once more (~15 ms for an append's 80 k updated totals here).
+
     Returns ``(songs, songs played, event rows, plays, splits cleared)`` after the commit.
     """
     db_path.parent.mkdir(parents=True, exist_ok=True)
@@ -218,6 +228,7 @@ def write(con: duckdb.DuckDBPyConnection, db_path: Path, c: Commit) -> tuple[int
             con.execute("ROLLBACK")
             raise
         con.execute("COMMIT")
+        con.execute("CHECKPOINT store")
         return out
     finally:
         detach(con)
