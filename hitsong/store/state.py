@@ -242,7 +242,8 @@ def _write(con: duckdb.DuckDBPyConnection, c: Commit) -> tuple[int, int, int, in
         ).fetchall():
             if name in LISTENING_TABLES:  # also drops an earlier layout's tables and columns
                 con.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} "{name}"')
-    con.execute(SCHEMA)
+    if c.fresh or c.catalogue:  # a store of the current format has every table (an earlier one: see ingest)
+        con.execute(SCHEMA)
     con.execute(VIEWS)
     if c.catalogue:
         con.execute("DELETE FROM songs")
@@ -279,11 +280,13 @@ def _write(con: duckdb.DuckDBPyConnection, c: Commit) -> tuple[int, int, int, in
     if c.files:
         con.executemany("INSERT INTO event_files VALUES (?, ?, ?, ?, ?, ?, ?)", [[c.ingest_id, *f] for f in c.files])
     # the counts of the song_stats view, from the totals of the staged catalogue's numbers (the
-    # view joins the stored catalogue on its text ids: several times slower)
-    row = con.execute(
-        "SELECT count(*), count(*) FILTER (WHERE plays > 0), coalesce(sum(events), 0), coalesce(sum(plays), 0) "
-        "FROM song_totals SEMI JOIN _catalogue USING (song_no)"
-    ).fetchall()[0]
+    # view joins the stored catalogue on its text ids: several times slower). Every song ever
+    # numbered has one totals row and every catalogue song a number, so when there are as many
+    # rows as catalogue songs, they are the catalogue's (no join needed).
+    counts = "count(*), count(*) FILTER (WHERE plays > 0), coalesce(sum(events), 0), coalesce(sum(plays), 0)"
+    row = con.execute(f"SELECT {counts} FROM song_totals").fetchall()[0]
+    if row[0] != con.execute("SELECT count(*) FROM _catalogue").fetchall()[0][0]:
+        row = con.execute(f"SELECT {counts} FROM song_totals SEMI JOIN _catalogue USING (song_no)").fetchall()[0]
     n_splits = con.execute("SELECT count(*) FROM splits").fetchall()[0][0]
     totals = (int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(n_splits))
     con.execute("INSERT INTO ingest_log VALUES ($i, $t, $k, $p, $h, $r)", c.log_row(totals))

@@ -175,8 +175,11 @@ def test_a_catalogue_that_moves_played_songs_recounts_subset_listeners(tmp_path,
     db = tmp_path / "db.duckdb"
     ingest(db, f1, songs_csv, window_start=WINDOW_START)
     with caplog.at_level(logging.INFO, logger="hitsong.store.merge"):
-        ingest(db, f2, new_songs, unknown_songs="drop")
+        report = ingest(db, f2, new_songs, unknown_songs="drop")
     assert "recounting each subset's listeners" in caplog.text
+    stats = _tables(db)[0]  # the report counts the catalogue's songs, not the one that left
+    assert (report.songs, report.songs_played) == (len(stats), int((stats.playcount > 0).sum()))
+    assert (report.plays, report.event_rows) == (stats.playcount.sum(), stats.events.sum())
     fresh = tmp_path / "fresh.duckdb"
     ingest(fresh, [f1, f2], new_songs, window_start=WINDOW_START, unknown_songs="drop")
     for x, y in zip(_tables(db), _tables(fresh), strict=True):

@@ -75,6 +75,24 @@ def test_count_pairs_matches_pandas_with_duplicates_unknowns_and_many_buckets(rn
     assert got.pair_keys.size == int(got.listeners.sum())
 
 
+def test_count_pairs_small_equals_count_pairs_on_heavy_tailed_songs(rng):
+    """Most songs with a few rows (insertion-sorted), a few with thousands (sorted by a call)."""
+    n_songs, n = 6_000, 40_000
+    weights = (np.arange(n_songs) + 3.0) ** -1.2
+    songs = rng.choice(n_songs, size=n, p=weights / weights.sum()).astype(np.int32) + 10
+    users = rng.integers(5, 3_000, size=n).astype(np.int32)
+    counts = rng.integers(0, 3, size=n).astype(np.int32)
+    sizes = np.bincount(songs)
+    assert (sizes[(sizes > 0) & (sizes <= 32)]).size > 1_000 and sizes.max() > 1_000
+    lut = np.arange(n_songs, dtype=np.int32)  # song id 10 + k is song number k
+    subset_of = rng.integers(0, 2, size=n_songs)
+    kw = {"song_lut": lut, "song_lo": 10, "subset_of": subset_of, "n_subsets": 2, "user_lo": 5, "user_hi": 2_999}
+    small = count_pairs_small(users, songs, counts, **kw)
+    batched = count_pairs(iter([(users, songs, counts)]), **kw, capacity=n)
+    for name in ("plays", "events", "listeners", "subset_users", "pair_keys"):
+        np.testing.assert_array_equal(getattr(small, name), getattr(batched, name), err_msg=name)
+
+
 @pytest.mark.parametrize("n_new", [3, 40, 2_000, 30_000])
 def test_absent_sorted_walks_and_gallops_like_a_binary_search(rng, n_new):
     """Few keys against the run gallop, many walk it (``SCAN_GAP``); both must match NumPy's
