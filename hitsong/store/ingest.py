@@ -268,8 +268,11 @@ class _Request:
 
 
 def _import_pairs() -> None:
-    """Import (and so compile-load) :mod:`hitsong.store.pairs` ahead of its first use."""
-    import hitsong.store.pairs  # noqa: F401
+    """Import (and so compile-load) :mod:`hitsong.store.pairs` ahead of its first use, and load
+    the loops of a later append of this process (a daily job that stays up)."""
+    from hitsong.store.pairs import load_append_loops
+
+    load_append_loops()
 
 
 def _ingest(

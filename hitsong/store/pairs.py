@@ -629,6 +629,26 @@ def _unknown_totals(songs: list[np.ndarray], counts: list[np.ndarray]) -> tuple[
     return ids, rows, plays
 
 
+def load_append_loops() -> None:
+    """Load the compiled loops an append uses (numba's on-disk cache, or a compile on the first
+    run), for the usual column types (32- and 64-bit ids), with tiny inputs.
+
+    Numba loads each compiled loop at its first call in a process, ~5-10 ms each: an ingest that
+    imports this module in the background calls this there too, so that the process's first
+    append does not wait for them.
+    """
+    run = np.zeros(1, np.int64)
+    run.flags.writeable = False  # runs are read-only memory maps
+    absent_sorted(np.zeros(1, np.int64), run, np.ones(1, np.bool_))
+    merge_sorted(run, np.ones(1, np.int64), np.empty(2, np.int64))
+    lut, subset_of = np.zeros(1, np.int32), np.zeros(1, np.int64)
+    for dtype in (np.int32, np.int64):
+        column = np.zeros(1, dtype)
+        count_pairs_small(
+            column, column, column, song_lut=lut, song_lo=0, subset_of=subset_of, n_subsets=1, user_lo=0, user_hi=0
+        )
+
+
 def _run_threads(fn: Callable[[], None], threads: int) -> None:
     """Run ``fn`` in ``threads`` threads (one of them the caller's) and wait for all."""
     workers = [threading.Thread(target=fn) for _ in range(threads - 1)]

@@ -14,7 +14,7 @@ import hitsong.store.aggregate as aggregate_module
 from hitsong.errors import InputError
 from hitsong.store import keysets
 from hitsong.store.ingest import ingest
-from hitsong.store.pairs import SCAN_GAP, absent_sorted, count_pairs, count_pairs_small
+from hitsong.store.pairs import SCAN_GAP, absent_sorted, count_pairs, count_pairs_small, load_append_loops
 from tests.helpers.store import WINDOW_START
 
 COMPILED = "compiled pair counter"
@@ -91,6 +91,17 @@ def test_count_pairs_small_equals_count_pairs_on_heavy_tailed_songs(rng):
     batched = count_pairs(iter([(users, songs, counts)]), **kw, capacity=n)
     for name in ("plays", "events", "listeners", "subset_users", "pair_keys"):
         np.testing.assert_array_equal(getattr(small, name), getattr(batched, name), err_msg=name)
+
+
+def test_loading_the_append_loops_ahead_leaves_them_working(rng):
+    """What an ingest's background import calls: afterwards the loops still give exact answers."""
+    load_append_loops()
+    run = np.unique(rng.integers(0, 1 << 40, size=1_000))
+    run.flags.writeable = False
+    new = np.unique(np.concatenate([run[::3], rng.integers(0, 1 << 40, size=100)]))
+    out = np.ones(new.size, np.bool_)
+    absent_sorted(new, run, out)
+    np.testing.assert_array_equal(out, ~np.isin(new, run))
 
 
 @pytest.mark.parametrize("n_new", [3, 40, 2_000, 30_000])
