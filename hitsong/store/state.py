@@ -83,11 +83,6 @@ def detach(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DETACH store")
 
 
-def _has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    q = "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'store' AND table_name = ?"
-    return bool(con.execute(q, [table]).fetchall()[0][0])
-
-
 _EMPTY = {
     "_numbers": "song_id VARCHAR, song_no INTEGER",
     "_subsets": "subset VARCHAR, subset_no INTEGER, listeners BIGINT",
@@ -106,7 +101,9 @@ def read_state(con: duckdb.DuckDBPyConnection, db_path: Path) -> State:
     attach(con, db_path, read_only=True)
     try:
         state.exists = True
-        if not _has(con, "ingest_log"):
+        listed = con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'store'").fetchall()
+        tables = {r[0] for r in listed}
+        if "ingest_log" not in tables:
             return state
         last = con.execute(
             "SELECT ingest_id, request_key, report, songs_sha256 FROM store.ingest_log ORDER BY ingest_id DESC LIMIT 1"
@@ -115,7 +112,7 @@ def read_state(con: duckdb.DuckDBPyConnection, db_path: Path) -> State:
         if state.last is None:
             return state
         if (
-            not _has(con, "listening_state")
+            "listening_state" not in tables
             or not con.execute("SELECT count(*) FROM store.listening_state").fetchall()[0][0]
         ):
             state.legacy = True
@@ -271,10 +268,10 @@ def _write(con: duckdb.DuckDBPyConnection, c: Commit) -> tuple[int, int, int, in
     )
     con.execute('DELETE FROM "window"')
     con.execute('INSERT INTO "window" VALUES ($s, $e, $src)', dict(zip(("s", "e", "src"), c.window)))
-    for keyset, runs in c.runs.items():
-        con.execute("DELETE FROM key_runs WHERE keyset = ?", [keyset])
-        if runs:
-            con.executemany("INSERT INTO key_runs VALUES (?, ?, ?)", [[keyset, r.file, r.keys] for r in runs])
+    con.execute("DELETE FROM key_runs WHERE list_contains($k, keyset)", {"k": list(c.runs)})
+    listed = [[keyset, r.file, r.keys] for keyset, runs in c.runs.items() for r in runs]
+    if listed:
+        con.executemany("INSERT INTO key_runs VALUES (?, ?, ?)", listed)
     con.execute("DELETE FROM listening_state")
     con.execute("INSERT INTO listening_state VALUES (?, ?, ?, ?)", [STORE_FORMAT, c.user_keys, c.source, c.listeners])
     if c.files:
@@ -287,8 +284,7 @@ def _write(con: duckdb.DuckDBPyConnection, c: Commit) -> tuple[int, int, int, in
     row = con.execute(f"SELECT {counts} FROM song_totals").fetchall()[0]
     if row[0] != con.execute("SELECT count(*) FROM _catalogue").fetchall()[0][0]:
         row = con.execute(f"SELECT {counts} FROM song_totals SEMI JOIN _catalogue USING (song_no)").fetchall()[0]
-    n_splits = con.execute("SELECT count(*) FROM splits").fetchall()[0][0]
+    n_splits = con.execute("DELETE FROM splits").fetchall()[0][0]  # a DELETE returns how many rows it deleted
     totals = (int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(n_splits))
     con.execute("INSERT INTO ingest_log VALUES ($i, $t, $k, $p, $h, $r)", c.log_row(totals))
-    con.execute("DELETE FROM splits")
     return totals
