@@ -95,12 +95,31 @@ def aggregate(
     return _aggregate_sql(con, checked, user_numbers, window_start, window_end, unknown_songs)
 
 
+#: Song id types of events that find their songs by ``_catalogue.song_key`` (the whole-number ids
+#: of the catalogue as BIGINT): every value of these fits BIGINT.
+_SONG_KEY_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
+
+
+def needs_song_ids(checked: list[CheckedFile]) -> bool:
+    """Whether aggregating these files matches song ids as text (``_catalogue.song_id``): ids of
+    text, of wider integer types or of several types; whole-number ids use ``song_key``."""
+    types = {c.file.src.types["song_id"] for c in checked}
+    return len(types) > 1 or not types <= set(_SONG_KEY_TYPES)
+
+
 def _song_map(con: duckdb.DuckDBPyConnection, key_type: str) -> None:
     """``_song_map(song_key, song_no, subset_no)``: the catalogue keyed like the events' song ids.
 
-    Integer ids: '7' in the songs file matches 7 in the events, '007' does not.
+    Integer ids: '7' in the songs file matches 7 in the events, '007' does not (``song_key``
+    holds the ids that are whole numbers written plainly; they fit BIGINT).
     """
-    if key_type == "VARCHAR":
+    if key_type in _SONG_KEY_TYPES:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _song_map AS
+                SELECT CAST(song_key AS {key_type}) AS song_key, song_no, subset_no FROM _catalogue
+                WHERE TRY_CAST(song_key AS {key_type}) IS NOT NULL"""
+        )
+    elif key_type == "VARCHAR":
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _song_map AS SELECT song_id AS song_key, song_no, subset_no FROM _catalogue"
         )
@@ -213,7 +232,7 @@ _KERNEL_MIN_ROWS = 1_000_000  # smaller inputs take NumPy unless the compiled lo
 KERNEL_MIN_BYTES = 4 << 20  # events files this large may take the compiled path
 
 
-_KERNEL_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
+_KERNEL_TYPES = _SONG_KEY_TYPES
 
 
 _KERNEL_MAX_SONG_RANGE = 1 << 26  # song ids spread wider than this go to SQL (lookup table size)

@@ -39,7 +39,7 @@ import duckdb
 
 from hitsong.errors import ConfigError, InputError
 from hitsong.store import keysets
-from hitsong.store.aggregate import KERNEL_MIN_BYTES, Delta, aggregate
+from hitsong.store.aggregate import KERNEL_MIN_BYTES, Delta, aggregate, needs_song_ids
 from hitsong.store.catalogue import load_songs, number_catalogue
 from hitsong.store.events import (
     EventFile,
@@ -317,8 +317,10 @@ def _ingest(
         ws, we = state.window[0], state.window[1]
     if not files and not catalogue and state.last is not None and same_window(state, ws, we):
         return skipped_report(state.last, t0), []
+    user_keys = state.user_keys if not fresh and state.user_keys else _choose_user_keys(con, files)
+    checked = [check_events(con, ev, user_numbers=user_keys == "numbers") for ev in files]
     if not fresh:
-        stage_numbers(con, db_path, catalogue_changed=catalogue)
+        stage_numbers(con, db_path, catalogue_changed=catalogue, song_ids=needs_song_ids(checked))
 
     if catalogue:
         n_songs = load_songs(con, songs_src)
@@ -327,8 +329,6 @@ def _ingest(
         con.execute("CREATE OR REPLACE TEMP TABLE _numbers_new (song_id VARCHAR, song_no INTEGER)")
         con.execute("CREATE OR REPLACE TEMP TABLE _subsets_new (subset VARCHAR, subset_no INTEGER, listeners BIGINT)")
         n_songs = con.execute("SELECT count(*) FROM _catalogue").fetchall()[0][0]
-    user_keys = state.user_keys if not fresh and state.user_keys else _choose_user_keys(con, files)
-    checked = [check_events(con, ev, user_numbers=user_keys == "numbers") for ev in files]
     window = resolve_window(con, checked, ws, we, state, fresh)
     users_new = False
     if user_keys == "dictionary" and checked:

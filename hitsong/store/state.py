@@ -148,14 +148,18 @@ def read_state(con: duckdb.DuckDBPyConnection, db_path: Path) -> State:
         detach(con)
 
 
-def stage_numbers(con: duckdb.DuckDBPyConnection, db_path: Path, *, catalogue_changed: bool) -> None:
+def stage_numbers(
+    con: duckdb.DuckDBPyConnection, db_path: Path, *, catalogue_changed: bool, song_ids: bool = True
+) -> None:
     """Copy what an ingest into an existing store needs of its numbering into staging tables.
 
     Always ``_subsets`` (numbers and listeners per subset). With the same catalogue,
-    ``_catalogue`` (the catalogue with its numbers, from ``catalogue_numbers``: a join on
-    numbers, not on text ids); with a new one, ``_numbers`` (to number new songs) and ``_played``
-    (songs with listeners and their old subset, to see whether subsets must be recounted). A
-    store of 10 M songs copies 10 M rows either way, never both.
+    ``_catalogue`` (the catalogue with its numbers, from ``catalogue_numbers``), with its text ids
+    only when ``song_ids`` (events with whole-number song ids find their songs by ``song_key``;
+    reading 125 k text ids costs ~15 ms, several % of a day's append). With a new catalogue,
+    ``_numbers`` (to number new songs) and ``_played`` (songs with listeners and their old
+    subset, to see whether subsets must be recounted). A store of 10 M songs copies 10 M rows
+    either way, never both.
     """
     attach(con, db_path, read_only=True)
     try:
@@ -167,11 +171,16 @@ def stage_numbers(con: duckdb.DuckDBPyConnection, db_path: Path, *, catalogue_ch
                    JOIN store.song_numbers n USING (song_no) LEFT JOIN store.songs s USING (song_id)
                    LEFT JOIN store.subset_numbers b USING (subset) WHERE t.listeners > 0"""
             )
-        else:
+        elif song_ids:
             con.execute(
                 """CREATE OR REPLACE TEMP TABLE _catalogue AS
                    SELECT n.song_id, c.song_no, c.subset_no, c.song_key
                    FROM store.catalogue_numbers c JOIN store.song_numbers n USING (song_no)"""
+            )
+        else:  # no song_id column: a query that needs one fails instead of matching nothing
+            con.execute(
+                """CREATE OR REPLACE TEMP TABLE _catalogue AS
+                   SELECT song_no, subset_no, song_key FROM store.catalogue_numbers"""
             )
     finally:
         detach(con)
