@@ -387,9 +387,14 @@ def _aggregate_kernel(
             for part in parts:
                 yield np.asarray(part.column(0)), np.asarray(part.column(1)), np.asarray(part.column(2))
 
-    if rows < _KERNEL_MIN_ROWS:
-        parts = list(batches())
-        users, songs, counts = (np.concatenate([p[i] for p in parts] or [np.zeros(0, np.int64)]) for i in range(3))
+    if rows < _KERNEL_MIN_ROWS:  # each file whole, in one read (~3x faster than by row group)
+        tables = [
+            pq.ParquetFile(c.file.src.path).read(columns=[c.file.src.columns[name] for name in AGGREGATED_COLUMNS])
+            for c in checked
+        ]
+        users, songs, counts = (
+            np.concatenate([t.column(i).to_numpy() for t in tables] or [np.zeros(0, np.int64)]) for i in range(3)
+        )
         tot = count_pairs_small(
             users,
             songs,
