@@ -235,3 +235,30 @@ def test_unknown_songs_on_every_path(tmp_path, monkeypatch, caplog):
     with pytest.raises(InputError, match=r"'song_id'.*not in the songs file.*'55'.*rows 2, 4"):
         ingest(db, events, songs, window_start=WINDOW_START)
     assert not db.exists()
+
+
+def test_parquet_without_statistics_takes_the_same_paths_and_counts(tmp_path, monkeypatch, caplog, rng):
+    """User ranges and the largest play count come from the row groups' statistics; a file
+    written without them is asked through DuckDB instead, with the same result."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids = np.arange(100, 160)
+    songs = _songs_csv(tmp_path, ids, rng.choice(["m", "w"], size=ids.size))
+    n = 3_000
+    columns = {
+        "user_id": pa.array(rng.integers(1_000, 1_200, size=n).astype(np.int32)),
+        "song_id": pa.array(rng.choice(ids, size=n).astype(np.int32)),
+        "play_count": pa.array(rng.integers(0, 6, size=n).astype(np.int32)),
+    }
+    plain, bare = tmp_path / "plain.parquet", tmp_path / "bare.parquet"
+    pq.write_table(pa.table(columns), plain, row_group_size=1_000)
+    pq.write_table(pa.table(columns), bare, row_group_size=1_000, write_statistics=False)
+    assert not pq.read_metadata(bare).row_group(0).column(0).is_stats_set
+    monkeypatch.setattr(aggregate_module, "_KERNEL_MIN_ROWS", 0)
+    with caplog.at_level(logging.INFO, logger="hitsong.store.aggregate"):
+        for path in (plain, bare):
+            ingest(tmp_path / f"{path.stem}.duckdb", path, songs, window_start=WINDOW_START)
+    assert caplog.text.count(COMPILED) == 2
+    for a, b in zip(_stats(tmp_path / "plain.duckdb"), _stats(tmp_path / "bare.duckdb"), strict=True):
+        pd.testing.assert_frame_equal(a, b)
