@@ -9,8 +9,9 @@ The listening store keeps three sets (DESIGN.md section 2, ``hitsong.store.inges
 A new events file is aggregated on its own into the same kinds of keys; the keys that are not
 in the store yet are exactly the new listeners of each song, of each subset and overall, so the
 counts stay exact while only the new file is read. A DuckDB anti-join of 0.5M new pairs against
-50M stored ones took 3.4 s here (BENCHMARKS.md), longer than the whole first ingest; a search in
-sorted arrays touches only the cache lines near each new key.
+50M stored ones took 3.4 s here (BENCHMARKS.md), longer than the whole first ingest; a merge with a
+sorted run reads it once in order (~40 ms for those 50M), and a few keys gallop to the cache lines
+near them (:func:`hitsong.store.pairs.absent_sorted`).
 
 Storage: a set is a list of *runs*, each a NumPy ``.npy`` file of sorted, unique int64 keys;
 runs of one set are disjoint, and their union is the set. The runs sit in ``<db>.pairs/``, named
