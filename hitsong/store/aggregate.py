@@ -6,10 +6,11 @@ the summed plays and event rows, the distinct (song, user) pairs with plays and 
 keys are new to the store decides the listener counts; the earlier files are never read again.
 
 The SQL path handles every input. Aggregated Parquet files with whole-number ids (users
-numbered by their ids) take NumPy below ``_KERNEL_MIN_ROWS`` rows (a daily append: no compiler
-start-up) and the compiled pair counter of :mod:`hitsong.store.pairs` above it; all three give
-the same exact result (tests compare them).
-Both need the staging temp table ``_catalogue(song_id, subset, song_no, subset_no)`` and, for
+numbered by their ids) take the compiled pair counter of :mod:`hitsong.store.pairs`, or NumPy
+below ``_KERNEL_MIN_ROWS`` rows in a process that has not loaded the compiler yet (a daily
+append in a fresh process: no compiler start-up); all three give the same exact result (tests
+compare them).
+Both need the staging temp table ``_catalogue(song_id, song_no, subset_no, song_key)`` and, for
 stores that number users through a dictionary, ``_user_map(user_id, user_no)``.
 """
 
@@ -83,20 +84,42 @@ def aggregate(
         sum per song would not fit 64 bits.
     """
     if user_numbers and _integer_parquet(con, checked):
-        if sum(c.rows for c in checked) < _KERNEL_MIN_ROWS:
-            return _aggregate_numpy(con, checked, unknown_songs)
-        user_range = _kernel_user_range(con, checked, memory_limit_mb)
-        if user_range is not None:
-            return _aggregate_kernel(con, checked, *user_range, unknown_songs)
+        catalogue = _song_lut(con)
+        small = sum(c.rows for c in checked) < _KERNEL_MIN_ROWS
+        if not small or keysets.compiled_loaded():
+            user_range = _kernel_user_range(con, checked, catalogue, memory_limit_mb)
+            if user_range is not None:
+                return _aggregate_kernel(con, checked, catalogue, *user_range, unknown_songs)
+        if small:
+            return _aggregate_numpy(con, checked, catalogue, unknown_songs)
     return _aggregate_sql(con, checked, user_numbers, window_start, window_end, unknown_songs)
+
+
+#: Song id types of events that find their songs by ``_catalogue.song_key`` (the whole-number ids
+#: of the catalogue as BIGINT): every value of these fits BIGINT.
+_SONG_KEY_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
+
+
+def needs_song_ids(checked: list[CheckedFile]) -> bool:
+    """Whether aggregating these files matches song ids as text (``_catalogue.song_id``): ids of
+    text, of wider integer types or of several types; whole-number ids use ``song_key``."""
+    types = {c.file.src.types["song_id"] for c in checked}
+    return len(types) > 1 or not types <= set(_SONG_KEY_TYPES)
 
 
 def _song_map(con: duckdb.DuckDBPyConnection, key_type: str) -> None:
     """``_song_map(song_key, song_no, subset_no)``: the catalogue keyed like the events' song ids.
 
-    Integer ids: '7' in the songs file matches 7 in the events, '007' does not.
+    Integer ids: '7' in the songs file matches 7 in the events, '007' does not (``song_key``
+    holds the ids that are whole numbers written plainly; they fit BIGINT).
     """
-    if key_type == "VARCHAR":
+    if key_type in _SONG_KEY_TYPES:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _song_map AS
+                SELECT CAST(song_key AS {key_type}) AS song_key, song_no, subset_no FROM _catalogue
+                WHERE TRY_CAST(song_key AS {key_type}) IS NOT NULL"""
+        )
+    elif key_type == "VARCHAR":
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _song_map AS SELECT song_id AS song_key, song_no, subset_no FROM _catalogue"
         )
@@ -203,13 +226,13 @@ def _check_sums(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile]) -> N
         )
 
 
-_KERNEL_MIN_ROWS = 1_000_000  # smaller inputs aggregate in SQL in a second or less
+_KERNEL_MIN_ROWS = 1_000_000  # smaller inputs take NumPy unless the compiled loops are loaded
 
 
 KERNEL_MIN_BYTES = 4 << 20  # events files this large may take the compiled path
 
 
-_KERNEL_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
+_KERNEL_TYPES = _SONG_KEY_TYPES
 
 
 _KERNEL_MAX_SONG_RANGE = 1 << 26  # song ids spread wider than this go to SQL (lookup table size)
@@ -232,31 +255,54 @@ def _integer_parquet(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile])
             or any(src.types[col] not in _KERNEL_TYPES for col in AGGREGATED_COLUMNS)
         ):
             return False
-    top = [
-        c.file.src.relation(con).aggregate(f"max({quote(c.file.src.columns['play_count'])})").fetchall()[0][0]
-        for c in checked
-    ]  # from Parquet statistics, without a scan
+    top = [_min_max(con, c, "play_count", quote(c.file.src.columns["play_count"]))[1] for c in checked]
     return max(int(x or 0) for x in top) * rows <= MAX_COUNT
 
 
-def _song_lut(con: duckdb.DuckDBPyConnection) -> tuple[np.ndarray, int, np.ndarray]:
+def _min_max(con: duckdb.DuckDBPyConnection, c: CheckedFile, column: str, sql: str) -> tuple:
+    """Smallest and largest value of a Parquet file's ``column`` (``sql`` selects it), from the
+    file's row group statistics (no scan; pyarrow reads them in microseconds, a DuckDB query
+    costs ~1-2 ms), or from DuckDB when a row group lacks them."""
+    import pyarrow.parquet as pq
+
+    name = c.file.src.columns[column]
+    meta = pq.read_metadata(c.file.src.path)
+    found: list[tuple] = []
+    for i in range(meta.num_row_groups if sql == quote(name) else 0):
+        group = meta.row_group(i)
+        chunks = [group.column(j) for j in range(group.num_columns)]
+        stats = next((k.statistics for k in chunks if k.path_in_schema == name), None)
+        if stats is None or not stats.has_min_max:
+            found = []
+            break
+        found.append((stats.min, stats.max))
+    if found:
+        return min(lo for lo, _ in found), max(hi for _, hi in found)
+    return tuple(c.file.src.relation(con).aggregate(f"min({sql}), max({sql})").fetchall()[0])
+
+
+_SongLut = tuple[np.ndarray, int, np.ndarray]  # (lut, song_lo, subset_of): see _song_lut
+
+
+def _song_lut(con: duckdb.DuckDBPyConnection) -> _SongLut:
     """``(lut, song_lo, subset_of)``: song number of integer song id ``song_lo + k`` at ``lut[k]``
     (-1: not in the catalogue), and the subset number of each song number."""
-    _song_map(con, "BIGINT")
-    smap = con.execute("SELECT song_key, song_no, subset_no FROM _song_map ORDER BY song_key").fetchnumpy()
+    smap = con.execute("SELECT song_key, song_no, subset_no FROM _catalogue WHERE song_key IS NOT NULL").fetchnumpy()
     keys = np.asarray(smap["song_key"], dtype=np.int64)
     song_no = np.asarray(smap["song_no"], dtype=np.int64)
-    song_lo = int(keys[0]) if keys.size else 0
-    lut = np.full(int(keys[-1]) - song_lo + 1 if keys.size else 1, -1, np.int32)
+    song_lo = int(keys.min()) if keys.size else 0
+    lut = np.full(int(keys.max()) - song_lo + 1 if keys.size else 1, -1, np.int32)
     lut[keys - song_lo] = song_no.astype(np.int32)
     subset_of = np.zeros(int(song_no.max()) + 1 if song_no.size else 1, np.int64)
     subset_of[song_no] = np.asarray(smap["subset_no"], dtype=np.int64)
     return lut, song_lo, subset_of
 
 
-def _aggregate_numpy(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], policy: UnknownSongs) -> Delta:
+def _aggregate_numpy(
+    con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], catalogue: _SongLut, policy: UnknownSongs
+) -> Delta:
     """:func:`aggregate` for a small aggregated Parquet input with integer ids, in NumPy."""
-    lut, song_lo, subset_of = _song_lut(con)
+    lut, song_lo, subset_of = catalogue
     cols = []
     for c in checked:
         names = [quote(c.file.src.columns[n]) for n in AGGREGATED_COLUMNS]
@@ -295,7 +341,7 @@ def _aggregate_numpy(con: duckdb.DuckDBPyConnection, checked: list[CheckedFile],
 
 
 def _kernel_user_range(
-    con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], memory_limit_mb: int
+    con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], catalogue: _SongLut, memory_limit_mb: int
 ) -> tuple[int, int] | None:
     """``(min, max)`` user id when the compiled path applies, else ``None``.
 
@@ -306,43 +352,45 @@ def _kernel_user_range(
     rows = sum(c.rows for c in checked)
     from hitsong.store.pairs import MAX_USER_BITS, memory_bytes
 
-    stats = [
-        c.file.src.relation(con).aggregate(f"min({c.user_sql}), max({c.user_sql})").fetchall()[0] for c in checked
-    ]  # Parquet statistics answer this without a scan
+    stats = [_min_max(con, c, "user_id", c.user_sql) for c in checked]
     user_lo, user_hi = min(int(x[0]) for x in stats), max(int(x[1]) for x in stats)
-    songs = con.execute(
-        """SELECT count(*), min(k), max(k), count(DISTINCT subset_no), max(song_no) FROM (
-               SELECT TRY_CAST(song_id AS BIGINT) AS k, subset_no, song_no FROM _catalogue)"""
-    ).fetchall()[0]
-    song_range = int(songs[2]) - int(songs[1]) + 1 if songs[1] is not None else 1
+    lut, _, subset_of = catalogue
     need = memory_bytes(
         rows=rows,
         batch_rows=_KERNEL_BATCH_ROWS,
-        song_range=song_range,
+        song_range=lut.shape[0],
         user_range=user_hi - user_lo + 1,
-        n_subsets=int(songs[3]),
-        n_songs=int(songs[4] or 0) + 1,
+        n_subsets=int(subset_of.max(initial=0)) + 1,
+        n_songs=subset_of.shape[0],
     )
     if (
         (user_hi - user_lo).bit_length() > MAX_USER_BITS
-        or song_range > _KERNEL_MAX_SONG_RANGE
+        or lut.shape[0] > _KERNEL_MAX_SONG_RANGE
         or need > memory_limit_mb << 20
     ):
-        log.info("aggregating in SQL: ids too spread out or too many rows for the compiled path")
+        log.info("not the compiled path: ids too spread out, or too many rows for the memory limit")
         return None
     return user_lo, user_hi
 
 
 def _aggregate_kernel(
-    con: duckdb.DuckDBPyConnection, checked: list[CheckedFile], user_lo: int, user_hi: int, policy: UnknownSongs
+    con: duckdb.DuckDBPyConnection,
+    checked: list[CheckedFile],
+    catalogue: _SongLut,
+    user_lo: int,
+    user_hi: int,
+    policy: UnknownSongs,
 ) -> Delta:
-    """:func:`aggregate` for aggregated Parquet files with integer ids, via :mod:`hitsong.store.pairs`."""
+    """:func:`aggregate` for aggregated Parquet files with integer ids, via :mod:`hitsong.store.pairs`
+    (below ``_KERNEL_MIN_ROWS`` rows all at once on one thread, else in batches on two)."""
     import pyarrow.parquet as pq
 
-    from hitsong.store.pairs import count_pairs
+    from hitsong.store.pairs import count_pairs, count_pairs_small
 
-    log.info("aggregating %d event rows with the compiled pair counter", sum(c.rows for c in checked))
-    lut, song_lo, subset_of = _song_lut(con)
+    rows = sum(c.rows for c in checked)
+    log.info("aggregating %d event rows with the compiled pair counter", rows)
+    lut, song_lo, subset_of = catalogue
+    n_subsets = int(subset_of.max()) + 1 if subset_of.size else 1
 
     def batches() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         for c in checked:
@@ -356,16 +404,36 @@ def _aggregate_kernel(
             for part in parts:
                 yield np.asarray(part.column(0)), np.asarray(part.column(1)), np.asarray(part.column(2))
 
-    tot = count_pairs(
-        batches(),
-        song_lut=lut,
-        song_lo=song_lo,
-        subset_of=subset_of,
-        n_subsets=int(subset_of.max()) + 1 if subset_of.size else 1,
-        user_lo=user_lo,
-        user_hi=user_hi,
-        capacity=sum(c.rows for c in checked),
-    )
+    if rows < _KERNEL_MIN_ROWS:  # each file whole, in one read (~3x faster than by row group)
+        tables = [
+            pq.ParquetFile(c.file.src.path).read(columns=[c.file.src.columns[name] for name in AGGREGATED_COLUMNS])
+            for c in checked
+        ]
+        users, songs, counts = (
+            np.concatenate([t.column(i).to_numpy() for t in tables] or [np.zeros(0, np.int64)]) for i in range(3)
+        )
+        tot = count_pairs_small(
+            users,
+            songs,
+            counts,
+            song_lut=lut,
+            song_lo=song_lo,
+            subset_of=subset_of,
+            n_subsets=n_subsets,
+            user_lo=user_lo,
+            user_hi=user_hi,
+        )
+    else:
+        tot = count_pairs(
+            batches(),
+            song_lut=lut,
+            song_lo=song_lo,
+            subset_of=subset_of,
+            n_subsets=n_subsets,
+            user_lo=user_lo,
+            user_hi=user_hi,
+            capacity=rows,
+        )
     unknown = (int(tot.unknown_ids.size), int(tot.unknown_rows.sum()), int(tot.unknown_plays.sum()))
     if unknown[0]:
         examples = [str(i) for i in tot.unknown_ids[:3]]

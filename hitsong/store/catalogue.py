@@ -2,9 +2,10 @@
 
 Every song and subset that was ever in a catalogue keeps its number (``song_numbers``,
 ``subset_numbers``): the pair keys of :mod:`hitsong.store.keysets` hold numbers, so a number is
-never reused. The staging temp table ``_catalogue(song_id, subset, song_no, subset_no)`` is the
-current catalogue with its numbers; ``_numbers_new`` and ``_subsets_new`` hold what the commit
-adds.
+never reused. The staging temp table ``_catalogue(song_id, song_no, subset_no, song_key)`` is the
+current catalogue with its numbers (``song_key``: the id as a whole number where it is one, see
+``catalogue_numbers`` in :mod:`hitsong.store.schema`); ``_numbers_new`` and ``_subsets_new``
+hold what the commit adds.
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ def number_catalogue(con: duckdb.DuckDBPyConnection) -> None:
     )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _catalogue AS
-           SELECT s.song_id, s.subset, n.song_no, b.subset_no
+           SELECT s.song_id, n.song_no, b.subset_no,
+                  CASE WHEN CAST(TRY_CAST(s.song_id AS BIGINT) AS VARCHAR) = s.song_id
+                       THEN TRY_CAST(s.song_id AS BIGINT) END AS song_key
            FROM _new_songs s
            JOIN (SELECT song_id, song_no FROM _numbers UNION ALL SELECT song_id, song_no FROM _numbers_new) n
              USING (song_id)

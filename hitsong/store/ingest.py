@@ -25,10 +25,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -37,7 +39,7 @@ import duckdb
 
 from hitsong.errors import ConfigError, InputError
 from hitsong.store import keysets
-from hitsong.store.aggregate import KERNEL_MIN_BYTES, Delta, aggregate
+from hitsong.store.aggregate import KERNEL_MIN_BYTES, Delta, aggregate, needs_song_ids
 from hitsong.store.catalogue import load_songs, number_catalogue
 from hitsong.store.events import (
     EventFile,
@@ -51,7 +53,7 @@ from hitsong.store.events import (
 )
 from hitsong.store.lock import exclusive
 from hitsong.store.merge import add_keys, check_totals, empty_delta, user_dictionary
-from hitsong.store.schema import NOT_CHANGED, UnknownSongs
+from hitsong.store.schema import NOT_CHANGED, STORE_FORMAT, UnknownSongs
 from hitsong.store.sources import file_sha256, open_source
 from hitsong.store.state import Commit, State, read_state, stage_numbers, write
 from hitsong.store.window import check_window, resolve_window, same_window
@@ -179,18 +181,8 @@ def ingest(
     db_path = Path(db_path).expanduser().resolve()
     tmp = db_path.with_name(db_path.name + ".tmp")
     written: list[str] = []
-    with exclusive(db_path, "ingest", wait_seconds=wait_seconds):
-        con = duckdb.connect(
-            ":memory:",
-            config={
-                "memory_limit": f"{memory_limit_mb}MB",
-                "temp_directory": str(tmp),
-                "preserve_insertion_order": False,
-                "autoinstall_known_extensions": False,  # never download during an ingest
-            },
-        )
+    with exclusive(db_path, "ingest", wait_seconds=wait_seconds), _staging(tmp, memory_limit_mb) as con:
         try:
-            con.execute("SET enable_progress_bar = false")  # progress goes through logging
             state = read_state(con, db_path)
             if not state.legacy:  # run files the database does not list are leftovers of a failed run
                 listed = {r.file for runs in state.runs.values() for r in runs}
@@ -207,12 +199,62 @@ def ingest(
         except BaseException:
             keysets.remove_files(keysets.keys_dir(db_path), written)
             raise
-        finally:
-            con.close()
-            shutil.rmtree(tmp, ignore_errors=True)
         keysets.remove_files(keysets.keys_dir(db_path), dropped)
     log.info("%s", report.message)
     return report
+
+
+_STAGING_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "preserve_insertion_order": False,
+    "autoinstall_known_extensions": False,  # never download during an ingest
+}
+
+_kept_lock = threading.Lock()
+_kept: dict[int, duckdb.DuckDBPyConnection] = {}  # this process's kept staging database, by process id
+
+
+@contextmanager
+def _staging(tmp: Path, memory_limit_mb: int) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A private in-memory DuckDB connection for one ingest, spilling to ``tmp`` (removed after).
+
+    Opening and closing an in-memory DuckDB costs 15-25 ms here, a tenth of a day's append, so
+    the process keeps one and gives each ingest a connection of its own (``cursor()``: its temp
+    tables and registered arrays are its own and go with it). The memory limit and the spill
+    folder belong to the database, so one ingest at a time uses the kept one (another thread's
+    ingest meanwhile opens its own), and after an ingest that spilled it is closed: DuckDB cannot
+    move a spill folder once it has used it. A forked child never uses its parent's.
+    """
+    limits = {"m": f"{memory_limit_mb}MB", "d": str(tmp)}
+    if not _kept_lock.acquire(blocking=False):
+        config = {**_STAGING_CONFIG, "memory_limit": limits["m"], "temp_directory": limits["d"]}
+        own = duckdb.connect(":memory:", config=config)
+        try:
+            own.execute("SET enable_progress_bar = false")  # progress goes through logging
+            yield own
+        finally:
+            own.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
+    try:
+        pid = os.getpid()
+        if pid not in _kept:
+            _kept.clear()  # a parent's, inherited through fork: not ours to use or close
+            _kept[pid] = duckdb.connect(":memory:", config=_STAGING_CONFIG)
+        kept = _kept[pid]
+        kept.execute("SET memory_limit = $m", {"m": limits["m"]})
+        kept.execute("SET temp_directory = $d", {"d": limits["d"]})
+        kept.execute("DETACH DATABASE IF EXISTS store")  # left attached only if a detach failed
+        con = kept.cursor()
+        try:
+            con.execute("SET enable_progress_bar = false")
+            yield con
+        finally:
+            con.close()
+            if tmp.exists():  # it spilled
+                _kept.pop(pid).close()
+            shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        _kept_lock.release()
 
 
 @dataclass(frozen=True)
@@ -226,8 +268,11 @@ class _Request:
 
 
 def _import_pairs() -> None:
-    """Import (and so compile-load) :mod:`hitsong.store.pairs` ahead of its first use."""
-    import hitsong.store.pairs  # noqa: F401
+    """Import (and so compile-load) :mod:`hitsong.store.pairs` ahead of its first use, and load
+    the loops of a later append of this process (a daily job that stays up)."""
+    from hitsong.store.pairs import load_append_loops
+
+    load_append_loops()
 
 
 def _ingest(
@@ -249,11 +294,12 @@ def _ingest(
             f"file. {NOT_CHANGED}"
         )
     if fresh:
-        for table in ("_numbers", "_subsets", "_stored_catalogue", "_played"):
+        for table in ("_numbers", "_subsets", "_played"):
             con.execute(f"DELETE FROM {table}")
     songs_src = open_source(con, req.songs, "songs")
     songs_sha = file_sha256(songs_src.path)
-    catalogue = fresh or state.last is None or state.last[3] != songs_sha
+    # a store of an earlier format gets its catalogue numbered (and catalogue_numbers written) again
+    catalogue = fresh or state.last is None or state.last[3] != songs_sha or state.format != STORE_FORMAT
     inputs = [item for p in req.paths for item in expand_events(con, p)]
     if state.legacy and not replace:  # the earlier layout kept no pairs: rebuild from its files
         log.info(
@@ -271,19 +317,18 @@ def _ingest(
         ws, we = state.window[0], state.window[1]
     if not files and not catalogue and state.last is not None and same_window(state, ws, we):
         return skipped_report(state.last, t0), []
+    user_keys = state.user_keys if not fresh and state.user_keys else _choose_user_keys(con, files)
+    checked = [check_events(con, ev, user_numbers=user_keys == "numbers") for ev in files]
     if not fresh:
-        stage_numbers(con, db_path, catalogue_changed=catalogue)
+        stage_numbers(con, db_path, catalogue_changed=catalogue, song_ids=needs_song_ids(checked))
 
     if catalogue:
         n_songs = load_songs(con, songs_src)
         number_catalogue(con)
     else:
-        con.execute("CREATE OR REPLACE TEMP TABLE _catalogue AS SELECT * FROM _stored_catalogue")
         con.execute("CREATE OR REPLACE TEMP TABLE _numbers_new (song_id VARCHAR, song_no INTEGER)")
         con.execute("CREATE OR REPLACE TEMP TABLE _subsets_new (subset VARCHAR, subset_no INTEGER, listeners BIGINT)")
         n_songs = con.execute("SELECT count(*) FROM _catalogue").fetchall()[0][0]
-    user_keys = state.user_keys if not fresh and state.user_keys else _choose_user_keys(con, files)
-    checked = [check_events(con, ev, user_numbers=user_keys == "numbers") for ev in files]
     window = resolve_window(con, checked, ws, we, state, fresh)
     users_new = False
     if user_keys == "dictionary" and checked:

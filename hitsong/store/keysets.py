@@ -9,8 +9,9 @@ The listening store keeps three sets (DESIGN.md section 2, ``hitsong.store.inges
 A new events file is aggregated on its own into the same kinds of keys; the keys that are not
 in the store yet are exactly the new listeners of each song, of each subset and overall, so the
 counts stay exact while only the new file is read. A DuckDB anti-join of 0.5M new pairs against
-50M stored ones took 3.4 s here (BENCHMARKS.md), longer than the whole first ingest; a search in
-sorted arrays touches only the cache lines near each new key.
+50M stored ones took 3.4 s here (BENCHMARKS.md), longer than the whole first ingest; a merge with a
+sorted run reads it once in order (~40 ms for those 50M), and a few keys gallop to the cache lines
+near them (:func:`hitsong.store.pairs.absent_sorted`).
 
 Storage: a set is a list of *runs*, each a NumPy ``.npy`` file of sorted, unique int64 keys;
 runs of one set are disjoint, and their union is the set. The runs sit in ``<db>.pairs/``, named
@@ -66,8 +67,14 @@ def keys_dir(db_path: str | Path) -> Path:
 COMPILED_MIN_KEYS = 2_000_000
 
 
+def compiled_loaded() -> bool:
+    """Whether this process has loaded the compiled loops of :mod:`hitsong.store.pairs` (then
+    they cost nothing to start, and beat NumPy at any size)."""
+    return "hitsong.store.pairs" in sys.modules
+
+
 def _compiled(n: int) -> bool:
-    return n >= COMPILED_MIN_KEYS or "hitsong.store.pairs" in sys.modules
+    return n >= COMPILED_MIN_KEYS or compiled_loaded()
 
 
 def _absent_numpy(new: np.ndarray, run: np.ndarray, out: np.ndarray) -> None:

@@ -3,7 +3,7 @@
 The new files' :class:`~hitsong.store.aggregate.Delta` meets the store here: users get numbers
 (a dictionary for text ids), the sums are checked against the stored totals, and the keys are
 added to the key sets (:mod:`hitsong.store.keysets`); the keys that were new are the new
-listeners. What the commit writes is staged as temp tables (``_delta``, ``_subset_listeners``).
+listeners. What the commit writes is staged as registered arrays (``_delta``, ``_subset_listeners``).
 """
 
 from __future__ import annotations
@@ -89,11 +89,9 @@ def check_totals(con: duckdb.DuckDBPyConnection, db_path: Path, state: State, de
 
 
 def stage(con: duckdb.DuckDBPyConnection, name: str, columns: dict[str, np.ndarray]) -> None:
-    """Numpy columns as the staging temp table ``name`` (DuckDB scans the arrays in place)."""
-    data = {k: np.ascontiguousarray(v) for k, v in columns.items()}
-    con.register(f"{name}_arrays", data)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrays")
-    con.unregister(f"{name}_arrays")
+    """Numpy columns as the staging relation ``name``: registered with the connection, which
+    scans the arrays in place whenever a query names it (no copy into a temp table)."""
+    con.register(name, {k: np.ascontiguousarray(v) for k, v in columns.items()})
 
 
 def add_keys(

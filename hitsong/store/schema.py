@@ -25,6 +25,10 @@ What makes an ingest incremental (``hitsong.store.ingest``; the key sets of
 - ``song_numbers(song_id, song_no)`` and ``subset_numbers(subset, subset_no, listeners)``: stable
   numbers of every song and subset ever in a catalogue (keys use them), and each subset's
   distinct listeners.
+- ``catalogue_numbers(song_no, subset_no, song_key)``: the current catalogue by number: each
+  song's number, its subset's number, and its id as a whole number where the id is one (``'7'``:
+  7; ``'007'`` or text: NULL). An append of events with whole-number ids finds its songs here
+  without reading text.
 - ``song_totals(song_no, plays, events, listeners)``: per song, over every events file counted.
 - ``key_runs(keyset, file, keys)``: the run files that make up each key set.
 """
@@ -70,6 +74,7 @@ CREATE TABLE IF NOT EXISTS listening_state (
     format INTEGER NOT NULL, user_keys VARCHAR NOT NULL, source VARCHAR NOT NULL, listeners BIGINT);
 CREATE TABLE IF NOT EXISTS song_numbers (song_id VARCHAR NOT NULL, song_no INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS subset_numbers (subset VARCHAR NOT NULL, subset_no INTEGER NOT NULL, listeners BIGINT);
+CREATE TABLE IF NOT EXISTS catalogue_numbers (song_no INTEGER NOT NULL, subset_no INTEGER NOT NULL, song_key BIGINT);
 CREATE TABLE IF NOT EXISTS song_totals (
     song_no INTEGER NOT NULL, plays BIGINT NOT NULL, events BIGINT NOT NULL, listeners BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS user_numbers (user_id VARCHAR NOT NULL, user_no BIGINT NOT NULL);
@@ -94,7 +99,12 @@ FROM song_stats st LEFT JOIN subset_numbers b USING (subset) GROUP BY st.subset;
 
 #: Version of the incremental layout (``listening_state.format``); a store without it is rebuilt.
 #: 3: ``song_stats`` and ``subset_stats`` are views of the totals (2 stored them as tables).
-STORE_FORMAT = 3
+#: 4: ``catalogue_numbers`` (a format-3 store gets it at its next ingest, which then numbers the
+#: catalogue as if it had changed).
+STORE_FORMAT = 4
+
+#: Earlier formats an ingest brings up to date.
+UPGRADABLE_FORMATS = (3,)
 
 #: The tables an ingest rewrites or appends to (the others belong to sampling and features).
 LISTENING_TABLES = (
@@ -106,6 +116,7 @@ LISTENING_TABLES = (
     "listening_state",
     "song_numbers",
     "subset_numbers",
+    "catalogue_numbers",
     "song_totals",
     "user_numbers",
     "key_runs",

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 import hitsong.store.aggregate as aggregate_module
+from hitsong.errors import StoreError
 from hitsong.store import keysets
 from hitsong.store.ingest import ingest
 from tests.helpers.store import WINDOW_START, snapshot, write_songs
@@ -174,8 +175,11 @@ def test_a_catalogue_that_moves_played_songs_recounts_subset_listeners(tmp_path,
     db = tmp_path / "db.duckdb"
     ingest(db, f1, songs_csv, window_start=WINDOW_START)
     with caplog.at_level(logging.INFO, logger="hitsong.store.merge"):
-        ingest(db, f2, new_songs, unknown_songs="drop")
+        report = ingest(db, f2, new_songs, unknown_songs="drop")
     assert "recounting each subset's listeners" in caplog.text
+    stats = _tables(db)[0]  # the report counts the catalogue's songs, not the one that left
+    assert (report.songs, report.songs_played) == (len(stats), int((stats.playcount > 0).sum()))
+    assert (report.plays, report.event_rows) == (stats.playcount.sum(), stats.events.sum())
     fresh = tmp_path / "fresh.duckdb"
     ingest(fresh, [f1, f2], new_songs, window_start=WINDOW_START, unknown_songs="drop")
     for x, y in zip(_tables(db), _tables(fresh), strict=True):
@@ -236,3 +240,51 @@ def test_a_store_of_the_earlier_layout_is_rebuilt_from_its_files(tmp_path, rng):
     ingest(fresh, [old_file, new_file], songs_csv, window_start=WINDOW_START)
     for x, y in zip(_tables(db), _tables(fresh), strict=True):
         pd.testing.assert_frame_equal(x, y)
+
+
+@pytest.mark.parametrize("ids", ["text", "numbers"])
+def test_a_format_3_store_gets_its_catalogue_numbers_at_the_next_ingest(tmp_path, rng, ids):
+    """Format 3 had no ``catalogue_numbers``: the next ingest numbers the catalogue again (the
+    same numbers), writes the table and format 4, and counts like a fresh ingest of every file.
+    An unknown format is refused."""
+    rows = _catalogue(10)
+    songs_csv = write_songs(tmp_path, rows)
+    frame = _events(rng, [r[0] for r in rows], 800, users=30)
+    if ids == "numbers":
+        frame["song_id"] = frame.song_id.astype("int64")
+    old_part, new_part = _split(frame, 2, rng)
+    old_file, new_file = (_write(p, tmp_path / f"{n}.parquet") for p, n in ((old_part, "old"), (new_part, "new")))
+    db = tmp_path / "db.duckdb"
+    ingest(db, old_file, songs_csv, window_start=WINDOW_START)
+    con = duckdb.connect(str(db))
+    try:
+        numbers = con.execute("SELECT * FROM catalogue_numbers ORDER BY song_no").fetchall()
+        con.execute("DROP TABLE catalogue_numbers")
+        con.execute("UPDATE listening_state SET format = 3")
+    finally:
+        con.close()
+    report = ingest(db, new_file, songs_csv)
+    assert report.new_event_files == 1 and not report.skipped
+    fresh = tmp_path / "fresh.duckdb"
+    ingest(fresh, [old_file, new_file], songs_csv, window_start=WINDOW_START)
+    for x, y in zip(_tables(db), _tables(fresh), strict=True):
+        pd.testing.assert_frame_equal(x, y)
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT format FROM listening_state").fetchall() == [(4,)]
+        assert con.execute("SELECT * FROM catalogue_numbers ORDER BY song_no").fetchall() == numbers
+        keys = con.execute("SELECT song_key FROM catalogue_numbers WHERE song_key IS NOT NULL").fetchall()
+    finally:
+        con.close()
+    assert len(keys) == len(rows)  # every id of the test catalogue is a whole number
+    assert ingest(db, new_file, songs_csv).skipped  # up to date now: nothing to do
+
+    con = duckdb.connect(str(db))
+    try:
+        con.execute("UPDATE listening_state SET format = 2")
+    finally:
+        con.close()
+    before = snapshot(db)
+    with pytest.raises(StoreError, match="store format 2"):
+        ingest(db, new_file, songs_csv)
+    assert snapshot(db) == before

@@ -341,3 +341,32 @@ def test_integer_song_ids_in_parquet_match_text_ids(tmp_path):
     ingest(db, events, songs, window_start=WINDOW_START)
     got = _table(db, "SELECT song_id, playcount, listeners FROM song_stats").set_index("song_id")
     assert tuple(got.loc["7"]) == (3, 2) and tuple(got.loc["8"]) == (3, 1) and tuple(got.loc["007"]) == (0, 0)
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv", "text ids"])
+def test_an_append_matches_integer_song_ids_like_the_first_ingest(tmp_path, kind):
+    """An append with the same catalogue finds whole-number song ids by the stored ``song_key``
+    (no text ids read; the SQL path for CSV, NumPy or the compiled counter for Parquet) and text
+    ids by the text: '7' and 7 match, '007' does not, either way."""
+    rows = [(str(i), f"t{i}", "a", "m", "2012-10-01", f"{i}.mp3", "Q1", 1) for i in (7, 8)]
+    rows.append(("007", "t", "a", "m", "2012-10-01", "x.mp3", "Q1", 1))
+    songs = write_songs(tmp_path, rows)
+    days = [
+        pd.DataFrame({"user_id": [1, 2, 1], "song_id": [7, 7, 8], "play_count": [1, 2, 3]}),
+        pd.DataFrame({"user_id": [3, 1], "song_id": [7, 8], "play_count": [4, 5]}),
+    ]
+    files = []
+    for i, day in enumerate(days):
+        if kind == "text ids":
+            day = day.assign(song_id=day.song_id.map({7: "007", 8: "8"}))
+        path = tmp_path / f"day{i}.{'parquet' if kind == 'parquet' else 'csv'}"
+        day.to_parquet(path, index=False) if kind == "parquet" else day.to_csv(path, index=False)
+        files.append(path)
+    db = tmp_path / "db.duckdb"
+    for path in files:
+        ingest(db, path, songs, window_start=WINDOW_START)
+    got = _table(db, "SELECT song_id, playcount, listeners FROM song_stats").set_index("song_id")
+    if kind == "text ids":
+        assert tuple(got.loc["007"]) == (7, 3) and tuple(got.loc["8"]) == (8, 1) and tuple(got.loc["7"]) == (0, 0)
+    else:
+        assert tuple(got.loc["7"]) == (7, 3) and tuple(got.loc["8"]) == (8, 1) and tuple(got.loc["007"]) == (0, 0)

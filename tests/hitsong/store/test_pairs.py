@@ -12,8 +12,9 @@ import pytest
 
 import hitsong.store.aggregate as aggregate_module
 from hitsong.errors import InputError
+from hitsong.store import keysets
 from hitsong.store.ingest import ingest
-from hitsong.store.pairs import count_pairs
+from hitsong.store.pairs import SCAN_GAP, absent_sorted, count_pairs, count_pairs_small, load_append_loops
 from tests.helpers.store import WINDOW_START
 
 COMPILED = "compiled pair counter"
@@ -33,10 +34,11 @@ def _expected(users, songs, counts, catalogue, subset_of):
     return per, subset_users, unknown
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("counter", ["batches, 1 thread", "batches, 2 threads", "small"])
 @pytest.mark.parametrize("span", [2**20, 100])
-def test_count_pairs_matches_pandas_with_duplicates_unknowns_and_many_buckets(rng, threads, span):
-    """20 user bits: 8 songs per bucket, 38 sparse buckets; 100 users: one dense bucket."""
+def test_count_pairs_matches_pandas_with_duplicates_unknowns_and_many_buckets(rng, counter, span):
+    """20 user bits: 8 songs per bucket, 38 sparse buckets; 100 users: one dense bucket.
+    ``count_pairs_small`` (all rows at once, grouped by song) must give the same."""
     catalogue = np.sort(rng.choice(10_000, size=300, replace=False)) + 5_000  # ids with gaps
     subset_of = rng.integers(0, 3, size=catalogue.size)
     pool = np.concatenate([[3, span + 2], rng.choice(span, size=min(150, span), replace=False) + 3])
@@ -49,17 +51,13 @@ def test_count_pairs_matches_pandas_with_duplicates_unknowns_and_many_buckets(rn
     lut[catalogue - catalogue[0]] = np.arange(catalogue.size)
     cuts = [0, 1, 1_000, 7_777, n]
     batches = [(users[a:b], songs[a:b].astype(np.int32), counts[a:b].astype(np.int32)) for a, b in zip(cuts, cuts[1:])]
-    got = count_pairs(
-        iter(batches),
-        song_lut=lut,
-        song_lo=int(catalogue[0]),
-        subset_of=subset_of,
-        n_subsets=3,
-        user_lo=int(pool.min()),
-        user_hi=int(pool.max()),
-        capacity=n,
-        threads=threads,
-    )
+    tables = {"song_lut": lut, "song_lo": int(catalogue[0]), "subset_of": subset_of, "n_subsets": 3}
+    users_range = {"user_lo": int(pool.min()), "user_hi": int(pool.max())}
+    if counter == "small":
+        got = count_pairs_small(users, songs.astype(np.int32), counts.astype(np.int32), **tables, **users_range)
+    else:
+        threads = 1 if counter.endswith("1 thread") else 2
+        got = count_pairs(iter(batches), **tables, **users_range, capacity=n, threads=threads)
     per, subset_users, unknown = _expected(users, songs, counts, catalogue, subset_of)
     np.testing.assert_array_equal(got.plays, per.plays.to_numpy())
     np.testing.assert_array_equal(got.events, per.events.to_numpy())
@@ -75,6 +73,58 @@ def test_count_pairs_matches_pandas_with_duplicates_unknowns_and_many_buckets(rn
     want = np.unique(np.array([(s << 32) | u for s, u in known], dtype=np.int64))
     np.testing.assert_array_equal(got.pair_keys, want)
     assert got.pair_keys.size == int(got.listeners.sum())
+
+
+def test_count_pairs_small_equals_count_pairs_on_heavy_tailed_songs(rng):
+    """Most songs with a few rows (insertion-sorted), a few with thousands (sorted by a call)."""
+    n_songs, n = 6_000, 40_000
+    weights = (np.arange(n_songs) + 3.0) ** -1.2
+    songs = rng.choice(n_songs, size=n, p=weights / weights.sum()).astype(np.int32) + 10
+    users = rng.integers(5, 3_000, size=n).astype(np.int32)
+    counts = rng.integers(0, 3, size=n).astype(np.int32)
+    sizes = np.bincount(songs)
+    assert (sizes[(sizes > 0) & (sizes <= 32)]).size > 1_000 and sizes.max() > 1_000
+    lut = np.arange(n_songs, dtype=np.int32)  # song id 10 + k is song number k
+    subset_of = rng.integers(0, 2, size=n_songs)
+    kw = {"song_lut": lut, "song_lo": 10, "subset_of": subset_of, "n_subsets": 2, "user_lo": 5, "user_hi": 2_999}
+    small = count_pairs_small(users, songs, counts, **kw)
+    batched = count_pairs(iter([(users, songs, counts)]), **kw, capacity=n)
+    for name in ("plays", "events", "listeners", "subset_users", "pair_keys"):
+        np.testing.assert_array_equal(getattr(small, name), getattr(batched, name), err_msg=name)
+
+
+def test_loading_the_append_loops_ahead_leaves_them_working(rng):
+    """What an ingest's background import calls: afterwards the loops still give exact answers."""
+    load_append_loops()
+    run = np.unique(rng.integers(0, 1 << 40, size=1_000))
+    run.flags.writeable = False
+    new = np.unique(np.concatenate([run[::3], rng.integers(0, 1 << 40, size=100)]))
+    out = np.ones(new.size, np.bool_)
+    absent_sorted(new, run, out)
+    np.testing.assert_array_equal(out, ~np.isin(new, run))
+
+
+@pytest.mark.parametrize("n_new", [3, 40, 2_000, 30_000])
+def test_absent_sorted_walks_and_gallops_like_a_binary_search(rng, n_new):
+    """Few keys against the run gallop, many walk it (``SCAN_GAP``); both must match NumPy's
+    binary search, with keys at and beyond the run's ends, and leave keys already found alone."""
+    run = np.unique(rng.integers(0, 1 << 40, size=60_000))
+    assert (run.size < SCAN_GAP * n_new) == (n_new >= 2_000)  # both ways are exercised
+    ends = [run[0] - 1, run[0], run[1], run[-2], run[-1], run[-1] + 1, 0, (1 << 62)]
+    present = rng.choice(run, size=n_new // 2)
+    new = np.unique(np.concatenate([ends, present, rng.integers(0, 1 << 40, size=n_new - n_new // 2)]))
+    pos = np.searchsorted(run, new)
+    want = ~((pos < run.size) & (run[np.minimum(pos, run.size - 1)] == new))
+    out = np.ones(new.size, np.bool_)
+    absent_sorted(new, run, out)
+    np.testing.assert_array_equal(out, want)
+    out = rng.random(new.size) < 0.5  # keys already found in another run stay found
+    expected = out & want
+    absent_sorted(new, run, out)
+    np.testing.assert_array_equal(out, expected)
+    empty = np.ones(new.size, np.bool_)
+    absent_sorted(new, run[:0], empty)
+    assert empty.all()
 
 
 def _songs_csv(folder: Path, ids, subsets) -> Path:
@@ -126,7 +176,9 @@ def _ingest_all(tmp_path, monkeypatch, caplog, events, songs, **kw):
         with monkeypatch.context() as m:
             m.setattr(aggregate_module, "_integer_parquet", lambda con, checked: False)
             reports["sql"] = ingest(tmp_path / "sql.duckdb", events, songs, window_start=WINDOW_START, **kw)
-        reports["numpy"] = ingest(tmp_path / "numpy.duckdb", events, songs, window_start=WINDOW_START, **kw)
+        with monkeypatch.context() as m:  # NumPy: a process that has not loaded the compiled loops
+            m.setattr(keysets, "compiled_loaded", lambda: False)
+            reports["numpy"] = ingest(tmp_path / "numpy.duckdb", events, songs, window_start=WINDOW_START, **kw)
         assert COMPILED not in caplog.text
         monkeypatch.setattr(aggregate_module, "_KERNEL_MIN_ROWS", 0)
         reports["compiled"] = ingest(tmp_path / "compiled.duckdb", events, songs, window_start=WINDOW_START, **kw)
@@ -183,3 +235,30 @@ def test_unknown_songs_on_every_path(tmp_path, monkeypatch, caplog):
     with pytest.raises(InputError, match=r"'song_id'.*not in the songs file.*'55'.*rows 2, 4"):
         ingest(db, events, songs, window_start=WINDOW_START)
     assert not db.exists()
+
+
+def test_parquet_without_statistics_takes_the_same_paths_and_counts(tmp_path, monkeypatch, caplog, rng):
+    """User ranges and the largest play count come from the row groups' statistics; a file
+    written without them is asked through DuckDB instead, with the same result."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids = np.arange(100, 160)
+    songs = _songs_csv(tmp_path, ids, rng.choice(["m", "w"], size=ids.size))
+    n = 3_000
+    columns = {
+        "user_id": pa.array(rng.integers(1_000, 1_200, size=n).astype(np.int32)),
+        "song_id": pa.array(rng.choice(ids, size=n).astype(np.int32)),
+        "play_count": pa.array(rng.integers(0, 6, size=n).astype(np.int32)),
+    }
+    plain, bare = tmp_path / "plain.parquet", tmp_path / "bare.parquet"
+    pq.write_table(pa.table(columns), plain, row_group_size=1_000)
+    pq.write_table(pa.table(columns), bare, row_group_size=1_000, write_statistics=False)
+    assert not pq.read_metadata(bare).row_group(0).column(0).is_stats_set
+    monkeypatch.setattr(aggregate_module, "_KERNEL_MIN_ROWS", 0)
+    with caplog.at_level(logging.INFO, logger="hitsong.store.aggregate"):
+        for path in (plain, bare):
+            ingest(tmp_path / f"{path.stem}.duckdb", path, songs, window_start=WINDOW_START)
+    assert caplog.text.count(COMPILED) == 2
+    for a, b in zip(_stats(tmp_path / "plain.duckdb"), _stats(tmp_path / "bare.duckdb"), strict=True):
+        pd.testing.assert_frame_equal(a, b)
