@@ -385,7 +385,8 @@ def _aggregate_kernel(
     (below ``_KERNEL_MIN_ROWS`` rows all at once on one thread, else in batches on two)."""
     import pyarrow.parquet as pq
 
-    from hitsong.store.pairs import count_pairs, count_pairs_small
+    from hitsong.store.pairs import count_pairs
+    from hitsong.store.smallpairs import count_pairs_small
 
     rows = sum(c.rows for c in checked)
     log.info("aggregating %d event rows with the compiled pair counter", rows)

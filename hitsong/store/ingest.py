@@ -25,12 +25,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -55,6 +52,7 @@ from hitsong.store.lock import exclusive
 from hitsong.store.merge import add_keys, check_totals, empty_delta, user_dictionary
 from hitsong.store.schema import NOT_CHANGED, STORE_FORMAT, UnknownSongs
 from hitsong.store.sources import file_sha256, open_source
+from hitsong.store.staging import staging
 from hitsong.store.state import Commit, State, read_state, stage_numbers, write
 from hitsong.store.window import check_window, resolve_window, same_window
 
@@ -181,7 +179,7 @@ def ingest(
     db_path = Path(db_path).expanduser().resolve()
     tmp = db_path.with_name(db_path.name + ".tmp")
     written: list[str] = []
-    with exclusive(db_path, "ingest", wait_seconds=wait_seconds), _staging(tmp, memory_limit_mb) as con:
+    with exclusive(db_path, "ingest", wait_seconds=wait_seconds), staging(tmp, memory_limit_mb) as con:
         try:
             state = read_state(con, db_path)
             if not state.legacy:  # run files the database does not list are leftovers of a failed run
@@ -204,59 +202,6 @@ def ingest(
     return report
 
 
-_STAGING_CONFIG: dict[str, str | bool | int | float | list[str]] = {
-    "preserve_insertion_order": False,
-    "autoinstall_known_extensions": False,  # never download during an ingest
-}
-
-_kept_lock = threading.Lock()
-_kept: dict[int, duckdb.DuckDBPyConnection] = {}  # this process's kept staging database, by process id
-
-
-@contextmanager
-def _staging(tmp: Path, memory_limit_mb: int) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A private in-memory DuckDB connection for one ingest, spilling to ``tmp`` (removed after).
-
-    Opening and closing an in-memory DuckDB costs 15-25 ms here, a tenth of a day's append, so
-    the process keeps one and gives each ingest a connection of its own (``cursor()``: its temp
-    tables and registered arrays are its own and go with it). The memory limit and the spill
-    folder belong to the database, so one ingest at a time uses the kept one (another thread's
-    ingest meanwhile opens its own), and after an ingest that spilled it is closed: DuckDB cannot
-    move a spill folder once it has used it. A forked child never uses its parent's.
-    """
-    limits = {"m": f"{memory_limit_mb}MB", "d": str(tmp)}
-    if not _kept_lock.acquire(blocking=False):
-        config = {**_STAGING_CONFIG, "memory_limit": limits["m"], "temp_directory": limits["d"]}
-        own = duckdb.connect(":memory:", config=config)
-        try:
-            own.execute("SET enable_progress_bar = false")  # progress goes through logging
-            yield own
-        finally:
-            own.close()
-            shutil.rmtree(tmp, ignore_errors=True)
-        return
-    try:
-        pid = os.getpid()
-        if pid not in _kept:
-            _kept.clear()  # a parent's, inherited through fork: not ours to use or close
-            _kept[pid] = duckdb.connect(":memory:", config=_STAGING_CONFIG)
-        kept = _kept[pid]
-        kept.execute("SET memory_limit = $m", {"m": limits["m"]})
-        kept.execute("SET temp_directory = $d", {"d": limits["d"]})
-        kept.execute("DETACH DATABASE IF EXISTS store")  # left attached only if a detach failed
-        con = kept.cursor()
-        try:
-            con.execute("SET enable_progress_bar = false")
-            yield con
-        finally:
-            con.close()
-            if tmp.exists():  # it spilled
-                _kept.pop(pid).close()
-            shutil.rmtree(tmp, ignore_errors=True)
-    finally:
-        _kept_lock.release()
-
-
 @dataclass(frozen=True)
 class _Request:
     paths: list[str | Path]
@@ -268,9 +213,10 @@ class _Request:
 
 
 def _import_pairs() -> None:
-    """Import (and so compile-load) :mod:`hitsong.store.pairs` ahead of its first use, and load
-    the loops of a later append of this process (a daily job that stays up)."""
-    from hitsong.store.pairs import load_append_loops
+    """Import (and so compile-load) the compiled loops (:mod:`hitsong.store.pairs`,
+    :mod:`hitsong.store.smallpairs`, :mod:`hitsong.store.keyruns`) ahead of their first use, and
+    load those of a later append of this process (a daily job that stays up)."""
+    from hitsong.store.smallpairs import load_append_loops
 
     load_append_loops()
 

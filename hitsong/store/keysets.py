@@ -11,7 +11,7 @@ in the store yet are exactly the new listeners of each song, of each subset and 
 counts stay exact while only the new file is read. A DuckDB anti-join of 0.5M new pairs against
 50M stored ones took 3.4 s here (BENCHMARKS.md), longer than the whole first ingest; a merge with a
 sorted run reads it once in order (~40 ms for those 50M), and a few keys gallop to the cache lines
-near them (:func:`hitsong.store.pairs.absent_sorted`).
+near them (:func:`hitsong.store.keyruns.absent_sorted`).
 
 Storage: a set is a list of *runs*, each a NumPy ``.npy`` file of sorted, unique int64 keys;
 runs of one set are disjoint, and their union is the set. The runs sit in ``<db>.pairs/``, named
@@ -60,7 +60,7 @@ def keys_dir(db_path: str | Path) -> Path:
     return db_path.with_name(db_path.name + ".pairs")
 
 
-#: From this many keys on, the compiled search and merge of :mod:`hitsong.store.pairs` are used;
+#: From this many keys on, the compiled search and merge of :mod:`hitsong.store.keyruns` are used;
 #: below, NumPy's binary search, which needs no compiler start-up (numba's start in a process
 #: costs 0.5-2 s here, more than searching a small append's keys with NumPy), unless this process
 #: has started numba already (it ran the compiled pair counter).
@@ -68,9 +68,9 @@ COMPILED_MIN_KEYS = 2_000_000
 
 
 def compiled_loaded() -> bool:
-    """Whether this process has loaded the compiled loops of :mod:`hitsong.store.pairs` (then
-    they cost nothing to start, and beat NumPy at any size)."""
-    return "hitsong.store.pairs" in sys.modules
+    """Whether this process has started numba for the store's compiled loops (:mod:`hitsong.store.jit`:
+    then they cost nothing to start, and beat NumPy at any size)."""
+    return "hitsong.store.jit" in sys.modules
 
 
 def _compiled(n: int) -> bool:
@@ -132,7 +132,7 @@ def absent(folder: Path, runs: list[Run], keys: np.ndarray) -> np.ndarray:
     for run in runs:
         if keys.size and run.keys:
             if _compiled(keys.shape[0]):
-                from hitsong.store.pairs import absent_sorted
+                from hitsong.store.keyruns import absent_sorted
 
                 absent_sorted(keys, open_run(folder, run), out)
             else:
@@ -183,7 +183,7 @@ def add(folder: Path, runs: list[Run], keys: np.ndarray, *, name: str) -> Added:
         older, _ = stack.pop()
         merged = np.empty(older.keys + current.shape[0], dtype=np.int64)
         if _compiled(merged.shape[0]):
-            from hitsong.store.pairs import merge_sorted
+            from hitsong.store.keyruns import merge_sorted
 
             merge_sorted(open_run(folder, older), current, merged)
         else:

@@ -18,8 +18,8 @@ bitmap inside the cache:
 
 Everything is exact; duplicates are summed exactly like ``GROUP BY (song, user)`` (plays add
 up, the pair counts once as a listener, every row counts as an event). The distinct pairs come out
-sorted, as the keys of :mod:`hitsong.store.keysets`; :func:`absent_sorted` and :func:`merge_sorted`
-are the compiled search and merge of those sorted key runs. Memory: 4 bytes per
+sorted, as the keys of :mod:`hitsong.store.keysets` (:mod:`hitsong.store.keyruns` searches and
+merges those sorted key runs; :mod:`hitsong.store.smallpairs` counts a small file). Memory: 4 bytes per
 event row (the partitioned keys) plus one byte per (subset, user) and 4 bytes per song id in
 range; see :func:`memory_bytes`.
 """
@@ -30,23 +30,15 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import numba
 import numpy as np
+
+from hitsong.store.jit import compiled
 
 BITMAP_BITS = 23  # bits of one bucket's bitmap: 1 MiB, about one core's L2 cache here
 MAX_USER_BITS = 31  # keys are 32-bit; a user range beyond 2**31 ids goes to the SQL path
 
 
-def _compiled(fn: Callable) -> Callable:
-    """``fn`` compiled without the GIL, cached on disk (next to this file, else in the user's
-    cache folder; with neither writable it compiles again in each process, ~1 s)."""
-    try:
-        return numba.njit(cache=True, nogil=True)(fn)
-    except RuntimeError:
-        return numba.njit(nogil=True)(fn)
-
-
-@_compiled
+@compiled
 def _partition(
     users, songs, counts, lut, song_lo, user_lo, user_bits, shift, plays, events, bucket_sizes, keys, out, unknown
 ):  # pragma: no cover - compiled
@@ -94,7 +86,7 @@ _DEBRUIJN_INDEX = np.zeros(64, np.int64)
 _DEBRUIJN_INDEX[((np.uint64(1) << np.arange(64, dtype=np.uint64)) * _DEBRUIJN) >> np.uint64(58)] = np.arange(64)
 
 
-@_compiled
+@compiled
 def _count_buckets(
     store,
     starts,
@@ -172,7 +164,7 @@ def _count_buckets(
         out_count[b] = pos - out_base[b]
 
 
-@_compiled
+@compiled
 def _compact(out, out_base, out_count):  # pragma: no cover - compiled
     """Move each bucket's pairs next to the previous bucket's; returns the number of pairs."""
     n = 0
@@ -182,157 +174,6 @@ def _compact(out, out_base, out_count):  # pragma: no cover - compiled
             out[n + i] = out[src + i]
         n += out_count[b]
     return n
-
-
-#: Run keys per looked-up key below which :func:`absent_sorted` walks the run instead of galloping:
-#: at about one new key per 8 KiB of run, the gallops touch nearly every page anyway, and a
-#: walk reads them in order (measured on a 50 M-key run: 0.5 M keys 45 ms walking against 100 ms
-#: galloping, 50 k keys even, 5 k keys 33 ms against 16 ms).
-SCAN_GAP = 1024
-
-
-@_compiled
-def absent_sorted(new: np.ndarray, run: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
-    """``out[i] &= new[i] not in run`` for sorted unique ``new`` and ``run``.
-
-    Many keys against the run (fewer than :data:`SCAN_GAP` run keys per key): a merge that walks
-    the run eight keys (one cache line) at a time. Few: a galloping search from the previous
-    key's place.
-    """
-    n_run = run.shape[0]
-    dense = n_run < SCAN_GAP * new.shape[0]
-    j = 0
-    for i in range(new.shape[0]):
-        if j >= n_run:
-            break
-        if not out[i]:  # in an earlier run (runs are disjoint)
-            continue
-        key = new[i]
-        if dense:
-            while j + 8 <= n_run and run[j + 7] < key:
-                j += 8
-            while j < n_run and run[j] < key:
-                j += 1
-        elif run[j] < key:  # gallop to the first run[j] >= key
-            step = 1
-            lo = j
-            hi = j + 1
-            while hi < n_run and run[hi] < key:
-                lo = hi
-                step *= 2
-                hi = j + step
-            hi = min(hi, n_run)
-            while lo + 1 < hi:  # run[lo] < key <= run[hi] (or hi == n_run)
-                mid = (lo + hi) // 2
-                if run[mid] < key:
-                    lo = mid
-                else:
-                    hi = mid
-            j = hi
-        if j < n_run and run[j] == key:
-            out[i] = False
-
-
-@_compiled
-def merge_sorted(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
-    """Merge two sorted disjoint arrays into ``out`` (length ``len(a) + len(b)``)."""
-    i = j = k = 0
-    while i < a.shape[0] and j < b.shape[0]:
-        if a[i] < b[j]:
-            out[k] = a[i]
-            i += 1
-        else:
-            out[k] = b[j]
-            j += 1
-        k += 1
-    while i < a.shape[0]:
-        out[k] = a[i]
-        i += 1
-        k += 1
-    while j < b.shape[0]:
-        out[k] = b[j]
-        j += 1
-        k += 1
-
-
-@_compiled
-def _count_by_song(
-    users,
-    songs,
-    counts,
-    lut,
-    song_lo,
-    user_lo,
-    subset_of,
-    n_users,
-    plays,
-    events,
-    listeners,
-    subset_seen,
-    song_of,
-    starts,
-    grouped,
-    pairs,
-    unknown,
-):  # pragma: no cover - compiled
-    """:func:`count_pairs_small`'s loops: per-song sums, then the rows with plays grouped by song
-    (a counting sort), each song's users sorted and deduplicated into sorted pair keys.
-
-    ``starts`` (``n_songs + 1``) must be all zero. Returns ``(distinct pairs, rows of unknown
-    songs)``; ``pairs[:n]`` receives the former, ``unknown`` the latter's positions.
-    """
-    n_lut = lut.shape[0]
-    n_songs = plays.shape[0]
-    n_unknown = 0
-    for i in range(users.shape[0]):
-        k = np.int64(songs[i]) - song_lo
-        si = lut[k] if 0 <= k < n_lut else -1
-        song_of[i] = si
-        if si < 0:
-            unknown[n_unknown] = i
-            n_unknown += 1
-            continue
-        c = np.int64(counts[i])
-        events[si] += 1
-        plays[si] += c
-        if c > 0:
-            starts[si + 1] += 1
-    for s in range(n_songs):
-        starts[s + 1] += starts[s]
-    fill = starts[:-1].copy()
-    for i in range(users.shape[0]):
-        si = song_of[i]
-        if si >= 0 and counts[i] > 0:
-            grouped[fill[si]] = np.int64(users[i]) - user_lo
-            fill[si] += 1
-    n_pairs = 0
-    for s in range(n_songs):
-        lo = starts[s]
-        hi = starts[s + 1]
-        if hi == lo:
-            continue
-        if hi - lo <= 32:  # most songs have a few rows: an insertion sort (a sort call costs ~3x more)
-            for a in range(lo + 1, hi):
-                v = grouped[a]
-                b = a - 1
-                while b >= lo and grouped[b] > v:
-                    grouped[b + 1] = grouped[b]
-                    b -= 1
-                grouped[b + 1] = v
-        else:
-            grouped[lo:hi].sort()
-        song = np.int64(s) << 32
-        row = subset_of[s] * n_users
-        previous = -1
-        for j in range(lo, hi):
-            u = grouped[j]
-            if u != previous:
-                pairs[n_pairs] = song | (user_lo + u)
-                n_pairs += 1
-                listeners[s] += 1
-                subset_seen[row + u] = True
-                previous = u
-    return n_pairs, n_unknown
 
 
 @dataclass(frozen=True)
@@ -527,7 +368,7 @@ def count_pairs(
 
         _run_threads(count, threads)
         pair_keys = out[: _compact(out, out_base, out_count)]
-    ids, unknown_rows, unknown_plays = _unknown_totals(unknown_songs, unknown_counts)
+    ids, unknown_rows, unknown_plays = unknown_totals(unknown_songs, unknown_counts)
     seen = np.logical_or.reduce(seen_parts) if seen_parts else np.zeros(n_subsets * n_users, np.bool_)
     return PairTotals(
         plays=plays,
@@ -541,83 +382,7 @@ def count_pairs(
     )
 
 
-def count_pairs_small(
-    users: np.ndarray,
-    songs: np.ndarray,
-    counts: np.ndarray,
-    *,
-    song_lut: np.ndarray,
-    song_lo: int,
-    subset_of: np.ndarray,
-    n_subsets: int,
-    user_lo: int,
-    user_hi: int,
-) -> PairTotals:
-    """:func:`count_pairs` for rows that fit in memory at once (a daily append), on one thread.
-
-    The same exact result by other means: instead of bitmaps of ``2**23`` bits per bucket of
-    songs, which pay off from millions of rows on, the rows with plays are grouped by song (a
-    counting sort) and each song's users sorted and deduplicated. Time and memory grow with the
-    rows and the number of songs, not with the user range (except ``subset_users``).
-
-    Parameters
-    ----------
-    users, songs, counts : np.ndarray [shape=(n,), integer]
-        The rows; counts >= 0, users in ``[user_lo, user_hi]``.
-    song_lut, song_lo, subset_of, n_subsets, user_lo, user_hi
-        As for :func:`count_pairs`.
-
-    Returns
-    -------
-    PairTotals
-    """
-    n_songs = int(subset_of.shape[0])
-    n_users = int(user_hi) - int(user_lo) + 1
-    if user_lo < 0 or user_hi >= 1 << 32:
-        raise ValueError(f"user ids must lie in 0..2**32-1 to form pair keys, got {user_lo}..{user_hi}")
-    n = int(users.shape[0])
-    plays = np.zeros(n_songs, np.int64)
-    events = np.zeros(n_songs, np.int64)
-    listeners = np.zeros(n_songs, np.int64)
-    seen = np.zeros(n_subsets * n_users, np.bool_)
-    pairs = np.empty(n, np.int64)
-    unknown = np.empty(n, np.int64)
-    n_pairs, n_unknown = _count_by_song(
-        users,
-        songs,
-        counts,
-        song_lut,
-        int(song_lo),
-        int(user_lo),
-        subset_of.astype(np.int64),
-        n_users,
-        plays,
-        events,
-        listeners,
-        seen,
-        np.empty(n, np.int32),
-        np.zeros(n_songs + 1, np.int64),
-        np.empty(n, np.int64),
-        pairs,
-        unknown,
-    )
-    idx = unknown[:n_unknown]
-    ids, unknown_rows, unknown_plays = _unknown_totals(
-        [np.asarray(songs[idx], dtype=np.int64)], [np.asarray(counts[idx], dtype=np.int64)]
-    )
-    return PairTotals(
-        plays=plays,
-        events=events,
-        listeners=listeners,
-        subset_users=seen.reshape(-1, n_users),
-        unknown_ids=ids,
-        unknown_rows=unknown_rows,
-        unknown_plays=unknown_plays,
-        pair_keys=pairs[:n_pairs],
-    )
-
-
-def _unknown_totals(songs: list[np.ndarray], counts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def unknown_totals(songs: list[np.ndarray], counts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct unknown song ids (sorted) with their event rows and summed plays."""
     if not songs or not sum(s.size for s in songs):
         empty = np.zeros(0, np.int64)
@@ -627,26 +392,6 @@ def _unknown_totals(songs: list[np.ndarray], counts: list[np.ndarray]) -> tuple[
     plays = np.zeros(ids.size, np.int64)
     np.add.at(plays, inverse, np.concatenate(counts))
     return ids, rows, plays
-
-
-def load_append_loops() -> None:
-    """Load the compiled loops an append uses (numba's on-disk cache, or a compile on the first
-    run), for the usual column types (32- and 64-bit ids), with tiny inputs.
-
-    Numba loads each compiled loop at its first call in a process, ~5-10 ms each: an ingest that
-    imports this module in the background calls this there too, so that the process's first
-    append does not wait for them.
-    """
-    run = np.zeros(1, np.int64)
-    run.flags.writeable = False  # runs are read-only memory maps
-    absent_sorted(np.zeros(1, np.int64), run, np.ones(1, np.bool_))
-    merge_sorted(run, np.ones(1, np.int64), np.empty(2, np.int64))
-    lut, subset_of = np.zeros(1, np.int32), np.zeros(1, np.int64)
-    for dtype in (np.int32, np.int64):
-        column = np.zeros(1, dtype)
-        count_pairs_small(
-            column, column, column, song_lut=lut, song_lo=0, subset_of=subset_of, n_subsets=1, user_lo=0, user_hi=0
-        )
 
 
 def _run_threads(fn: Callable[[], None], threads: int) -> None:

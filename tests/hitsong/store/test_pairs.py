@@ -14,7 +14,9 @@ import hitsong.store.aggregate as aggregate_module
 from hitsong.errors import InputError
 from hitsong.store import keysets
 from hitsong.store.ingest import ingest
-from hitsong.store.pairs import SCAN_GAP, absent_sorted, count_pairs, count_pairs_small, load_append_loops
+from hitsong.store.keyruns import SCAN_GAP, absent_sorted
+from hitsong.store.pairs import count_pairs
+from hitsong.store.smallpairs import count_pairs_small, load_append_loops
 from tests.helpers.store import WINDOW_START
 
 COMPILED = "compiled pair counter"
