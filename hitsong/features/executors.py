@@ -236,7 +236,12 @@ def run_processes(tasks: Iterable[Task], fn: TaskFunction, *, workers: int) -> I
             while queue or inflight:
                 while queue and len(inflight) < 2 * n and (queue[0][1] > 0) == isolate:
                     task, crashes = queue.popleft()
-                    inflight[pool.submit(call_task, fn, task)] = (task, crashes)
+                    try:
+                        future = pool.submit(call_task, fn, task)
+                    except BrokenProcessPool:  # a worker died after the last results: this task never ran
+                        queue.appendleft((task, crashes))
+                        break  # the tasks in flight fail below, or a new pool starts
+                    inflight[future] = (task, crashes)
                 if not inflight:
                     break  # the next task needs the other mode: start a new pool
                 done, _ = wait(inflight, return_when=FIRST_COMPLETED)
