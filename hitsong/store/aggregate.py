@@ -20,6 +20,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -405,6 +406,14 @@ def _aggregate_kernel(
             for part in parts:
                 yield np.asarray(part.column(0)), np.asarray(part.column(1)), np.asarray(part.column(2))
 
+    lookups: dict[str, Any] = {  # the song and user numbering both counters take
+        "song_lut": lut,
+        "song_lo": song_lo,
+        "subset_of": subset_of,
+        "n_subsets": n_subsets,
+        "user_lo": user_lo,
+        "user_hi": user_hi,
+    }
     if rows < _KERNEL_MIN_ROWS:  # each file whole, in one read (~3x faster than by row group)
         tables = [
             pq.ParquetFile(c.file.src.path).read(columns=[c.file.src.columns[name] for name in AGGREGATED_COLUMNS])
@@ -413,28 +422,9 @@ def _aggregate_kernel(
         users, songs, counts = (
             np.concatenate([t.column(i).to_numpy() for t in tables] or [np.zeros(0, np.int64)]) for i in range(3)
         )
-        tot = count_pairs_small(
-            users,
-            songs,
-            counts,
-            song_lut=lut,
-            song_lo=song_lo,
-            subset_of=subset_of,
-            n_subsets=n_subsets,
-            user_lo=user_lo,
-            user_hi=user_hi,
-        )
+        tot = count_pairs_small(users, songs, counts, **lookups)
     else:
-        tot = count_pairs(
-            batches(),
-            song_lut=lut,
-            song_lo=song_lo,
-            subset_of=subset_of,
-            n_subsets=n_subsets,
-            user_lo=user_lo,
-            user_hi=user_hi,
-            capacity=rows,
-        )
+        tot = count_pairs(batches(), **lookups, capacity=rows)
     unknown = (int(tot.unknown_ids.size), int(tot.unknown_rows.sum()), int(tot.unknown_plays.sum()))
     if unknown[0]:
         examples = [str(i) for i in tot.unknown_ids[:3]]

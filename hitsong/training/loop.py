@@ -104,7 +104,6 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     best_val_loss: float = math.inf
-    best_val_spearman: float = -math.inf
     stopped_early: bool = False
 
 
@@ -192,7 +191,7 @@ def fit(
         improved = score < best_score - config.min_delta if by_loss else score > best_score + config.min_delta
         if improved:
             best_score, result.best_epoch, bad_epochs = score, epoch, 0
-            result.best_val_loss, result.best_val_spearman = val_loss, val_rho
+            result.best_val_loss = val_loss
             best_state = copy.deepcopy(model.state_dict())
         else:
             bad_epochs += 1
